@@ -1,0 +1,188 @@
+"""flask commands: mappings check/try, deliver, events list/show/retry, sandbox."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import formats
+from .lifecycle import RETRYABLE_BY_OPERATOR, Status
+from .recall import RecallInvalid, mask_phone, mask_phones_in
+
+mappings = AppGroup("mappings", help="Check and try the mapping files.")
+events = AppGroup("events", help="See and re-queue stored events.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(mappings)
+    app.cli.add_command(events)
+    app.cli.add_command(deliver)
+    app.cli.add_command(sandbox)
+
+
+def _bridge() -> Any:
+    return current_app.extensions["recall_bridge"]
+
+
+@mappings.command("check")
+def mappings_check() -> None:
+    """Load every mapping (the app does so at start) and list the sources it serves."""
+    for name, source in sorted(_bridge().sources.items()):
+        click.echo(f"ok  POST /hooks/{name}  format={source.format} "
+                   f"auth={source.verifier.scheme}  {source.description}")
+
+
+@mappings.command("try")
+@click.argument("source_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--show-phone", is_flag=True, help="Print phone numbers in full.")
+def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
+    """Map a sample body FILE as SOURCE would, printing the recall fields or each error.
+    Nothing is stored or sent, and the signature is not checked."""
+    bridge = _bridge()
+    source = bridge.sources.get(source_name)
+    if source is None:
+        raise click.ClickException(f"unknown source {source_name!r}; known: "
+                                   f"{', '.join(sorted(bridge.sources))}")
+    content_type = {"json": "application/json", "salesforce": "text/xml",
+                    "form": "application/x-www-form-urlencoded"}[source.format]
+    try:
+        payload = formats.parse_body(source.format, file.read_bytes(), content_type)
+    except formats.FormatError as err:
+        raise click.ClickException(f"{file}: {err}") from None
+    split = source.split(payload)
+    if not split:
+        click.echo(f"no events: the `events` path found nothing in {file.name}")
+    now = bridge.settings.clock()
+    for index, event in enumerate(split):
+        key = source.dedup_key(event, index, None)
+        if not source.wanted(event):
+            click.echo(f"event {index}: ignored (`when` is false)  id={key}")
+            continue
+        if source.lookup is not None:
+            click.echo(f"event {index}: id={key}; fields come after the "
+                       f"{source.lookup.kind} lookup (done by the worker)")
+            continue
+        try:
+            recall = source.map(event, now)
+        except RecallInvalid as err:
+            click.echo(f"event {index}: INVALID  id={key}")
+            for field, messages in err.errors.items():
+                click.echo(f"  {field}: {' '.join(messages)}")
+            continue
+        if not show_phone:
+            recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
+        click.echo(f"event {index}: ok  id={key}")
+        for field, value in recall.items():
+            click.echo(f"  {field}: {value}")
+
+
+@click.command("deliver")
+@click.option("--threads", type=int, default=None, help="Delivery threads (WORKER_THREADS).")
+def deliver(threads: int | None) -> None:
+    """Deliver queued events until stopped (SIGTERM or Ctrl-C)."""
+    bridge = _bridge()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = bridge.start_delivery(threads)
+    click.echo(f"delivering for {len(worker.groups)} token(s), "
+               f"{threads or bridge.settings.worker_threads} thread(s); Ctrl-C stops")
+    stop.wait()
+    bridge.stop_delivery()
+
+
+@events.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--source", default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+def events_list(status: str | None, source: str | None, limit: int) -> None:
+    """The newest events, one line each."""
+    rows = _bridge().store.list_events(status, source, limit)
+    for row in rows:
+        click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
+                   f"{row['source']:<18} {row['customer_id'] or '-':<14} {row['reason'][:80]}")
+    if not rows:
+        click.echo("no events")
+
+
+@events.command("show")
+@click.argument("event_id", type=int)
+def events_show(event_id: int) -> None:
+    """One event: its recall fields, its attempts and wolkvox's answers (phones masked)."""
+    store = _bridge().store
+    row = store.get(event_id)
+    if row is None:
+        raise click.ClickException(f"no event {event_id}")
+    for key in ("id", "source", "dedup_key", "status", "reason", "attempts"):
+        click.echo(f"{key}: {row[key]}")
+    for key in ("created_at", "updated_at", "next_attempt_at"):
+        click.echo(f"{key}: {_time(row[key])}")
+    recall = dict(row["recall"] or {})
+    if recall:
+        recall["recall_telephone"] = mask_phone(recall.get("recall_telephone"))
+        click.echo("recall: " + json.dumps(recall))
+    for attempt in store.attempts_of(event_id):
+        said = mask_phones_in(attempt["wolkvox_msg"] or attempt["reason"])
+        click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
+                   f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
+                   f"{attempt['latency_ms'] or 0:.0f} ms  {said}")
+
+
+@events.command("retry")
+@click.argument("event_id", type=int)
+def events_retry(event_id: int) -> None:
+    """Re-queue a failed, expired or invalid event (an invalid one is mapped again first)."""
+    bridge = _bridge()
+    row = bridge.store.get(event_id)
+    if row is None:
+        raise click.ClickException(f"no event {event_id}")
+    if row["status"] not in RETRYABLE_BY_OPERATOR:
+        raise click.ClickException(f"event {event_id} is {row['status']}; only "
+                                   f"{', '.join(sorted(RETRYABLE_BY_OPERATOR))} can be retried")
+    source = bridge.sources.get(row["source"])
+    if source is None:
+        raise click.ClickException(f"source {row['source']} has no mapping any more")
+    now = bridge.settings.clock()
+    recall = None
+    if row["status"] == Status.INVALID and source.lookup is None:
+        try:
+            recall = source.map(row["raw"], now)
+        except RecallInvalid as err:
+            raise click.ClickException(f"still invalid with today's mapping: {err}") from None
+    bridge.store.requeue(event_id, now.timestamp(), "re-queued by an operator", recall)
+    click.echo(f"event {event_id} queued")
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--token", "tokens", multiple=True,
+              help="A valid token (repeat); default: WOLKVOX_TOKEN.")
+@click.option("--latency", type=float, default=0.0, help="Seconds per call.")
+@click.option("--daily-limit", type=int, default=0, help="Calls per token; 0: none.")
+def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
+            daily_limit: int) -> None:
+    """Serve a wolkvox look-alike on loopback (see webhooks/sandbox.py)."""
+    from .sandbox import create_sandbox, serve
+
+    valid = list(tokens) or [_bridge().settings.wolkvox_token]
+    server = serve(create_sandbox(valid, latency, daily_limit), host, port)
+    click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
+               f"({len(valid)} token(s), latency {latency:g} s)")
+    server.serve_forever()
+
+
+def _time(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+

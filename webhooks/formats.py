@@ -1,0 +1,246 @@
+"""Raw request bodies -> Python data, by the format a source declares.
+
+Three formats: ``json``, ``form`` (urlencoded or multipart) and ``salesforce`` (a SOAP 1.1
+Outbound Message). Everything here is a pure function of its input; the receiver turns a
+:class:`FormatError` into a 400 (or a SOAP Client fault for Salesforce) and answers Salesforce
+with :func:`salesforce_ack` or :func:`salesforce_fault`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
+FORMATS: tuple[str, ...] = ("json", "form", "salesforce")
+SALESFORCE_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+# Salesforce sends at most 100 notifications a message; more means it is not Salesforce.
+MAX_NOTIFICATIONS = 100
+# Bounds the work a hostile form body can cause; no CRM sends anywhere near this many fields.
+MAX_FORM_FIELDS = 1000
+# Outbound Message fields are flat; nesting this deep is not a Salesforce message.
+MAX_SOBJECT_DEPTH = 5
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+_BOM = b"\xef\xbb\xbf"
+# Characters XML 1.0 cannot carry at all, even escaped: dropped from fault messages.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+_ACK = f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}">
+ <soapenv:Body>
+  <notificationsResponse xmlns="{OUTBOUND_NS}">
+   <Ack>true</Ack>
+  </notificationsResponse>
+ </soapenv:Body>
+</soapenv:Envelope>
+""".encode()
+_FAULT = f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}">
+ <soapenv:Body>
+  <soapenv:Fault>
+   <faultcode>soapenv:{{code}}</faultcode>
+   <faultstring>{{text}}</faultstring>
+  </soapenv:Fault>
+ </soapenv:Body>
+</soapenv:Envelope>
+"""
+
+
+class FormatError(ValueError):
+    """The body cannot be read as the declared format.
+
+    ``str(error)`` is a short reason that is safe to return to the sender and to log: it never
+    echoes the body beyond a position.
+    """
+
+
+def parse_body(fmt: str, body: bytes, content_type: str | None) -> Any:
+    """Parse ``body`` as ``fmt`` (one of :data:`FORMATS`).
+
+    ``content_type`` is the request's Content-Type header; only ``form`` uses it (to tell
+    multipart from urlencoded and to find the boundary and charset).
+
+    Raises :class:`FormatError` when the body cannot be read, and a plain :class:`ValueError`
+    for an unknown ``fmt`` (a configuration bug, not the sender's fault).
+    """
+    if fmt == "json":
+        return _parse_json(body)
+    if fmt == "form":
+        return _parse_form(body, content_type)
+    if fmt == "salesforce":
+        return _parse_salesforce(body)
+    raise ValueError(f"unknown body format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def salesforce_ack() -> bytes:
+    """The SOAP acknowledgement Salesforce needs (``<Ack>true</Ack>``) to stop redelivering."""
+    return _ACK
+
+
+def salesforce_fault(message: str, *, client: bool = False) -> bytes:
+    """A SOAP 1.1 Fault carrying ``message`` (XML-escaped).
+
+    ``client=True`` gives ``soapenv:Client`` (the message itself is at fault: bad auth, bad
+    body); otherwise ``soapenv:Server`` (we failed, e.g. storage is down). Salesforce retries
+    either way, since neither is an Ack.
+    """
+    code = "Client" if client else "Server"
+    return _FAULT.format(code=code, text=escape(_NOT_XML_CHAR.sub("", message))).encode()
+
+
+def _parse_json(body: bytes) -> Any:
+    """UTF-8 JSON (a leading byte order mark is dropped)."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"body is not valid JSON: not UTF-8 (byte {e.start})") from None
+    if not text.strip():
+        raise FormatError("body is not valid JSON: the body is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormatError(
+            f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise FormatError("body is not valid JSON: nested too deeply") from None
+
+
+def _parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
+    """Form fields as a flat ``{name: value}``.
+
+    Multipart when the content type says so, urlencoded otherwise (whatever else it says),
+    decoded strictly with the declared charset (UTF-8 by default). A repeated name keeps its
+    last value. Multipart file parts (with a filename) and parts without a name are skipped:
+    a recall never comes from a file.
+    """
+    mimetype, options = parse_options_header(content_type)
+    multipart = mimetype.lower() == "multipart/form-data"
+    if multipart and not options.get("boundary"):
+        raise FormatError("multipart form body without a boundary in its Content-Type")
+    try:
+        if multipart:
+            return _parse_multipart(body, options.get("boundary", ""))
+        charset = options.get("charset", "utf-8")
+        text = body.decode(charset)
+        return dict(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict"))
+    except RequestEntityTooLarge:
+        raise FormatError(f"form body has more than {MAX_FORM_FIELDS} parts") from None
+    except LookupError:
+        raise FormatError("form body declares an unknown charset") from None
+    except UnicodeError:
+        raise FormatError("form body is not valid text in its charset") from None
+    except ValueError:
+        raise FormatError("form body is malformed multipart") from None
+
+
+def _parse_multipart(body: bytes, boundary: str) -> dict[str, str]:
+    """multipart/form-data fields; werkzeug's exceptions are left to :func:`_parse_form`."""
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_FORM_FIELDS)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    fields: dict[str, str] = {}
+    name: str | None = None
+    charset = "utf-8"
+    chunks: list[bytes] = []
+    while not isinstance(event := decoder.next_event(), Epilogue):
+        if isinstance(event, Field):
+            name, chunks = event.name, []
+            options = parse_options_header(event.headers.get("content-type"))[1]
+            charset = options.get("charset", "utf-8")
+        elif isinstance(event, File):
+            name = None
+        elif isinstance(event, Data) and name:
+            chunks.append(event.data)
+            if not event.more_data:
+                fields[name] = b"".join(chunks).decode(charset)
+    return fields
+
+
+def _parse_salesforce(body: bytes) -> dict[str, Any]:
+    """A Salesforce Outbound Message as ``{"OrganizationId", ..., "Notification": [...]}``.
+
+    Parsed with defusedxml and no DTD allowed (SOAP forbids one), so entity declarations,
+    entity-expansion bombs and external entities are refused before anything is expanded.
+    ``xsi:nil="true"`` gives None; an empty element gives ``""``; an absent field is absent.
+    """
+    try:
+        root = fromstring(body.removeprefix(_BOM).lstrip(), forbid_dtd=True)
+    except DefusedXmlException:
+        raise FormatError("Salesforce message refused: DTDs and entities are not allowed") from None
+    except ParseError as e:
+        line, column = e.position
+        raise FormatError(f"body is not well-formed XML (line {line}, column {column})") from None
+    body_el = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
+    if body_el is None:
+        raise FormatError("body is not a SOAP 1.1 envelope")
+    message = body_el.find(f"{{{OUTBOUND_NS}}}notifications")
+    if message is None:
+        raise FormatError("SOAP body has no Salesforce outbound notifications element")
+    notifications = message.findall(f"{{{OUTBOUND_NS}}}Notification")
+    if len(notifications) > MAX_NOTIFICATIONS:
+        raise FormatError(f"more than {MAX_NOTIFICATIONS} notifications in one message")
+    result: dict[str, Any] = {
+        "OrganizationId": _required_text(message, "OrganizationId"),
+        "ActionId": _required_text(message, "ActionId"),
+    }
+    for optional in ("SessionId", "EnterpriseUrl", "PartnerUrl"):
+        result[optional] = _value(message.find(f"{{{OUTBOUND_NS}}}{optional}"))
+    result["Notification"] = [_notification(n) for n in notifications]
+    return result
+
+
+def _notification(element: Element) -> dict[str, Any]:
+    """One ``Notification``: its ``Id`` and its ``sObject``."""
+    sobject = element.find(f"{{{OUTBOUND_NS}}}sObject")
+    if sobject is None:
+        raise FormatError("a Notification has no sObject")
+    return {"Id": _required_text(element, "Id"), "sObject": _sobject(sobject, 0)}
+
+
+def _sobject(element: Element, depth: int) -> dict[str, Any]:
+    """Fields by local name (namespace prefix dropped), and ``type`` from ``xsi:type``."""
+    xsi_type = element.get(f"{{{XSI_NS}}}type")
+    fields: dict[str, Any] = {"type": xsi_type.rpartition(":")[2] if xsi_type else None}
+    for child in element:
+        fields[child.tag.rpartition("}")[2]] = _value(child, depth)
+    return fields
+
+
+def _value(element: Element | None, depth: int = MAX_SOBJECT_DEPTH) -> Any:
+    """None when absent or ``xsi:nil``; text ("" when empty); a dict for a nested object.
+
+    An element with children is a FormatError once ``depth`` reaches
+    :data:`MAX_SOBJECT_DEPTH`; the envelope's own fields use that default, so never nest.
+    """
+    if element is None or element.get(f"{{{XSI_NS}}}nil") in ("true", "1"):
+        return None
+    if len(element):
+        if depth >= MAX_SOBJECT_DEPTH:
+            raise FormatError("Salesforce message has an unexpected nested element")
+        return _sobject(element, depth + 1)
+    return element.text or ""
+
+
+def _required_text(parent: Element, name: str) -> str:
+    """The text of the outbound child ``name``; FormatError when absent, nil or empty."""
+    value = _value(parent.find(f"{{{OUTBOUND_NS}}}{name}"))
+    if not value:
+        raise FormatError(f"Salesforce message has no {name}")
+    return value

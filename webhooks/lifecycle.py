@@ -1,0 +1,36 @@
+"""Event states and the rules for moving between them.
+
+`queued` -> `sending` -> `delivered`; `sending` -> `queued` again (retry, hold); terminal:
+`delivered`, `failed`, `superseded`, `expired`, `invalid`. Only an operator's `events retry`
+brings a terminal `failed` or `invalid` event back to `queued`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    QUEUED = "queued"  # waiting for its next_attempt_at
+    SENDING = "sending"  # claimed by a worker; its lease says until when
+    DELIVERED = "delivered"  # wolkvox answered 202
+    FAILED = "failed"  # permanent error, or retries exhausted: the reason says which
+    SUPERSEDED = "superseded"  # a newer event for the same lead replaced it
+    EXPIRED = "expired"  # its callback time passed before it could be sent
+    INVALID = "invalid"  # the mapping could not produce a valid recall; kept for replay
+
+
+TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,
+                      Status.INVALID})
+RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.INVALID, Status.EXPIRED})
+
+# Backoff after a counted failure: 10 s, 30 s, 2 min, 10 min, 30 min, 1 h, then hourly.
+BACKOFF_SCHEDULE = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+JITTER = 0.2  # +-20 %, so that a burst of failures does not come back as a burst
+RETRY_SOON = 1.5  # seconds, after wolkvox refused for concurrency (not counted)
+
+
+def backoff_delay(attempts: int, rand: float) -> float:
+    """Seconds to wait after the `attempts`-th counted failure; `rand` in [0, 1) for jitter."""
+    base = BACKOFF_SCHEDULE[min(max(attempts, 1), len(BACKOFF_SCHEDULE)) - 1]
+    return base * (1 - JITTER + 2 * JITTER * rand)

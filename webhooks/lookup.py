@@ -1,0 +1,51 @@
+"""Fetch the CRM object a thin event points at, then map it. Runs in the worker only.
+
+HubSpot's webhooks API sends `contact.propertyChange` events with an object id and no phone;
+the mapping's `lookup:` block names the object id path and the properties to fetch, and the
+fetched properties are placed under `lookup.into` (default `contact`) beside the event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import requests
+
+LOOKUP_TIMEOUTS = (5.0, 20.0)  # HubSpot's CRM API answers in well under a second normally
+
+
+class LookupRetry(Exception):
+    """The CRM did not answer usefully now (transport, 429, 5xx, auth): retry with backoff."""
+
+
+class LookupFailed(Exception):
+    """The object does not exist (404) or the event names none: the event fails."""
+
+
+def fetch_and_map(source: Any, event: Any, session: requests.Session,
+                  now: datetime) -> dict[str, str]:
+    """The event's recall fields after fetching its object; raises the errors above or
+    recall.RecallInvalid."""
+    lookup = source.lookup
+    object_id = lookup.object_id.search(event)
+    if object_id in (None, ""):
+        raise LookupFailed("lookup: the event has no object id at the lookup's object_id path")
+    url = f"{lookup.base_url}/crm/v3/objects/contacts/{requests.utils.quote(str(object_id))}"
+    params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
+    try:
+        response = session.get(url, params=params, timeout=LOOKUP_TIMEOUTS,
+                               headers={"Authorization": f"Bearer {lookup.token}"})
+    except requests.RequestException as err:
+        raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
+    if response.status_code == 404:
+        raise LookupFailed(f"lookup: contact {object_id} not found in HubSpot (404)")
+    if response.status_code != 200:
+        raise LookupRetry(f"lookup: HubSpot answered HTTP {response.status_code}")
+    try:
+        properties = response.json().get("properties") or {}
+    except (ValueError, AttributeError):
+        raise LookupRetry("lookup: HubSpot's answer is not JSON") from None
+    enriched = {**event, lookup.into: properties} if isinstance(event, dict) else {
+        "event": event, lookup.into: properties}
+    return source.map(enriched, now)

@@ -1,0 +1,187 @@
+"""Load `mappings/*.yaml` into compiled Sources, or say in one line per problem what is wrong.
+
+Each problem reads `mappings/<file>: <key>: <what is expected>`, so a CRM admin can fix a
+file without reading code. The app refuses to start while any problem remains.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import yaml
+from marshmallow import Schema, ValidationError
+
+from .. import auth
+from ..wolkvox import Target
+from .schema import (
+    DateOptions,
+    FieldSpec,
+    LookupBlock,
+    MappingFile,
+    PhoneOptions,
+    RecallSpec,
+    WolkvoxBlock,
+)
+from .source import Lookup, Source, rules_for
+
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot run; `problems` holds one readable line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_sources(directory: str | Path, settings: Any) -> dict[str, Source]:
+    """Every `*.yaml` in `directory` (sample payloads and other files are skipped)."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ConfigError([f"{folder}: mappings folder not found (set MAPPINGS_DIR)"])
+    sources: dict[str, Source] = {}
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            sources[path.stem] = load_source(path, settings)
+        except ConfigError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return sources
+
+
+def load_source(path: Path, settings: Any) -> Source:
+    """One mapping file -> a Source; ConfigError lists every problem found in it."""
+    label = _label(path)
+    if not SOURCE_NAME.match(path.stem):
+        raise ConfigError([f"{label}: file name must be lower-case letters, digits, - or _ "
+                           "(it becomes the URL /hooks/<name>)"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where else ""
+        reason = getattr(err, "problem", None) or err
+        raise ConfigError([f"{label}: not readable YAML{at}: {reason}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{label}: expected a mapping of keys (description, format, auth, "
+                           "events, event_id, when, recall)"])
+    problems: list[str] = []
+    expanded = _expand(raw, settings.environ, "", problems)
+    try:
+        spec = MappingFile().load(expanded)
+    except ValidationError as err:
+        problems += [f"{k}: {m}" for k, m in _flatten(err.normalized_messages(), "")]
+        raise ConfigError([f"{label}: {p}" for p in problems]) from None
+    if problems:
+        raise ConfigError([f"{label}: {p}" for p in problems])
+    try:
+        verifier = auth.build_verifier(spec["auth"])
+    except auth.AuthConfigError as err:
+        raise ConfigError([f"{label}: {err}"]) from None
+    target = _target(spec["wolkvox"], settings, label)
+    lookup = spec["lookup"]
+    return Source(
+        name=path.stem,
+        description=spec["description"],
+        format=spec["format"],
+        verifier=verifier,
+        events=jmespath.compile(spec["events"]),
+        event_id=jmespath.compile(spec["event_id"]) if spec["event_id"] else None,
+        when=jmespath.compile(spec["when"]) if spec["when"] else None,
+        rules=rules_for(spec["recall"], target.timezone),
+        target=target,
+        lookup=Lookup(
+            kind=lookup["kind"], object_id=jmespath.compile(lookup["object_id"]),
+            token=lookup["token"], properties=tuple(lookup["properties"]),
+            base_url=lookup["base_url"].rstrip("/"), into=lookup["into"],
+        ) if lookup else None,
+    )
+
+
+def _target(block: Mapping[str, str], settings: Any, label: str) -> Target:
+    token = block.get("token") or settings.wolkvox_token
+    server = block.get("server") or settings.wolkvox_server
+    base_url = block.get("base_url") or settings.wolkvox_base_url
+    if not token:
+        raise ConfigError([f"{label}: wolkvox.token: no token; set WOLKVOX_TOKEN "
+                           "(or wolkvox.token: ${NAME} in this file)"])
+    if "{server}" in base_url and not server:
+        raise ConfigError([f"{label}: wolkvox.server: no server code; set WOLKVOX_SERVER "
+                           "(4 digits, e.g. 0005) or WOLKVOX_BASE_URL"])
+    return Target(base_url=base_url.format(server=server.zfill(4)).rstrip("/"), token=token,
+                  timezone=block.get("timezone") or settings.wolkvox_timezone)
+
+
+def _expand(value: Any, environ: Mapping[str, str], key: str, problems: list[str]) -> Any:
+    """Replace ${NAME} from the environment everywhere; a missing NAME is a problem."""
+    if isinstance(value, dict):
+        return {k: _expand(v, environ, f"{key}.{k}" if key else str(k), problems)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, environ, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not environ.get(name):
+            problems.append(f"{key}: environment variable {name} is not set (export {name}=...)")
+            return ""
+        return environ[name]
+
+    return ENV_REF.sub(substitute, value)
+
+
+# Where each nested key's known keys come from, to suggest a fix for a misspelt one.
+_SCHEMAS: dict[str, type[Schema]] = {
+    "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
+    "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
+    "lookup": LookupBlock,
+}
+
+
+def _flatten(messages: Any, key: str) -> list[tuple[str, str]]:
+    if isinstance(messages, dict):
+        out: list[tuple[str, str]] = []
+        for k, v in messages.items():
+            sub = f"{key}.{k}" if key and k != "_schema" else (key or str(k))
+            out += _flatten(v, sub)
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(key, _explain(key, m)) for m in messages]
+    if isinstance(messages, list):
+        return [item for m in messages for item in _flatten(m, key)]
+    return [(key, str(messages))]
+
+
+def _explain(key: str, message: str) -> str:
+    if message == "Unknown field.":
+        parent, _, name = key.rpartition(".")
+        known = _known_keys(parent)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown key{hint} (expected one of: {', '.join(known)})"
+    if message == "Missing data for required field.":
+        return "missing (required)"
+    return message.rstrip(".")
+
+
+def _known_keys(parent: str) -> list[str]:
+    parts = parent.split(".") if parent else []
+    pattern = ".".join("*" if i == 1 and parts[0] == "recall" else p for i, p in enumerate(parts))
+    schema = _SCHEMAS.get(pattern)
+    return list(schema().fields) if schema else []
+
+
+def _label(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+

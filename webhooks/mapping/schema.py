@@ -1,0 +1,147 @@
+"""The mapping file's schema: what keys a `mappings/<source>.yaml` may hold and what they mean.
+
+Validation happens once, at start; a mistake comes back as `key: what is expected`, and
+`files.py` puts the file name in front.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..formats import FORMATS
+from ..recall import FIELDS
+from .converters import ConversionError, check_region, check_timezone
+
+
+def _jmespath(value: str) -> None:
+    try:
+        jmespath.compile(value)
+    except JMESPathError as err:
+        raise ValidationError(f"not a valid JMESPath expression ({_first_line(err)})") from None
+
+
+def _timezone(value: str) -> None:
+    try:
+        check_timezone(value)
+    except ConversionError as err:
+        raise ValidationError(str(err)) from None
+
+
+def _region(value: str) -> None:
+    try:
+        check_region(value)
+    except ConversionError as err:
+        raise ValidationError(str(err)) from None
+
+
+class Path(fields.String):
+    """A JMESPath expression, compiled to check it."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(validate=_jmespath, **kwargs)
+
+
+class PhoneOptions(Schema):
+    region = fields.String(required=True, validate=_region,
+                           metadata={"help": "ISO region of national numbers, e.g. CO"})
+    prefix = fields.String(load_default="", validate=validate.Regexp(
+        r"^\d*$", error="must be digits (the route digit wolkvox dials first, e.g. '9')"))
+
+
+class DateOptions(Schema):
+    timezone = fields.String(load_default=None, validate=_timezone)
+    format = fields.String(load_default=None)
+
+
+class FieldSpec(Schema):
+    """One recall field: `path` or `default`, then `map`, then one converter."""
+
+    path = Path(load_default=None)
+    default = fields.Raw(load_default=None)
+    map = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None)
+    phone = fields.Nested(PhoneOptions, load_default=None)
+    date = fields.Nested(DateOptions, load_default=None)
+    digits = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _one_source_one_converter(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("path") is None and data.get("default") is None:
+            raise ValidationError("needs `path` (JMESPath into the event) or `default`")
+        converters = [k for k in ("phone", "date") if data.get(k) is not None]
+        converters += ["digits"] if data.get("digits") else []
+        if len(converters) > 1:
+            raise ValidationError(f"takes one converter, got {' and '.join(converters)}")
+
+
+class ScalarOrSpec(fields.Field):
+    """A recall field: a plain scalar (a constant) or a FieldSpec mapping."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dict):
+            return FieldSpec().load(value)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return {"value": str(value)}
+        raise ValidationError("expected a constant, or a mapping with path/default/map and "
+                              "one of phone/date/digits")
+
+
+class RecallSpec(Schema):
+    type_campaign = ScalarOrSpec(required=True)
+    campaign_id = ScalarOrSpec(required=True)
+    customer_id = ScalarOrSpec(required=True)
+    recall_telephone = ScalarOrSpec(required=True)
+    recall_date = ScalarOrSpec(required=True)
+
+
+class AuthBlock(fields.Dict):
+    """The `auth:` block; its scheme's own options are checked by auth.build_verifier."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "scheme" not in value:
+            raise ValidationError("needs `scheme` (hubspot, salesforce, standard-webhooks, hmac, "
+                                  "basic, token or none)")
+        return value
+
+
+class WolkvoxBlock(Schema):
+    """Per-source overrides, for one bridge serving several wolkvox operations."""
+
+    server = fields.String(validate=validate.Regexp(r"^\d{1,4}$", error="must be up to 4 digits"))
+    token = fields.String(validate=validate.Length(min=1))
+    timezone = fields.String(validate=_timezone)
+    base_url = fields.String(validate=validate.Length(min=1))
+
+
+class LookupBlock(Schema):
+    """Fetch a CRM object before mapping (HubSpot webhooks API events carry no phone)."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["hubspot-contact"]))
+    object_id = Path(required=True)
+    token = fields.String(required=True, validate=validate.Length(min=1))
+    properties = fields.List(fields.String(), load_default=list)
+    base_url = fields.String(load_default="https://api.hubapi.com")
+    into = fields.String(load_default="contact")
+
+
+class MappingFile(Schema):
+    description = fields.String(load_default="")
+    format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
+    auth = AuthBlock(required=True)
+    events = Path(load_default="@")
+    event_id = Path(load_default=None)
+    when = Path(load_default=None)
+    lookup = fields.Nested(LookupBlock, load_default=None)
+    recall = fields.Nested(RecallSpec, required=True)
+    wolkvox = fields.Nested(WolkvoxBlock, load_default=dict)
+
+
+assert set(RecallSpec().fields) == set(FIELDS)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

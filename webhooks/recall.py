@@ -1,0 +1,85 @@
+"""The recall contract: the five fields wolkvox needs, their validation, and the request.
+
+Pure functions of their input: no IO here. `wolkvox.py` sends what `request_parts` builds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+FIELDS = ("type_campaign", "campaign_id", "customer_id", "recall_telephone", "recall_date")
+QUERY_FIELDS = ("type_campaign", "campaign_id")
+BODY_FIELDS = ("recall_date", "recall_telephone", "customer_id")
+
+
+class RecallInvalid(ValueError):
+    """The mapped fields do not make a recall wolkvox would accept; `errors` says per field."""
+
+    def __init__(self, errors: Mapping[str, list[str]]):
+        self.errors = {k: list(v) for k, v in errors.items()}
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+class RecallSchema(Schema):
+    """What wolkvox-api.md says of each field, as checks with readable messages."""
+
+    type_campaign = fields.String(
+        required=True,
+        validate=validate.OneOf(["predictive"], error="must be 'predictive' "
+                                "(wolkvox recalls work for predictive campaigns only)"))
+    campaign_id = fields.String(
+        required=True, validate=validate.Regexp(r"^\d{1,18}$", error="must be a numeric id"))
+    customer_id = fields.String(
+        required=True, validate=validate.Length(min=1, max=255, error="must not be empty"))
+    recall_telephone = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^\d{5,20}$", error="must be 5 to 20 digits, nothing else"))
+    recall_date = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^\d{14}$", error="must be 14 digits, YYYYmmddHHMMSS"))
+
+
+_SCHEMA = RecallSchema()
+
+
+def validate_recall(values: Mapping[str, Any]) -> dict[str, str]:
+    """Return the five fields as strings, or raise RecallInvalid naming each bad field."""
+    data = {k: (str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+            for k, v in values.items() if v is not None}
+    try:
+        return _SCHEMA.load(data)
+    except ValidationError as err:
+        raise RecallInvalid({k: _flat(v) for k, v in err.normalized_messages().items()}) from None
+
+
+def request_parts(recall: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(query parameters, JSON body) of the wolkvox PUT, as wolkvox-api.md shows them."""
+    query = {"api": "recall", **{k: recall[k] for k in QUERY_FIELDS}}
+    return query, {k: recall[k] for k in BODY_FIELDS}
+
+
+def mask_phone(value: str | None) -> str:
+    """Keep the last 3 digits only: enough to tell two leads apart, not enough to dial."""
+    if not value:
+        return ""
+    return "*" * max(len(value) - 3, 0) + value[-3:]
+
+
+_PHONE_IN_TEXT = re.compile(r"(phone\s+)(\d+)", re.IGNORECASE)
+
+
+def mask_phones_in(text: str) -> str:
+    """wolkvox's msg repeats the phone ("... to phone 93001234567"): mask it there."""
+    return _PHONE_IN_TEXT.sub(lambda m: m.group(1) + mask_phone(m.group(2)), text or "")
+
+
+def _flat(messages: Any) -> list[str]:
+    if isinstance(messages, dict):
+        return [m for v in messages.values() for m in _flat(v)]
+    if isinstance(messages, list):
+        return [str(m) for m in messages]
+    return [str(messages)]

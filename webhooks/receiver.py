@@ -1,0 +1,166 @@
+"""POST /hooks/<source>: prove, parse, map, store, then answer in the CRM's own convention.
+
+The answer is sent only after the store has committed: a CRM stops retrying only once
+nothing can be lost. Salesforce gets SOAP (Ack or Fault); everyone else JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from . import formats
+from .auth import AuthFailed, SignedRequest
+from .lifecycle import TERMINAL, Status
+from .recall import RecallInvalid
+from .store import NewEvent, StoreUnavailable
+
+log = logging.getLogger(__name__)
+bp = Blueprint("receiver", __name__)
+RETRY_AFTER = "30"  # seconds a CRM should wait when the store is down
+WAIT_POLL = 0.05  # seconds between looks at an event's status during ?wait=
+
+
+@bp.post("/hooks/<name>")
+def receive(name: str) -> Response | tuple[Response, int]:
+    bridge = current_app.extensions["recall_bridge"]
+    source = bridge.sources.get(name)
+    if source is None:
+        return _json({"error": f"unknown source '{name}'",
+                      "fix": f"add mappings/{name}.yaml, or check the URL"}, 404)
+    soap = source.format == "salesforce"
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return _refuse(soap, 413, f"body larger than {bridge.settings.max_body_bytes} bytes")
+    now = bridge.settings.clock()
+    signed = SignedRequest(method=request.method, url=public_url(bridge.settings),
+                           headers=request.headers, query=request.args, body=body,
+                           now=now.timestamp())
+    try:
+        proof = source.verifier.verify(signed)
+        payload = formats.parse_body(source.format, body, request.content_type)
+        source.verifier.verify_payload(payload)
+    except AuthFailed as err:
+        log.warning("hook %s: refused: %s", name, err)
+        return _refuse(soap, 401, f"not authenticated: {err}")
+    except formats.FormatError as err:
+        log.warning("hook %s: unreadable body: %s", name, err)
+        return _refuse(soap, 400, f"unreadable {source.format} body: {err}")
+
+    results: list[dict[str, Any] | None] = []
+    new: list[NewEvent] = []
+    for index, event in enumerate(source.split(payload)):
+        if not source.wanted(event):
+            results.append({"index": index, "result": "ignored",
+                            "reason": "the mapping's `when` is false for this event"})
+            continue
+        results.append(None)
+        new.append(_new_event(source, event, index, proof.delivery_id, now))
+    try:
+        stored = iter(zip(new, bridge.store.add_events(new, now.timestamp()), strict=True))
+    except StoreUnavailable as err:
+        log.error("hook %s: store unavailable: %s", name, err)
+        if soap:
+            return _soap(formats.salesforce_fault("storage unavailable, retry later"), 500)
+        response = _json({"error": "storage unavailable; nothing was stored, retry later"}, 503)
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    for index, item in enumerate(results):
+        if item is None:
+            results[index] = _describe(index, *next(stored))
+    counts = Counter(r["result"] for r in results if r)
+    log.info("hook %s: %s", name, dict(counts) or "no events")
+    if soap:
+        return _soap(formats.salesforce_ack(), 200)
+    answer: dict[str, Any] = {"source": name, "received": len(results), "counts": counts,
+                              "events": results}
+    waited = _wait_for_delivery(bridge, results)
+    if waited:
+        answer["events"] = waited
+        return _json(answer, 200)
+    return _json(answer, 202)
+
+
+def _new_event(source: Any, event: Any, index: int, delivery_id: str | None,
+               now: Any) -> NewEvent:
+    key = source.dedup_key(event, index, delivery_id)
+    common = {"source": source.name, "dedup_key": key, "token_key": source.target.key,
+              "raw": event}
+    if source.lookup is not None:  # mapped in the worker, after the CRM lookup
+        return NewEvent(**common, reason="waiting for the CRM lookup")
+    try:
+        return NewEvent(**common, recall=source.map(event, now))
+    except RecallInvalid as err:
+        return NewEvent(**common, status=Status.INVALID, reason=f"invalid: {err}")
+
+
+def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"index": index, "result": outcome.result, "id": outcome.id,
+                            "status": outcome.status}
+    if outcome.result == "invalid":
+        item["reason"] = event.reason
+    if outcome.superseded:
+        item["superseded"] = list(outcome.superseded)
+    return item
+
+
+def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None]) -> list | None:
+    """With ?wait=N: poll until every accepted event is settled; the events with wolkvox's
+    answers if all were delivered in time, else None (the caller answers 202)."""
+    try:
+        wait = min(float(request.args.get("wait", 0)), bridge.settings.max_wait)
+    except ValueError:
+        return None
+    ids = [r["id"] for r in results if r and r["result"] == "accepted"]
+    if wait <= 0 or not ids:
+        return None
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        statuses = bridge.store.statuses(ids)
+        if all(status in TERMINAL for status, _ in statuses.values()):
+            break
+        time.sleep(WAIT_POLL)
+    else:
+        return None
+    if any(status != Status.DELIVERED for status, _ in statuses.values()):
+        return None
+    out = []
+    for item in results:
+        if item and item["id"] in statuses:
+            answer = bridge.store.last_answer(item["id"]) or {}
+            item = {**item, "status": Status.DELIVERED.value, "wolkvox": answer.get("wolkvox_msg")}
+        out.append(item)
+    return out
+
+
+def public_url(settings: Any) -> str:
+    """The URL the CRM called, as it signed it: PUBLIC_URL + the raw path and query, or the
+    request's own URL (made right behind a proxy by TRUST_FORWARDED)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw:
+        query = request.query_string.decode("latin-1")
+        raw = request.path + (f"?{query}" if query else "")
+    base = settings.public_url.rstrip("/") if settings.public_url else request.host_url[:-1]
+    return base + raw
+
+
+def _refuse(soap: bool, status: int, message: str) -> Response | tuple[Response, int]:
+    if soap:
+        return _soap(formats.salesforce_fault(message, client=True), status)
+    return _json({"error": message}, status)
+
+
+def _soap(body: bytes, status: int) -> tuple[Response, int]:
+    return Response(body, content_type=formats.SALESFORCE_CONTENT_TYPE), status
+
+
+def _json(data: dict[str, Any], status: int) -> Response:
+    response = jsonify(data)
+    response.status_code = status
+    return response

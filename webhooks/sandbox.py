@@ -1,0 +1,171 @@
+"""A wolkvox look-alike for demos and tests: same path, query, token header, limits and error
+bodies as wolkvox-api.md, plus knobs (latency, scripted failures, quota, valid tokens) and a
+list of the recalls it received.
+
+Control endpoints (JSON): GET /_sandbox/recalls, DELETE /_sandbox/recalls (reset),
+GET /_sandbox/stats, POST /_sandbox/config {"latency": s, "tokens": [...], "daily_limit": n,
+"script": [500, "timeout", "html", 202, ...]} (each scripted answer is used once, in order).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+MAX_IN_FLIGHT = 2
+ERRORS = {
+    "no_api": (400, "THE API YOU WANT TO CONSULT DOES NOT EXIST"),
+    "params": (400, "SOME PARAMETERS ARE REQUIRED"),
+    "no_token": (401, "PLEASE ENTER THE WOLKVOX-TOKEN"),
+    "bad_token": (403, "PLEASE VALIDATE TOKEN"),
+    "quota": (403, "TOKEN LIMIT EXCEEDED"),
+    "concurrency": (403, f"EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN ({MAX_IN_FLIGHT})"),
+    "maintenance": (403, "SERVER UNDER MAINTENANCE"),
+}
+
+
+class SandboxState:
+    """Everything the sandbox remembers; one lock guards it."""
+
+    def __init__(self, tokens: list[str], latency: float = 0.0, daily_limit: int = 0,
+                 max_in_flight: int = MAX_IN_FLIGHT):
+        self.lock = threading.Lock()
+        self.tokens = set(tokens)
+        self.latency = latency
+        self.daily_limit = daily_limit
+        self.max_in_flight = max_in_flight
+        self.reset()
+
+    def reset(self) -> None:
+        self.recalls: list[dict[str, Any]] = []
+        self.in_flight: Counter[str] = Counter()
+        self.max_seen: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self.used: Counter[str] = Counter()
+        self.script: list[Any] = []
+        self.requests = 0
+
+
+def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0) -> Flask:
+    """A Flask app that behaves like wolkvox's recall API for the given valid tokens."""
+    app = Flask("wolkvox_sandbox")
+    state = SandboxState(tokens, latency, daily_limit)
+    app.extensions["sandbox"] = state
+
+    @app.put("/api/v2/campaign.php")
+    def recall() -> ResponseReturnValue:
+        token = request.headers.get("wolkvox-token", "")
+        with state.lock:
+            state.requests += 1
+            if not token:
+                return _error("no_token")
+            if request.args.get("api") != "recall":
+                return _error("no_api")
+            if token not in state.tokens:
+                return _error("bad_token")
+            if state.in_flight[token] >= state.max_in_flight:
+                state.refused[token] += 1
+                return _error("concurrency")
+            if state.daily_limit and state.used[token] >= state.daily_limit:
+                return _error("quota")
+            state.in_flight[token] += 1
+            state.max_seen[token] = max(state.max_seen[token], state.in_flight[token])
+            state.used[token] += 1
+            scripted = state.script.pop(0) if state.script else None
+        try:
+            if state.latency:
+                time.sleep(state.latency)
+            return _answer(state, token, scripted)
+        finally:
+            with state.lock:
+                state.in_flight[token] -= 1
+
+    @app.get("/api/v2/real_time.php")
+    def listed() -> ResponseReturnValue:
+        with state.lock:
+            return jsonify({"code": 200, "error": None, "data": list(state.recalls)})
+
+    @app.get("/_sandbox/recalls")
+    def recalls() -> ResponseReturnValue:
+        with state.lock:
+            return jsonify(list(state.recalls))
+
+    @app.delete("/_sandbox/recalls")
+    def reset() -> ResponseReturnValue:
+        with state.lock:
+            state.reset()
+        return jsonify({"reset": True})
+
+    @app.get("/_sandbox/stats")
+    def stats() -> ResponseReturnValue:
+        with state.lock:
+            return jsonify({"requests": state.requests, "recalls": len(state.recalls),
+                            "max_in_flight": dict(state.max_seen),
+                            "refused_for_concurrency": sum(state.refused.values()),
+                            "used": dict(state.used)})
+
+    @app.post("/_sandbox/config")
+    def config() -> ResponseReturnValue:
+        data = request.get_json(force=True)
+        with state.lock:
+            if "latency" in data:
+                state.latency = float(data["latency"])
+            if "tokens" in data:
+                state.tokens = set(data["tokens"])
+            if "daily_limit" in data:
+                state.daily_limit = int(data["daily_limit"])
+            if "script" in data:
+                state.script = list(data["script"])
+        return jsonify({"ok": True})
+
+    return app
+
+
+def _answer(state: SandboxState, token: str, scripted: Any) -> ResponseReturnValue:
+    if scripted == "timeout":
+        time.sleep(3600)  # the client's read timeout ends it
+    if scripted == "html":
+        return "<html><body>502 Bad Gateway</body></html>", 502, {"Content-Type": "text/html"}
+    if scripted == "maintenance":
+        return _error("maintenance")
+    if isinstance(scripted, int) and scripted != 202:
+        return jsonify({"code": scripted, "error": "Error", "msg": f"SCRIPTED {scripted}"}), \
+            scripted
+    body = request.get_json(silent=True) or {}
+    query = request.args
+    missing = [k for k in ("type_campaign", "campaign_id") if not query.get(k)]
+    missing += [k for k in ("recall_date", "recall_telephone", "customer_id") if not body.get(k)]
+    if missing or query.get("type_campaign") != "predictive" \
+            or not re.fullmatch(r"\d{14}", str(body.get("recall_date", ""))) \
+            or not str(body.get("recall_telephone", "")).isdigit():
+        return _error("params")
+    record = {"campaign_id": query["campaign_id"], "type_campaign": query["type_campaign"],
+              "token": token, "at": time.time(), **{k: str(body[k]) for k in
+              ("recall_date", "recall_telephone", "customer_id")}}
+    with state.lock:
+        state.recalls.append(record)
+    msg = (f"customer_id {body['customer_id']} has been updated and will be call back on "
+           f"{body['recall_date']} to phone {body['recall_telephone']}")
+    return jsonify({"code": "202" if len(state.recalls) % 2 else 202, "error": None,
+                    "msg": msg}), 202
+
+
+def _error(kind: str) -> ResponseReturnValue:
+    status, msg = ERRORS[kind]
+    return jsonify({"code": status, "error": "Error", "msg": msg}), status
+
+
+def serve(app: Flask, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    """A threaded server for the sandbox; call serve_forever() (or run it in a thread)."""
+    return make_server(host, port, app, threaded=True, request_handler=_KeepAlive)
+
+
+class _KeepAlive(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # reuse connections, as a real HTTPS endpoint allows

@@ -1,0 +1,117 @@
+"""Environment -> typed settings. Every tunable and its default lives here, once.
+
+Nothing reads the environment at import time: `Settings.from_env()` is called by
+`create_app()`, and tests build a `Settings` with their own values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+# --- defaults: each a named constant with what it is for -----------------------------------
+DATABASE_URL = "sqlite:///instance/bridge.db"  # embedded store; postgresql://... to scale out
+MAPPINGS_DIR = "mappings"  # one YAML file per source; the file name is the URL
+WOLKVOX_BASE_URL = "https://wv{server}.wolkvox.com"  # {server} is the 4-digit server code
+WOLKVOX_TIMEZONE = "America/Bogota"  # recall_date is read by wolkvox in the operation's time
+WOLKVOX_MAX_CONCURRENCY = 2  # wolkvox refuses a third call in flight for one token
+WOLKVOX_TIMEOUT = 60.0  # wolkvox's own limit for one call, seconds (read timeout)
+WOLKVOX_CONNECT_TIMEOUT = 5.0  # a host that does not accept a connection in 5 s is down
+WOLKVOX_MIN_LEAD = 30 * 60  # wolkvox wants recalls at least 30 minutes ahead, seconds
+EXPIRE_AFTER = 2 * 3600  # a callback more than this far in the past is worthless, seconds
+MAX_EVENT_AGE = 24 * 3600  # stop retrying an event this old (transient errors only), seconds
+MAX_BODY_BYTES = 1024 * 1024  # larger webhook bodies are refused with 413
+TOKEN_PROBE_INTERVAL = 5 * 60  # a held bad token is probed this often, seconds
+LEASE_MARGIN = 15.0  # a slot / sending lease outlives the request timeout by this, seconds
+POLL_INTERVAL = 0.5  # an idle worker looks for due events this often, seconds
+WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enough)
+MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
+
+
+def utcnow() -> datetime:
+    """The real clock; tests inject their own through `Settings.clock`."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings for one app. Environment names are the field names upper-cased."""
+
+    database_url: str = DATABASE_URL
+    mappings_dir: str = MAPPINGS_DIR
+    wolkvox_server: str = ""
+    wolkvox_token: str = field(default="", repr=False)
+    wolkvox_base_url: str = WOLKVOX_BASE_URL
+    wolkvox_timezone: str = WOLKVOX_TIMEZONE
+    wolkvox_max_concurrency: int = WOLKVOX_MAX_CONCURRENCY
+    wolkvox_daily_limit: int = 0  # 0: no quota known; wolkvox's own 403 still holds the token
+    wolkvox_timeout: float = WOLKVOX_TIMEOUT
+    wolkvox_connect_timeout: float = WOLKVOX_CONNECT_TIMEOUT
+    wolkvox_min_lead: float = WOLKVOX_MIN_LEAD
+    expire_after: float = EXPIRE_AFTER
+    max_event_age: float = MAX_EVENT_AGE
+    max_body_bytes: int = MAX_BODY_BYTES
+    token_probe_interval: float = TOKEN_PROBE_INTERVAL
+    lease_margin: float = LEASE_MARGIN
+    poll_interval: float = POLL_INTERVAL
+    worker_threads: int = WORKER_THREADS
+    public_url: str = ""  # e.g. https://bridge.example.com, for signatures behind a proxy
+    trust_forwarded: bool = False  # trust X-Forwarded-Proto/Host from one proxy hop
+    admin_token: str = field(default="", repr=False)
+    delivery_worker: bool = True  # run a delivery thread inside the web process
+    max_wait: float = MAX_WAIT
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for ${NAME}
+    clock: Callable[[], datetime] = field(default=utcnow, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from `env` (default: os.environ); raise ValueError naming a bad one."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.name.upper()
+            if f.name in ("environ", "clock") or name not in env or env[name] == "":
+                continue
+            values[f.name] = _coerce(name, env[name], _kind(f.default))
+        values["environ"] = env
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with `overrides` applied (lower-case field names; used by test_config)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+    @property
+    def wolkvox_timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts for requests."""
+        return (self.wolkvox_connect_timeout, self.wolkvox_timeout)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed event or slot stays ours without being renewed."""
+        return self.wolkvox_timeout + self.wolkvox_connect_timeout + self.lease_margin
+
+
+def _kind(default: Any) -> type:
+    return type(default) if isinstance(default, bool | int | float) else str
+
+
+def _coerce(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"setting {name}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,106 @@
+"""The store: the only package that speaks SQL. SQLite (WAL) by default, PostgreSQL to scale.
+
+`Store` opens the engine and migrates; `events.py` holds the event queries, `limits.py` the
+slot leases, quota counters and token holds. Every database error leaves here as
+`StoreUnavailable`, which the receiver turns into 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from .events import EventStore, NewEvent, Outcome
+from .limits import LimitStore
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 727_001  # PostgreSQL advisory lock id: one migrating process at a time
+
+
+class StoreUnavailable(Exception):
+    """The database did not answer; nothing was written. Safe to retry later."""
+
+
+def normalize_url(url: str) -> str:
+    """PaaS style postgres:// and plain postgresql:// mean the psycopg 3 driver here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned per database: WAL and immediate transactions on SQLite."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # Take the write lock up front: a read that later writes would otherwise deadlock with
+    # another process doing the same, and SQLite would fail one of them at once.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store(EventStore, LimitStore):
+    """Events, attempts, slots, quota and holds, on one engine."""
+
+    def __init__(self, url: str):
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version; safe to run from many processes at once."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"),
+                                       {"id": MIGRATION_LOCK})
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except (DBAPIError, SQLAlchemyError) as err:
+            raise StoreUnavailable(f"cannot migrate the database: {_short(err)}") from err
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as err:
+            raise StoreUnavailable(_short(err)) from err
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _short(err: Exception) -> str:
+    inner = getattr(err, "orig", None) or err
+    return (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
+
+
+__all__ = ["NewEvent", "Outcome", "Store", "StoreUnavailable", "make_engine"]

@@ -1,0 +1,237 @@
+"""Event and attempt queries: store a request's events, claim due ones, record outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..lifecycle import Status
+from .tables import attempts, events
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event of a request, ready to store: mapped (`recall`) or `invalid` with a reason."""
+
+    source: str
+    dedup_key: str
+    token_key: str
+    raw: Any
+    status: Status = Status.QUEUED
+    recall: dict[str, str] | None = None
+    reason: str = ""
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What storing one event did: `accepted`, `duplicate` or `invalid`, with the event id."""
+
+    result: str
+    id: int
+    status: str
+    superseded: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call to wolkvox (or a decision without one), as recorded for an operator."""
+
+    outcome: str  # delivered | retry | held | failed | expired
+    reason: str
+    latency_ms: float | None = None
+    http_status: int | None = None
+    wolkvox_code: int | None = None
+    wolkvox_msg: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    source: str
+    raw: Any
+    recall: dict[str, str] | None
+    attempts: int
+    created_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EventStore:
+    """Mixed into `Store`; expects `self.engine` and `self.dialect`."""
+
+    engine: Any
+    dialect: str
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        from . import StoreUnavailable
+
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as err:
+            raise StoreUnavailable(str(getattr(err, "orig", err)).splitlines()[0][:200]) from err
+
+    # --- receiving ---------------------------------------------------------------------
+    def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
+        """Store a request's events in one transaction; a repeated (source, dedup_key) is a
+        duplicate, and a new queued event supersedes older queued ones of the same lead."""
+        now = time.time() if now is None else now
+        outcomes: list[Outcome] = []
+        with self._tx() as db:
+            for item in new:
+                recall = item.recall or {}
+                row = {
+                    "source": item.source, "dedup_key": item.dedup_key, "status": item.status,
+                    "token_key": item.token_key, "campaign_id": recall.get("campaign_id"),
+                    "customer_id": recall.get("customer_id"), "raw": item.raw,
+                    "recall": item.recall, "reason": item.reason, "attempts": 0,
+                    "next_attempt_at": item.next_attempt_at or now,
+                    "created_at": now, "updated_at": now,
+                }
+                new_id = db.execute(self._insert_new(row)).scalar()
+                if new_id is None:
+                    existing = db.execute(select(events.c.id, events.c.status).where(
+                        events.c.source == item.source,
+                        events.c.dedup_key == item.dedup_key)).one()
+                    outcomes.append(Outcome("duplicate", existing.id, existing.status))
+                    continue
+                superseded: tuple[int, ...] = ()
+                if item.status == Status.QUEUED and recall.get("customer_id"):
+                    superseded = self._supersede(db, new_id, item.token_key, recall, now)
+                result = "invalid" if item.status == Status.INVALID else "accepted"
+                outcomes.append(Outcome(result, new_id, item.status, superseded))
+        return outcomes
+
+    def _insert_new(self, row: dict[str, Any]) -> Any:
+        make = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        return (make(events).values(**row)
+                .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
+                .returning(events.c.id))
+
+    def _supersede(self, db: Connection, new_id: int, token_key: str,
+                   recall: dict[str, str], now: float) -> tuple[int, ...]:
+        older = and_(events.c.token_key == token_key,
+                     events.c.campaign_id == recall.get("campaign_id"),
+                     events.c.customer_id == recall["customer_id"],
+                     events.c.status == Status.QUEUED, events.c.id < new_id)
+        ids = tuple(db.execute(select(events.c.id).where(older)).scalars())
+        if ids:
+            db.execute(update(events).where(events.c.id.in_(ids)).values(
+                status=Status.SUPERSEDED, updated_at=now,
+                reason=f"superseded by event {new_id} for the same lead"))
+        return ids
+
+    # --- delivery ----------------------------------------------------------------------
+    def claim(self, sources: Iterable[str], holder: str, now: float, lease: float,
+              limit: int = 1) -> list[Claimed]:
+        """Mark up to `limit` due queued events of `sources` as ours until now + lease."""
+        due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
+                      events.c.attempts, events.c.created_at)
+               .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
+                      events.c.source.in_(list(sources)))
+               .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
+               .with_for_update(skip_locked=True))
+        with self._tx() as db:
+            rows = db.execute(due).all()
+            if not rows:
+                return []
+            db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
+                status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
+        return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts, r.created_at) for r in rows]
+
+    def finish(self, event_id: int, status: Status, reason: str, now: float,
+               attempt: Attempt | None = None, count: bool = False,
+               next_attempt_at: float | None = None,
+               recall: dict[str, str] | None = None) -> None:
+        """Record where a claimed event goes next, and why; `count` adds a failed attempt."""
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": now,
+                                  "holder": None, "lease_until": None}
+        if count:
+            values["attempts"] = events.c.attempts + 1
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        if recall is not None:
+            values.update(recall=recall, campaign_id=recall.get("campaign_id"),
+                          customer_id=recall.get("customer_id"))
+        with self._tx() as db:
+            db.execute(update(events).where(events.c.id == event_id).values(**values))
+            if attempt is not None:
+                db.execute(insert(attempts).values(event_id=event_id, at=now,
+                                                   **attempt.__dict__))
+
+    def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
+        """Write why queued events of `sources` wait (a held token), so an operator sees it."""
+        with self._tx() as db:
+            return db.execute(update(events).where(
+                events.c.status == Status.QUEUED, events.c.source.in_(list(sources)),
+            ).values(reason=reason, updated_at=now)).rowcount
+
+    def requeue_abandoned(self, now: float) -> int:
+        """`sending` events whose lease ran out (their worker died) go back to the queue."""
+        with self._tx() as db:
+            return db.execute(update(events).where(
+                events.c.status == Status.SENDING, events.c.lease_until < now).values(
+                status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
+                reason="claimed again: the worker's lease ran out")).rowcount
+
+    # --- reading -----------------------------------------------------------------------
+    def get(self, event_id: int) -> dict[str, Any] | None:
+        with self._tx() as db:
+            row = db.execute(select(events).where(events.c.id == event_id)).mappings().first()
+            return dict(row) if row else None
+
+    def statuses(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """{id: (status, reason)} for the given ids."""
+        with self._tx() as db:
+            rows = db.execute(select(events.c.id, events.c.status, events.c.reason)
+                              .where(events.c.id.in_(list(ids)))).all()
+        return {r.id: (r.status, r.reason) for r in rows}
+
+    def list_events(self, status: str | None = None, source: str | None = None,
+                    limit: int = 50) -> list[dict[str, Any]]:
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(events.c.status == status)
+        if source:
+            query = query.where(events.c.source == source)
+        with self._tx() as db:
+            return [dict(r) for r in db.execute(query).mappings()]
+
+    def attempts_of(self, event_id: int) -> list[dict[str, Any]]:
+        with self._tx() as db:
+            return [dict(r) for r in db.execute(
+                select(attempts).where(attempts.c.event_id == event_id)
+                .order_by(attempts.c.id)).mappings()]
+
+    def last_answer(self, event_id: int) -> dict[str, Any] | None:
+        with self._tx() as db:
+            row = db.execute(select(attempts).where(attempts.c.event_id == event_id)
+                             .order_by(attempts.c.id.desc()).limit(1)).mappings().first()
+            return dict(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """How many events are in each status."""
+        with self._tx() as db:
+            rows = db.execute(select(events.c.status, func.count()).group_by(events.c.status))
+            return {status: n for status, n in rows}
+
+    def requeue(self, event_id: int, now: float, reason: str,
+                recall: dict[str, str] | None = None) -> None:
+        """An operator's retry: back to queued now, attempts reset."""
+        values: dict[str, Any] = {"status": Status.QUEUED, "reason": reason, "attempts": 0,
+                                  "next_attempt_at": now, "updated_at": now,
+                                  "created_at": now}
+        if recall is not None:
+            values.update(recall=recall, campaign_id=recall.get("campaign_id"),
+                          customer_id=recall.get("customer_id"))
+        with self._tx() as db:
+            db.execute(update(events).where(events.c.id == event_id).values(**values))

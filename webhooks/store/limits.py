@@ -1,0 +1,105 @@
+"""wolkvox's limits as rows, so they hold across threads, processes and machines.
+
+- slots: N rows per token; a worker owns one by writing its lease. A lease that runs out
+  (a crashed worker) is free again, so a slot is never lost.
+- quota: one counter per token per day; a unit is reserved before each call.
+- holds: a token that must not be called until a time (quota reset, next probe).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .tables import holds, quota, slots
+
+
+class LimitStore:
+    """Mixed into `Store`; expects `self._tx()` and `self.dialect`."""
+
+    dialect: str
+    _tx: Any
+
+    def _upsert(self, table: Any) -> Any:
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    # --- slots -------------------------------------------------------------------------
+    def take_slot(self, token_key: str, size: int, holder: str, now: float,
+                  lease: float) -> int | None:
+        """Own one of the token's `size` slots until now + lease; None when all are taken."""
+        order = list(range(size))
+        random.shuffle(order)  # spread contention over the rows
+        with self._tx() as db:
+            db.execute(self._upsert(slots).values(
+                [{"token_key": token_key, "slot": n, "lease_until": 0.0} for n in range(size)]
+            ).on_conflict_do_nothing(index_elements=["token_key", "slot"]))
+            for n in order:
+                taken = db.execute(update(slots).where(
+                    slots.c.token_key == token_key, slots.c.slot == n,
+                    slots.c.lease_until < now,
+                ).values(holder=holder, lease_until=now + lease)).rowcount
+                if taken:
+                    return n
+        return None
+
+    def renew_slot(self, token_key: str, slot: int, holder: str, until: float) -> bool:
+        """Extend our lease; False if it ran out and someone else took the slot."""
+        with self._tx() as db:
+            return bool(db.execute(update(slots).where(
+                slots.c.token_key == token_key, slots.c.slot == slot,
+                slots.c.holder == holder).values(lease_until=until)).rowcount)
+
+    def release_slot(self, token_key: str, slot: int, holder: str) -> None:
+        with self._tx() as db:
+            db.execute(update(slots).where(
+                slots.c.token_key == token_key, slots.c.slot == slot,
+                slots.c.holder == holder).values(holder=None, lease_until=0.0))
+
+    def slots_in_use(self, token_key: str, now: float) -> int:
+        with self._tx() as db:
+            return len(db.execute(select(slots.c.slot).where(
+                slots.c.token_key == token_key, slots.c.lease_until >= now)).all())
+
+    # --- quota -------------------------------------------------------------------------
+    def reserve_quota(self, token_key: str, day: str, limit: int) -> bool:
+        """Take one unit of today's quota; False when `limit` units are already used."""
+        with self._tx() as db:
+            db.execute(self._upsert(quota).values(token_key=token_key, day=day, used=0)
+                       .on_conflict_do_nothing(index_elements=["token_key", "day"]))
+            return bool(db.execute(update(quota).where(
+                quota.c.token_key == token_key, quota.c.day == day, quota.c.used < limit,
+            ).values(used=quota.c.used + 1)).rowcount)
+
+    def refund_quota(self, token_key: str, day: str) -> None:
+        """Give back a unit reserved for a call that was not made."""
+        with self._tx() as db:
+            db.execute(update(quota).where(quota.c.token_key == token_key, quota.c.day == day,
+                                           quota.c.used > 0).values(used=quota.c.used - 1))
+
+    def quota_used(self, token_key: str, day: str) -> int:
+        with self._tx() as db:
+            return db.execute(select(quota.c.used).where(
+                quota.c.token_key == token_key, quota.c.day == day)).scalar() or 0
+
+    # --- holds -------------------------------------------------------------------------
+    def hold(self, token_key: str, kind: str, reason: str, until: float, now: float) -> None:
+        """Hold a token until `until` (the quota reset, or the next probe of a bad token)."""
+        with self._tx() as db:
+            values = {"kind": kind, "reason": reason, "until": until}
+            db.execute(self._upsert(holds).values(token_key=token_key, since=now, **values)
+                       .on_conflict_do_update(index_elements=["token_key"], set_=values))
+
+    def release_hold(self, token_key: str) -> None:
+        with self._tx() as db:
+            db.execute(delete(holds).where(holds.c.token_key == token_key))
+
+    def holds(self) -> dict[str, dict[str, Any]]:
+        """{token_key: {kind, reason, until, since}} for every held token."""
+        with self._tx() as db:
+            rows = db.execute(select(holds)).mappings()
+            return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "until", "since")}
+                    for r in rows}

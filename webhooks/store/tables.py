@@ -1,0 +1,87 @@
+"""The tables, as SQLAlchemy Core objects. Times are epoch seconds (floats) on every database,
+so comparisons and arithmetic are the same on SQLite and PostgreSQL.
+
+The schema itself is created and changed by the Alembic migrations next to this file; this
+module only describes it for queries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+events = Table(
+    "events", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("dedup_key", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("token_key", String(32), nullable=False),
+    Column("campaign_id", String(64)),
+    Column("customer_id", String(255)),
+    Column("raw", JSON, nullable=False),  # the event as the CRM sent it, for replay
+    Column("recall", JSON),  # the five recall fields, once mapped
+    Column("reason", Text, nullable=False, default=""),  # why it is in its status
+    Column("attempts", Integer, nullable=False, default=0),  # counted failures
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),  # while sending: when the claim lapses
+    Column("holder", String(64)),  # while sending: which worker
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
+    Index("ix_events_due", "status", "next_attempt_at"),
+    Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("latency_ms", Float),
+    Column("http_status", Integer),
+    Column("wolkvox_code", Integer),
+    Column("wolkvox_msg", Text),
+    Column("outcome", String(16), nullable=False),  # delivered | retry | held | failed
+    Column("reason", Text, nullable=False),
+    Index("ix_attempts_event", "event_id"),
+)
+
+slots = Table(  # one row per (token, slot number): a lease on one of the token's calls
+    "slots", metadata,
+    Column("token_key", String(32), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", String(64)),
+    Column("lease_until", Float, nullable=False, default=0.0),
+)
+
+quota = Table(  # calls made per token per day (the day in the operation's timezone)
+    "quota", metadata,
+    Column("token_key", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("used", Integer, nullable=False, default=0),
+)
+
+holds = Table(  # a token that must not be used now, and why
+    "holds", metadata,
+    Column("token_key", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # quota | token
+    Column("reason", Text, nullable=False),
+    Column("until", Float, nullable=False),  # no call before this (quota reset or next probe)
+    Column("since", Float, nullable=False),
+)
