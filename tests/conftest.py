@@ -1,0 +1,201 @@
+"""Fixtures that read like the feature list: a sandbox wolkvox on loopback, a database of each
+kind, an app factory, a clock the test can move, and helpers to sign and send webhooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from webhooks import create_app
+from webhooks.sandbox import create_sandbox, serve
+from webhooks.store import normalize_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_TOKEN = "test-token-0123"
+ENVIRON = {
+    "WOLKVOX_CAMPAIGN_ID": "4638",
+    "ZAPIER_SHARED_SECRET": "zap-secret",
+    "HUBSPOT_CLIENT_SECRET": "hubspot-secret",
+}
+
+
+class Clock:
+    """A clock the test moves by hand; starts at the real now."""
+
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Sandbox:
+    """The wolkvox look-alike, served in a thread on loopback."""
+
+    def __init__(self) -> None:
+        self.app = create_sandbox([SANDBOX_TOKEN])
+        self.state = self.app.extensions["sandbox"]
+        self.server = serve(self.app)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def configure(self, **options: Any) -> None:
+        requests.post(f"{self.url}/_sandbox/config", json=options, timeout=5).raise_for_status()
+
+    def recalls(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.url}/_sandbox/recalls", timeout=5).json()
+
+    def stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.url}/_sandbox/stats", timeout=5).json()
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.reset()
+            self.state.tokens = {SANDBOX_TOKEN}
+            self.state.latency = 0.0
+            self.state.daily_limit = 0
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    sandbox = Sandbox()
+    yield sandbox
+    sandbox.server.shutdown()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
+# --- databases ---------------------------------------------------------------------------
+def postgres_url() -> str | None:
+    """TEST_DATABASE_URL if it answers; in CI a missing PostgreSQL fails the suite."""
+    url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        engine = sa.create_engine(normalize_url(url))
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return url
+    except Exception as err:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"PostgreSQL is required in CI: {url}: {err}") from err
+        return None
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable (set TEST_DATABASE_URL); runs in CI")
+    name = f"rb_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = normalize_url(base).rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        tables = connection.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'")).scalars().all()
+        if tables:
+            connection.execute(sa.text(
+                f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store and delivery test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bridge.db'}"
+    url = request.getfixturevalue("pg_database")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bridge.db'}"
+
+
+# --- apps --------------------------------------------------------------------------------
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def mappings_dir(tmp_path: Path) -> Path:
+    """A copy of the shipped mappings, which a test may add to."""
+    target = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", target)
+    return target
+
+
+@pytest.fixture
+def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Path) -> Any:
+    """Build an app on this test's database and sandbox; stops its worker afterwards."""
+    apps: list[Any] = []
+
+    def build(**overrides: Any) -> Any:
+        environ = {**ENVIRON, **overrides.pop("environ", {})}
+        config = {
+            "database_url": database_url, "mappings_dir": str(mappings_dir),
+            "wolkvox_token": SANDBOX_TOKEN, "wolkvox_base_url": sandbox.url,
+            "environ": environ, "clock": clock, "poll_interval": 0.05,
+            "wolkvox_timeout": 5.0, "lease_margin": 1.0, **overrides,
+        }
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        bridge = app.extensions["recall_bridge"]
+        bridge.stop_delivery()
+        bridge.store.dispose()
+
+
+def bridge_of(app: Any) -> Any:
+    return app.extensions["recall_bridge"]
+
+
+def drain(app: Any, passes: int = 50) -> None:
+    """Run the worker in this thread until a pass finds nothing to do."""
+    worker = bridge_of(app).worker or _worker(app)
+    for _ in range(passes):
+        if not worker.run_once():
+            return
+    raise AssertionError("the queue did not drain")
+
+
+def _worker(app: Any) -> Any:
+    from webhooks.delivery import Worker
+
+    bridge = bridge_of(app)
+    return Worker(bridge.store, bridge.sources, bridge.settings, name="test")

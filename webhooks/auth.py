@@ -1,0 +1,341 @@
+"""Proving that a webhook request comes from the CRM it claims: one verifier per scheme, built at
+start by `build_verifier` from a mapping file's `auth:` block (bad options: `AuthConfigError`).
+A request not proven raises `AuthFailed`, safe to log: never a secret or signature in it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+DEFAULT_MAX_AGE = 300  # seconds a signed timestamp may differ from our clock, either way
+SCHEMES: tuple[str, ...] = ("hubspot", "salesforce", "standard-webhooks", "hmac", "basic",
+                            "token", "none")
+_ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "sha512": hashlib.sha512}
+# HubSpot v3 signs the URI after decoding exactly these escapes (hex digits in either case).
+_HUBSPOT_V3_ESCAPES = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
+
+
+class AuthConfigError(ValueError):
+    """The `auth:` options of a mapping file are wrong; the message names the key and the fix."""
+
+
+class AuthFailed(Exception):
+    """The request is not proven authentic; str(e) is a short reason, safe to log and show."""
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """The request exactly as received, plus the current time."""
+    method: str
+    url: str  # full public URL the CRM called: scheme://host/path?query
+    headers: Mapping[str, str]  # case-insensitive (werkzeug Headers)
+    query: Mapping[str, str]
+    body: bytes
+    now: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What a successful verification tells besides "authentic"."""
+    delivery_id: str | None = None  # sender-given id stable across retries, else None
+
+
+def _str(required: bool = False, secret: bool = False, check: Any = None, **kw: Any) -> Any:
+    """A non-empty string option (plus an optional `check`); a secret's messages hint ${NAME}."""
+    hint = " (use ${{NAME}} for secrets)" if secret else ""  # messages go through str.format
+    checks = [validate.Length(min=1, error=f"empty, expected a non-empty string{hint}")]
+    return fields.String(required=required, validate=[*checks, check] if check else checks, **kw,
+                         error_messages={"required": f"missing, expected a string{hint}",
+                                         "null": f"empty, expected a string{hint}",
+                                         "invalid": f"expected a string{hint}"})
+
+
+_MAX_AGE = fields.Integer(  # schemas deep-copy their fields, so one instance can be shared
+    load_default=DEFAULT_MAX_AGE, error_messages={"invalid": "expected a whole number of seconds"},
+    validate=validate.Range(min=1, error="expected a positive number of seconds"))
+# A Standard Webhooks secret: "whsec_" (optional, as in the reference SDKs) then strict base64.
+_WHSEC = validate.Regexp(
+    r"^(whsec_)?(?=.)([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    error="expected whsec_ followed by base64")
+
+
+class Verifier(Protocol):
+    """Proves requests for one scheme. Verifiers subclass it to inherit verify_payload."""
+    scheme: str
+
+    def verify(self, request: SignedRequest) -> Proof:
+        """Check the request as received; raises AuthFailed."""
+
+    def verify_payload(self, payload: Any) -> None:
+        """Check what needs the parsed body; raises AuthFailed. Most schemes have nothing to."""
+
+
+def _same(given: str | bytes, expected: str | bytes) -> bool:
+    """Constant-time equality; str is compared as UTF-8 (compare_digest refuses non-ASCII str)."""
+    a = given.encode() if isinstance(given, str) else given
+    return hmac.compare_digest(a, expected.encode() if isinstance(expected, str) else expected)
+
+
+def _header(request: SignedRequest, name: str, required: bool = True) -> str:
+    """The header's stripped value; "" when absent or blank, or AuthFailed if required."""
+    value = (request.headers.get(name) or "").strip()
+    if required and not value:
+        raise AuthFailed(f"missing header {name}")
+    return value
+
+
+def _check_fresh(timestamp: str, now: float, max_age: int, per_second: int = 1) -> None:
+    """Refuse a timestamp (epoch s, or ms with per_second=1000) more than max_age s off now."""
+    try:
+        seconds = int(timestamp) / per_second
+    except (ValueError, OverflowError):
+        raise AuthFailed("timestamp is not an integer") from None
+    if abs(now - seconds) > max_age:
+        raise AuthFailed(f"timestamp is more than {max_age} seconds off")
+
+
+def _check_token(given: Any, secret: str, where: str) -> None:
+    """Refuse a missing token (naming where it was expected) or one that differs."""
+    if given is None or given == "":
+        raise AuthFailed(f"missing token in {where}")
+    if not isinstance(given, str) or not _same(given, secret):
+        raise AuthFailed("token does not match")
+
+
+@dataclass(frozen=True)
+class HubSpotVerifier(Verifier):
+    """HubSpot v3 (HMAC-SHA256 base64, dated in ms) when its header is present, else v1/v2
+    (SHA-256 hex of secret+...). Fails on a missing header, unknown version, stale or future v3
+    timestamp, or a signature that does not match."""
+    secret: str = field(repr=False)
+    max_age: int = DEFAULT_MAX_AGE
+    scheme = "hubspot"
+    options: ClassVar = {"secret": _str(True, True), "max_age": _MAX_AGE}
+
+    def verify(self, request: SignedRequest) -> Proof:
+        # Bytes all the way: the same as concatenating UTF-8 strings, without decode errors.
+        secret, method, body = self.secret.encode(), request.method.encode(), request.body
+        if signature := _header(request, "X-HubSpot-Signature-v3", required=False):
+            timestamp = _header(request, "X-HubSpot-Request-Timestamp")
+            _check_fresh(timestamp, request.now, self.max_age, per_second=1000)
+            uri = _HUBSPOT_V3_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), request.url)
+            content = method + uri.encode() + body + timestamp.encode()
+            if not _same(signature, base64.b64encode(hmac.digest(secret, content, "sha256"))):
+                raise AuthFailed("HubSpot v3 signature does not match")
+            return Proof()
+        signature = _header(request, "X-HubSpot-Signature")
+        version = (_header(request, "X-HubSpot-Signature-Version", required=False) or "v1").lower()
+        signed = {"v1": secret + body, "v2": secret + method + request.url.encode() + body}
+        if version not in signed:
+            raise AuthFailed("unsupported X-HubSpot-Signature-Version, expected v1, v2 or v3")
+        if not _same(signature.lower(), hashlib.sha256(signed[version]).hexdigest()):
+            raise AuthFailed(f"HubSpot {version} signature does not match")
+        return Proof()
+
+
+@dataclass(frozen=True)
+class TokenVerifier(Verifier):
+    """A shared secret sent as is in one header, query parameter or top-level body field.
+    Fails when it is missing there or differs."""
+    secret: str = field(repr=False)
+    header: str | None = None
+    query: str | None = None
+    field: str | None = None
+    scheme = "token"
+    options: ClassVar = {"secret": _str(True, True), "header": _str(), "query": _str(),
+                         "field": _str()}
+    exactly_one: ClassVar = ("header", "query", "field")
+
+    def verify(self, request: SignedRequest) -> Proof:
+        if self.header:
+            _check_token(_header(request, self.header, False), self.secret, f"header {self.header}")
+        elif self.query:
+            where = f"query parameter {self.query}"
+            _check_token(request.query.get(self.query), self.secret, where)
+        return Proof()
+
+    def verify_payload(self, payload: Any) -> None:
+        if self.field:
+            given = payload.get(self.field) if isinstance(payload, Mapping) else None
+            _check_token(given, self.secret, f"field {self.field}")
+
+
+@dataclass(frozen=True)
+class SalesforceVerifier(Verifier):
+    """Outbound Messages: the payload's OrganizationId must name our org; optional URL token.
+    Ids compare on their first 15 characters, case-sensitively (the 18-character form only adds
+    a checksum of the casing). Fails on a missing or different org, or a missing or bad token."""
+    organization_id: str
+    token: str | None = field(default=None, repr=False)
+    token_query: str = "token"  # noqa: S105 - a parameter name, not a secret
+    scheme = "salesforce"
+    options: ClassVar = {
+        "organization_id": _str(True, check=validate.Regexp(
+            r"^([A-Za-z0-9]{15}|[A-Za-z0-9]{18})$", error="expected a 15 or 18 character id")),
+        "token": _str(secret=True), "token_query": _str(load_default="token")}
+
+    def verify(self, request: SignedRequest) -> Proof:
+        if self.token is not None:
+            given = request.query.get(self.token_query)
+            _check_token(given, self.token, f"query parameter {self.token_query}")
+        return Proof()
+
+    def verify_payload(self, payload: Any) -> None:
+        given = payload.get("OrganizationId") if isinstance(payload, Mapping) else None
+        given = given.strip() if isinstance(given, str) else ""
+        if not given:
+            raise AuthFailed("missing OrganizationId")
+        if len(given) not in (15, 18) or not _same(given[:15], self.organization_id[:15]):
+            raise AuthFailed("OrganizationId is not the expected organization")
+
+
+@dataclass(frozen=True)
+class StandardWebhooksVerifier(Verifier):
+    """Standard Webhooks: HMAC-SHA256 of "{id}.{timestamp}.{body}"; any v1 entry matching any key
+    passes (rotation). Fails on a missing webhook-* header, a timestamp more than max_age off, or
+    no match. The keys are the base64-decoded "whsec_..." secrets."""
+    keys: tuple[bytes, ...] = field(repr=False)
+    max_age: int = DEFAULT_MAX_AGE
+    scheme = "standard-webhooks"
+    options: ClassVar = {"secret": _str(secret=True, check=_WHSEC), "max_age": _MAX_AGE,
+                         "secrets": fields.List(_str(secret=True, check=_WHSEC), validate=[
+                             validate.Length(min=1, error="expected a non-empty list")])}
+    exactly_one: ClassVar = ("secret", "secrets")
+
+    def verify(self, request: SignedRequest) -> Proof:
+        msg_id, timestamp = _header(request, "webhook-id"), _header(request, "webhook-timestamp")
+        signatures = _header(request, "webhook-signature").split()
+        _check_fresh(timestamp, request.now, self.max_age)
+        content = f"{msg_id}.{timestamp}.".encode() + request.body
+        expected = [base64.b64encode(hmac.digest(k, content, "sha256")) for k in self.keys]
+        given = [s.removeprefix("v1,") for s in signatures if s.startswith("v1,")]
+        if not any(_same(g, e) for g in given for e in expected):
+            raise AuthFailed("webhook-signature does not match")
+        return Proof(delivery_id=msg_id)
+
+
+@dataclass(frozen=True)
+class HmacVerifier(Verifier):
+    """A generic HMAC of the body, or of "{timestamp}.{body}" when timestamp_header is set, in
+    one header (hex in any case, or base64; after `prefix` if set). Fails on a missing header or
+    prefix, a timestamp more than max_age off, or a signature that does not match."""
+    secret: str = field(repr=False)
+    header: str
+    algorithm: str = "sha256"
+    encoding: str = "hex"
+    prefix: str | None = None
+    timestamp_header: str | None = None
+    max_age: int = DEFAULT_MAX_AGE
+    scheme = "hmac"
+    options: ClassVar = {
+        "secret": _str(True, True), "header": _str(True), "prefix": _str(), "max_age": _MAX_AGE,
+        "algorithm": _str(load_default="sha256", check=validate.OneOf(
+            list(_ALGORITHMS), error="expected one of: sha256, sha1, sha512")),
+        "encoding": _str(load_default="hex", check=validate.OneOf(
+            ["hex", "base64"], error="expected hex or base64")),
+        "timestamp_header": _str()}
+
+    def verify(self, request: SignedRequest) -> Proof:
+        signature = _header(request, self.header)
+        if self.prefix and not signature.startswith(self.prefix):
+            raise AuthFailed(f"signature in {self.header} lacks the prefix {self.prefix!r}")
+        signature = signature.removeprefix(self.prefix or "").strip()
+        content = request.body
+        if self.timestamp_header:
+            timestamp = _header(request, self.timestamp_header)
+            _check_fresh(timestamp, request.now, self.max_age)
+            content = timestamp.encode() + b"." + content
+        digest = hmac.digest(self.secret.encode(), content, _ALGORITHMS[self.algorithm])
+        hex_ = self.encoding == "hex"
+        expected = digest.hex() if hex_ else base64.b64encode(digest).decode()
+        if not _same(signature.lower() if hex_ else signature, expected):
+            raise AuthFailed(f"signature in {self.header} does not match")
+        return Proof()
+
+
+@dataclass(frozen=True)
+class BasicVerifier(Verifier):
+    """HTTP Basic credentials. Fails when absent, malformed, or either part differs."""
+    username: str
+    password: str = field(repr=False)
+    scheme = "basic"
+    options: ClassVar = {"username": _str(True), "password": _str(True, True)}
+
+    def verify(self, request: SignedRequest) -> Proof:
+        kind, _, encoded = _header(request, "Authorization", required=False).partition(" ")
+        if kind.lower() != "basic" or not encoded.strip():
+            raise AuthFailed("missing basic credentials")
+        try:
+            user, sep, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+        except binascii.Error:
+            raise AuthFailed("malformed basic credentials") from None
+        # `&`, not `and`: both parts are compared, so timing does not tell which one differs.
+        if not (sep and _same(user, self.username) & _same(password, self.password)):
+            raise AuthFailed("basic credentials do not match")
+        return Proof()
+
+
+@dataclass(frozen=True)
+class NoneVerifier(Verifier):
+    """No authentication: every request passes."""
+    scheme = "none"
+    options: ClassVar = {}
+
+    def verify(self, request: SignedRequest) -> Proof:
+        return Proof()
+
+
+_VERIFIERS: dict[str, Any] = {v.scheme: v for v in (
+    HubSpotVerifier, SalesforceVerifier, StandardWebhooksVerifier, HmacVerifier, BasicVerifier,
+    TokenVerifier, NoneVerifier)}
+
+
+class _Options(Schema):
+    error_messages = {"unknown": "unknown option", "type": "expected a mapping"}
+
+
+def _messages(errors: Any, path: str) -> list[str]:
+    """Flatten marshmallow's nested errors into "auth.key: message" lines."""
+    if isinstance(errors, Mapping):
+        return [line for key, sub in errors.items() for line in _messages(
+            sub, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}")]
+    return [f"{path}: {errors[0] if isinstance(errors, list) else errors}"]
+
+
+def build_verifier(options: Mapping[str, Any]) -> Verifier:
+    """Validate a mapping file's `auth:` block (${NAME} already expanded) and build its verifier.
+
+    Raises AuthConfigError naming `auth.<key>` and what is expected: missing or unknown scheme,
+    unknown option, missing or empty secret, a badly typed value, or an either/or pair misused.
+    """
+    if not isinstance(options, Mapping):
+        raise AuthConfigError("auth: expected a mapping with a `scheme` key")
+    scheme = options.get("scheme")
+    if not isinstance(scheme, str) or scheme not in _VERIFIERS:
+        what = "missing" if scheme is None else "unknown scheme"
+        raise AuthConfigError(f"auth.scheme: {what}, expected one of: {', '.join(SCHEMES)}")
+    cls = _VERIFIERS[scheme]
+    schema = _Options.from_dict(cls.options, name=f"{cls.__name__}Options")()  # unknown: RAISE
+    try:
+        data = schema.load({key: value for key, value in options.items() if key != "scheme"})
+    except ValidationError as error:
+        known = ", ".join(["scheme", *schema.fields])
+        raise AuthConfigError("; ".join(
+            f"{line}, expected one of: {known}" if line.endswith("unknown option") else line
+            for line in sorted(_messages(error.messages, "auth")))) from None
+    either = getattr(cls, "exactly_one", ())
+    if either and sum(key in data for key in either) != 1:
+        raise AuthConfigError(f"auth: set exactly one of {', '.join(f'auth.{k}' for k in either)}")
+    if cls is StandardWebhooksVerifier:  # _WHSEC has checked that every secret decodes
+        secrets = [data["secret"]] if "secret" in data else data["secrets"]
+        keys = tuple(base64.b64decode(secret.removeprefix("whsec_")) for secret in secrets)
+        return StandardWebhooksVerifier(keys=keys, max_age=data["max_age"])
+    return cls(**data)
