@@ -26,6 +26,12 @@ ENVIRON = {
     "WOLKVOX_CAMPAIGN_ID": "4638",
     "ZAPIER_SHARED_SECRET": "zap-secret",
     "HUBSPOT_CLIENT_SECRET": "hubspot-secret",
+    "HUBSPOT_PRIVATE_APP_TOKEN": "hubspot-private-app-token",
+    "SALESFORCE_ORG_ID": "00D5e000000AbCdEAK",
+    "PIPEDRIVE_WEBHOOK_PASSWORD": "pipedrive-password",
+    "ZOHO_WEBHOOK_TOKEN": "zoho-token",
+    "DYNAMICS_WEBHOOK_KEY": "dynamics-key",
+    "ZAPIER_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # Standard Webhooks' vector
 }
 
 

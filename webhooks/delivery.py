@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from .mapping.converters import RECALL_DATE_FORMAT
 from .recall import RecallInvalid, mask_phones_in
 from .settings import Settings
 from .store import Store, StoreUnavailable
-from .store.events import Attempt, Claimed
+from .store.events import Attempt, Claimed, Decision, Quota
 from .wolkvox import Target
 
 log = logging.getLogger(__name__)
@@ -118,113 +119,145 @@ class Worker:
 
     def _drain(self, key: str, group: TokenGroup, slot: int, holder: str,
                probing: dict[str, Any] | None) -> bool:
+        """Send due events through one slot until none is due or the token is held.
+
+        Events are claimed in small batches, and each outcome is written by a helper thread
+        while the next call is in flight: at full speed the slot waits on wolkvox alone.
+        At most one outcome is unwritten at any time, so a crash can re-send at most the
+        event in flight and the one just answered."""
         lease = self.settings.lease_seconds
+        target = group.target
         renewed = self.now()
         handled = 0
-        while not self._stop.is_set():
-            now = self.now()
-            if now - renewed > lease / 3:
-                if not self.store.renew_slot(key, slot, holder, now + lease):
-                    break  # our lease lapsed and the slot went to someone else
-                renewed = now
-            claimed = self.store.claim(group.sources, holder, now, lease)
-            if not claimed:
-                break
-            handled += 1
-            verdict = self._deliver(key, group.target, claimed[0], probing)
-            if probing and verdict != "held":
-                self.store.release_hold(key)
-                log.info("token %s works again: hold released", key)
-                probing = None
-            if verdict == "held":
-                break
+        pending: Future | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
+            while not self._stop.is_set():
+                now = self.now()
+                quota = self._quota(key, target, now)
+                batch = self.store.claim(group.sources, holder, now, lease,
+                                         self.settings.claim_batch, quota)
+                if batch is None:  # the day's quota is used up before wolkvox had to say so
+                    until = self._next_day(target, now)
+                    self._hold(key, "quota", f"held: daily quota of {quota[2]} calls used up; "
+                               f"waits for {_local(until, target.timezone)} {target.timezone}",
+                               until, now)
+                    break
+                if not batch:
+                    break
+                held = ""
+                for index, event in enumerate(batch):
+                    if held or self._stop.is_set() or self.now() - now > lease / 3:
+                        self._give_back(key, target, batch[index:], holder, held)
+                        break
+                    decision, hold = self._decide(key, target, event)
+                    handled += 1
+                    if pending is not None:
+                        pending.result()
+                    pending = recorder.submit(self.store.finish, event.id, decision, self.now())
+                    if hold is not None:
+                        self._hold(key, *hold, self.now())
+                        held = hold[1]
+                    elif probing:
+                        self.store.release_hold(key)
+                        log.info("token %s works again: hold released", key)
+                        probing = None
+                if held:
+                    break
+                if self.now() - renewed > lease / 3:  # a long drain keeps its slot
+                    if not self.store.renew_slot(key, slot, holder, self.now() + lease):
+                        break
+                    renewed = self.now()
+            if pending is not None:
+                pending.result()
         return handled > 0
 
+    def _give_back(self, key: str, target: Target, events: list[Claimed], holder: str,
+                   reason: str) -> None:
+        now = self.now()
+        released = self.store.release([e.id for e in events], holder, now, reason)
+        if released and self.settings.wolkvox_daily_limit:
+            self.store.refund_quota(key, self._day(target, now), released)
+
+    def _quota(self, key: str, target: Target, now: float) -> Quota | None:
+        limit = self.settings.wolkvox_daily_limit
+        return (key, self._day(target, now), limit) if limit else None
+
     # --- one event ---------------------------------------------------------------------
-    def _deliver(self, key: str, target: Target, event: Claimed,
-                 probing: dict[str, Any] | None) -> str:
-        """Send one claimed event and record the outcome; returns the outcome's word."""
+    def _decide(self, key: str, target: Target,
+                event: Claimed) -> tuple[Decision, tuple[str, str, float] | None]:
+        """Send one claimed event; (what becomes of it, (kind, reason, until) of a token hold
+        or None). Only wolkvox (and the CRM, for lookups) is called here; the caller writes."""
         now = self.now()
         source = self.sources.get(event.source)
         if source is None:
-            return self._finish(event, Status.FAILED, f"source {event.source} has no mapping")
+            return Decision(Status.FAILED, f"source {event.source} has no mapping"), None
         recall = event.recall
         if recall is None:  # a lookup source: the CRM object is fetched here, not on receipt
             try:
                 recall = fetch_and_map(source, event.raw, self._session(), self.settings.clock())
             except LookupRetry as err:
-                return self._retry(event, str(err), Attempt("retry", str(err)), now)
+                self._refund(key, target, now)
+                return self._retry(event, str(err), Attempt("retry", str(err)), now), None
             except (LookupFailed, RecallInvalid) as err:
+                self._refund(key, target, now)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
-                return self._finish(event, status, str(err), Attempt("failed", str(err)))
+                return Decision(status, str(err), Attempt("failed", str(err))), None
         recall, note = self._apply_time_rules(recall, target, now)
         if recall is None:
-            return self._finish(event, Status.EXPIRED, note, Attempt("expired", note))
-        day = self._day(target, now)
-        limit = self.settings.wolkvox_daily_limit
-        if limit and not self.store.reserve_quota(key, day, limit):
-            until = self._next_day(target, now)
-            reason = (f"held: daily quota of {limit} calls used up; waits for "
-                      f"{datetime.fromtimestamp(until, ZoneInfo(target.timezone)):%Y-%m-%d %H:%M}"
-                      f" {target.timezone}")
-            return self._hold(key, event, "quota", reason, until, now)
+            self._refund(key, target, now)
+            return Decision(Status.EXPIRED, note, Attempt("expired", note)), None
         try:
             result = wolkvox.send_recall(self._session(), target, recall,
                                          self.settings.wolkvox_timeouts)
         except wolkvox.WolkvoxError as err:
-            return self._on_error(key, event, recall, err, day, note)
-        answer = result.answer
-        reason = f"delivered: {mask_phones_in(answer.msg)}" + (f" ({note})" if note else "")
-        self.store.finish(event.id, Status.DELIVERED, reason, self.now(),
-                          _attempt("delivered", reason, answer), recall=recall)
-        return "delivered"
+            return self._on_error(key, target, event, recall, err)
+        reason = f"delivered: {mask_phones_in(result.answer.msg)}" + (f" ({note})" if note else "")
+        return Decision(Status.DELIVERED, reason, _attempt("delivered", reason, result.answer),
+                        recall=recall), None
 
-    def _on_error(self, key: str, event: Claimed, recall: dict[str, str],
-                  err: wolkvox.WolkvoxError, day: str, note: str) -> str:
+    def _on_error(self, key: str, target: Target, event: Claimed, recall: dict[str, str],
+                  err: wolkvox.WolkvoxError) -> tuple[Decision, tuple[str, str, float] | None]:
         now = self.now()
-        target = self.sources[event.source].target
         if isinstance(err, wolkvox.Rejected):
-            return self._finish(event, Status.FAILED, err.reason,
-                                _attempt("failed", err.reason, err.answer), recall)
+            return Decision(Status.FAILED, err.reason, _attempt("failed", err.reason, err.answer),
+                            recall=recall), None
         if isinstance(err, wolkvox.RetrySoon):
-            self.store.finish(event.id, Status.QUEUED, f"retry soon: {err.reason}", now,
-                              _attempt("retry", err.reason, err.answer),
-                              next_attempt_at=now + RETRY_SOON)
-            return "retry"
+            return Decision(Status.QUEUED, f"retry soon: {err.reason}",
+                            _attempt("retry", err.reason, err.answer),
+                            next_attempt_at=now + RETRY_SOON), None
         if isinstance(err, wolkvox.QuotaExceeded):
-            return self._hold(key, event, "quota", f"held: {err.reason}",
-                              self._next_day(target, now), now, err.answer)
+            reason = f"held: {err.reason}"
+            return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
+                             next_attempt_at=now),
+                    ("quota", reason, self._next_day(target, now)))
         if isinstance(err, wolkvox.TokenRejected):
-            if self.settings.wolkvox_daily_limit:
-                self.store.refund_quota(key, day)  # not certain wolkvox counted it; be fair
-            until = now + self.settings.token_probe_interval
-            return self._hold(key, event, "token", f"held: {err.reason}; probing every "
-                              f"{self.settings.token_probe_interval:g} s", until, now,
-                              err.answer)
-        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer), now)
+            self._refund(key, target, now)  # wolkvox refused it: assume no unit was spent
+            interval = self.settings.token_probe_interval
+            reason = f"held: {err.reason}; probing every {interval:g} s"
+            return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
+                             next_attempt_at=now),
+                    ("token", reason, now + interval))
+        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer), now), None
 
-    def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float) -> str:
+    def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float) -> Decision:
         attempts = event.attempts + 1
         if now - event.created_at >= self.settings.max_event_age:
             final = f"failed after {attempts} attempts over the maximum age: {reason}"
-            return self._finish(event, Status.FAILED, final, attempt)
+            return Decision(Status.FAILED, final, attempt, count=True)
         delay = backoff_delay(attempts, random.random())
-        self.store.finish(event.id, Status.QUEUED, f"retry in {delay:.0f} s: {reason}", now,
-                          attempt, count=True, next_attempt_at=now + delay)
-        return "retry"
+        return Decision(Status.QUEUED, f"retry in {delay:.0f} s: {reason}", attempt,
+                        count=True, next_attempt_at=now + delay)
 
-    def _hold(self, key: str, event: Claimed, kind: str, reason: str, until: float,
-              now: float, answer: wolkvox.Answer | None = None) -> str:
+    def _hold(self, key: str, kind: str, reason: str, until: float, now: float) -> None:
+        if kind == "lease":
+            return
         self.store.hold(key, kind, reason, until, now)
-        attempt = _attempt("held", reason, answer) if answer else None
-        self.store.finish(event.id, Status.QUEUED, reason, now, attempt, next_attempt_at=now)
         self.store.note_waiting(self.groups[key].sources, reason, now)
-        return "held"
+        log.warning("token %s held until %s: %s", key, _local(until, "UTC"), reason)
 
-    def _finish(self, event: Claimed, status: Status, reason: str,
-                attempt: Attempt | None = None, recall: dict[str, str] | None = None) -> str:
-        self.store.finish(event.id, status, reason, self.now(), attempt, recall=recall)
-        return status.value
+    def _refund(self, key: str, target: Target, now: float) -> None:
+        if self.settings.wolkvox_daily_limit:
+            self.store.refund_quota(key, self._day(target, now))
 
     # --- rules -------------------------------------------------------------------------
     def _apply_time_rules(self, recall: dict[str, str], target: Target,
@@ -258,8 +291,13 @@ class Worker:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            targets = [g.target.base_url for g in self.groups.values()]
+            session = self._local.session = wolkvox.new_session(targets[0] if targets else "")
         return session
+
+
+def _local(epoch: float, timezone: str) -> str:
+    return f"{datetime.fromtimestamp(epoch, ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
 
 
 def _attempt(outcome: str, reason: str, answer: wolkvox.Answer | None) -> Attempt:

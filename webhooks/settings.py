@@ -28,6 +28,7 @@ TOKEN_PROBE_INTERVAL = 5 * 60  # a held bad token is probed this often, seconds
 LEASE_MARGIN = 15.0  # a slot / sending lease outlives the request timeout by this, seconds
 POLL_INTERVAL = 0.5  # an idle worker looks for due events this often, seconds
 WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enough)
+CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
 MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
 
 
@@ -58,6 +59,7 @@ class Settings:
     lease_margin: float = LEASE_MARGIN
     poll_interval: float = POLL_INTERVAL
     worker_threads: int = WORKER_THREADS
+    claim_batch: int = CLAIM_BATCH
     public_url: str = ""  # e.g. https://bridge.example.com, for signatures behind a proxy
     trust_forwarded: bool = False  # trust X-Forwarded-Proto/Host from one proxy hop
     admin_token: str = field(default="", repr=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,17 @@ class Rejected(WolkvoxError):
 @dataclass(frozen=True)
 class Delivered:
     answer: Answer
+
+
+def new_session(base_url: str) -> requests.Session:
+    """A session for one worker thread. Proxy and CA settings are read from the environment
+    once, here, instead of on every call (requests' trust_env costs ~1 ms a call)."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+        "CURL_CA_BUNDLE") or True
+    session.trust_env = False
+    return session
 
 
 def send_recall(session: requests.Session, target: Target, recall: Mapping[str, str],

@@ -62,7 +62,7 @@ class FieldSpec(Schema):
 
     path = Path(load_default=None)
     default = fields.Raw(load_default=None)
-    map = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None)
+    map = fields.Dict(keys=fields.Raw(), values=fields.Raw(), load_default=None)
     phone = fields.Nested(PhoneOptions, load_default=None)
     date = fields.Nested(DateOptions, load_default=None)
     digits = fields.Boolean(load_default=False)

@@ -46,7 +46,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pre-ping: it would double the round trips of the delivery loop; a dropped
+    # connection fails one transaction (retried by the caller) and invalidates the pool.
+    return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -54,6 +54,22 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """Where a claimed event goes next, and why: what the worker decided."""
+
+    status: Status
+    reason: str
+    attempt: Attempt | None = None
+    count: bool = False  # a failed attempt that counts toward the backoff
+    next_attempt_at: float | None = None
+    recall: dict[str, str] | None = None  # the recall as sent (dates may have moved)
+
+
+Quota = tuple[str, str, int]  # (token_key, day, daily limit)
+NextClaim = tuple[Iterable[str], str, float, float, int, "Quota | None"]
+
+
+@dataclass(frozen=True)
 class Claimed:
     id: int
     source: str
@@ -132,41 +148,67 @@ class EventStore:
 
     # --- delivery ----------------------------------------------------------------------
     def claim(self, sources: Iterable[str], holder: str, now: float, lease: float,
-              limit: int = 1) -> list[Claimed]:
-        """Mark up to `limit` due queued events of `sources` as ours until now + lease."""
+              limit: int = 1, quota: Quota | None = None) -> list[Claimed] | None:
+        """Mark up to `limit` due queued events of `sources` as ours until now + lease.
+
+        With `quota`, one unit of the token's day is reserved per event in the same
+        transaction; None means the quota is used up (nothing was claimed)."""
+        with self._tx() as db:
+            return self._claim(db, sources, holder, now, lease, limit, quota)
+
+    def _claim(self, db: Connection, sources: Iterable[str], holder: str, now: float,
+               lease: float, limit: int = 1, quota: Quota | None = None) -> list[Claimed] | None:
         due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
                       events.c.attempts, events.c.created_at)
                .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
                       events.c.source.in_(list(sources)))
                .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
                .with_for_update(skip_locked=True))
-        with self._tx() as db:
-            rows = db.execute(due).all()
-            if not rows:
-                return []
-            db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
-                status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
+        rows = db.execute(due).all()
+        if not rows:
+            return []
+        if quota is not None:
+            granted = self._reserve(db, *quota, len(rows))
+            if not granted:
+                return None
+            rows = rows[:granted]
+        db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
+            status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
         return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts, r.created_at) for r in rows]
 
-    def finish(self, event_id: int, status: Status, reason: str, now: float,
-               attempt: Attempt | None = None, count: bool = False,
-               next_attempt_at: float | None = None,
-               recall: dict[str, str] | None = None) -> None:
-        """Record where a claimed event goes next, and why; `count` adds a failed attempt."""
-        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": now,
-                                  "holder": None, "lease_until": None}
-        if count:
+    def finish(self, event_id: int, decision: Decision, now: float,
+               then_claim: NextClaim | None = None) -> list[Claimed] | None:
+        """Record where a claimed event goes next, and why; with `then_claim`, claim the next
+        due event in the same transaction (one round trip per call at full speed)."""
+        values: dict[str, Any] = {"status": decision.status, "reason": decision.reason,
+                                  "updated_at": now, "holder": None, "lease_until": None}
+        if decision.count:
             values["attempts"] = events.c.attempts + 1
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        if recall is not None:
+        if decision.next_attempt_at is not None:
+            values["next_attempt_at"] = decision.next_attempt_at
+        if decision.recall is not None:
+            recall = decision.recall
             values.update(recall=recall, campaign_id=recall.get("campaign_id"),
                           customer_id=recall.get("customer_id"))
         with self._tx() as db:
             db.execute(update(events).where(events.c.id == event_id).values(**values))
-            if attempt is not None:
+            if decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
-                                                   **attempt.__dict__))
+                                                   **decision.attempt.__dict__))
+            if then_claim is not None:
+                return self._claim(db, *then_claim)
+        return []
+
+    def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
+        """Give back claimed events that were not sent (a hold, or a batch kept too long)."""
+        if not ids:
+            return 0
+        with self._tx() as db:
+            return db.execute(update(events).where(
+                events.c.id.in_(list(ids)), events.c.holder == holder,
+                events.c.status == Status.SENDING,
+            ).values(status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
+                     **({"reason": reason} if reason else {}))).rowcount
 
     def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
         """Write why queued events of `sources` wait (a held token), so an operator sees it."""

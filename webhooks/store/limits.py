@@ -65,20 +65,28 @@ class LimitStore:
                 slots.c.token_key == token_key, slots.c.lease_until >= now)).all())
 
     # --- quota -------------------------------------------------------------------------
-    def reserve_quota(self, token_key: str, day: str, limit: int) -> bool:
-        """Take one unit of today's quota; False when `limit` units are already used."""
+    def reserve_quota(self, token_key: str, day: str, limit: int, units: int = 1) -> int:
+        """Take up to `units` of the day's quota; returns how many were granted (0: used up)."""
         with self._tx() as db:
-            db.execute(self._upsert(quota).values(token_key=token_key, day=day, used=0)
-                       .on_conflict_do_nothing(index_elements=["token_key", "day"]))
-            return bool(db.execute(update(quota).where(
-                quota.c.token_key == token_key, quota.c.day == day, quota.c.used < limit,
-            ).values(used=quota.c.used + 1)).rowcount)
+            return self._reserve(db, token_key, day, limit, units)
 
-    def refund_quota(self, token_key: str, day: str) -> None:
-        """Give back a unit reserved for a call that was not made."""
+    def _reserve(self, db: Any, token_key: str, day: str, limit: int, units: int = 1) -> int:
+        db.execute(self._upsert(quota).values(token_key=token_key, day=day, used=0)
+                   .on_conflict_do_nothing(index_elements=["token_key", "day"]))
+        used = db.execute(select(quota.c.used).where(
+            quota.c.token_key == token_key, quota.c.day == day).with_for_update()).scalar_one()
+        granted = max(0, min(units, limit - used))
+        if granted:
+            db.execute(update(quota).where(quota.c.token_key == token_key,
+                                           quota.c.day == day).values(used=used + granted))
+        return granted
+
+    def refund_quota(self, token_key: str, day: str, units: int = 1) -> None:
+        """Give back units reserved for calls that were not made."""
         with self._tx() as db:
             db.execute(update(quota).where(quota.c.token_key == token_key, quota.c.day == day,
-                                           quota.c.used > 0).values(used=quota.c.used - 1))
+                                           quota.c.used >= units)
+                       .values(used=quota.c.used - units))
 
     def quota_used(self, token_key: str, day: str) -> int:
         with self._tx() as db:

@@ -1,0 +1,215 @@
+"""flask commands an operator runs: check and try mappings, list, show and retry events."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ENVIRON, ROOT, bridge_of, drain
+from tests.test_receiver import ZAP_HEADERS, zap
+from webhooks.mapping.files import ENV_REF, ConfigError, load_source
+from webhooks.settings import Settings
+
+PHONE = "93001234567"
+MASKED = "********567"
+
+# A source whose campaign comes from a lead's stage through a `map:` table: an unknown stage
+# makes an event invalid, and adding the stage to the table is the fix an operator makes.
+CRM_MAPPING = """\
+description: test CRM with a stage -> campaign table
+auth: {scheme: token, header: X-Bridge-Token, secret: "${ZAPIER_SHARED_SECRET}"}
+event_id: request_id
+recall:
+  type_campaign: predictive
+  campaign_id:
+    path: stage
+    map: {%s}
+  customer_id: {path: lead_id}
+  recall_telephone: {path: phone, phone: {region: CO, prefix: "9"}}
+  recall_date: {path: callback_at, date: {timezone: America/Bogota}}
+"""
+
+
+# Values that pass each auth scheme's checks (a Salesforce org id, a Standard Webhooks key),
+# for a ${NAME} a shipped mapping uses that conftest's ENVIRON does not set.
+STAND_INS = ("00D5e000000AbCdEAK", "whsec_" + base64.b64encode(b"0" * 32).decode())
+
+
+def stand_ins(mappings_dir: Path) -> dict[str, str]:
+    """For each mapping file, the first stand-in that lets it load with ENVIRON's gaps filled.
+    Once ENVIRON covers every shipped mapping this returns {}."""
+    environ: dict[str, str] = {}
+    for path in sorted(mappings_dir.glob("*.yaml")):
+        missing = set(ENV_REF.findall(path.read_text(encoding="utf-8"))) - set(ENVIRON)
+        for value in STAND_INS:
+            trial = {**ENVIRON, **environ, **{name: value for name in missing}}
+            try:
+                load_source(path, Settings(wolkvox_token="t", environ=trial,
+                                           wolkvox_base_url="http://127.0.0.1:1"))
+            except ConfigError:
+                continue
+            environ.update({name: value for name in missing})
+            break
+    return environ
+
+
+@pytest.fixture
+def build(make_app: Any, mappings_dir: Path) -> Any:
+    """make_app, with stand-ins for the secrets of shipped mappings that ENVIRON lacks."""
+    def factory(**overrides: Any) -> Any:
+        return make_app(environ=stand_ins(mappings_dir), **overrides)
+    return factory
+
+
+@pytest.fixture
+def app(build: Any) -> Any:
+    return build()
+
+
+def cli(app: Any, *args: str) -> Any:
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def receive(app: Any, body: dict, path: str = "/hooks/zapier") -> int:
+    answer = app.test_client().post(path, json=body, headers=ZAP_HEADERS).get_json()
+    return answer["events"][0]["id"]
+
+
+def listed(output: str) -> dict[int, list[str]]:
+    """`events list` lines by id: [date, time, status, source, customer, reason words...]."""
+    return {int(line.split()[0]): line.split()[1:] for line in output.splitlines()}
+
+
+# --- mappings ----------------------------------------------------------------------------
+def test_mappings_check_lists_every_shipped_source_with_its_url(app, mappings_dir):
+    result = cli(app, "mappings", "check")
+    assert result.exit_code == 0, result.output
+    shipped = sorted(path.stem for path in mappings_dir.glob("*.yaml"))
+    assert {"zapier", "hubspot-workflow"} <= set(shipped)
+    lines = result.output.splitlines()
+    assert len(lines) == len(shipped)
+    for name, line in zip(shipped, lines, strict=True):
+        assert line.startswith(f"ok  POST /hooks/{name}  format=")
+    assert "auth=token" in lines[shipped.index("zapier")]
+
+
+def test_mappings_try_prints_the_recall_fields_with_the_phone_masked(app):
+    result = cli(app, "mappings", "try", "zapier", str(ROOT / "mappings/samples/zapier.json"))
+    assert result.exit_code == 0, result.output
+    assert "event 0: ok  id=zap-7f3a9c" in result.output
+    for line in ("type_campaign: predictive", "campaign_id: 4638", "customer_id: 98765",
+                 f"recall_telephone: {MASKED}", "recall_date: 20301201103000"):
+        assert f"  {line}\n" in result.output
+    assert PHONE not in result.output
+    assert bridge_of(app).store.counts() == {}  # nothing stored, nothing sent
+
+
+def test_mappings_try_with_show_phone_prints_the_phone_in_full(app):
+    result = cli(app, "mappings", "try", "zapier", str(ROOT / "mappings/samples/zapier.json"),
+                 "--show-phone")
+    assert result.exit_code == 0, result.output
+    assert f"  recall_telephone: {PHONE}\n" in result.output
+
+
+def test_mappings_try_on_an_invalid_sample_prints_each_field_error(app, tmp_path):
+    sample = tmp_path / "bad.json"
+    sample.write_text(json.dumps({"request_id": "bad-1", "lead_id": 5, "phone": "300 12",
+                                  "callback_at": "someday"}))
+    result = cli(app, "mappings", "try", "zapier", str(sample))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "event 0: INVALID  id=bad-1"
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "  recall_date", "  recall_telephone"]
+    assert "too short" in result.output and "expected ISO 8601" in result.output
+    assert "300 12" not in result.output and "30012" not in result.output
+
+
+def test_mappings_try_with_an_unknown_source_names_the_known_ones(app):
+    result = cli(app, "mappings", "try", "nope", str(ROOT / "mappings/samples/zapier.json"))
+    assert result.exit_code != 0
+    assert "unknown source 'nope'" in result.output and "zapier" in result.output
+
+
+# --- events ------------------------------------------------------------------------------
+def test_events_list_shows_each_event_and_filters_by_status(app):
+    good = receive(app, zap(lead=1))
+    bad = receive(app, zap(lead=2, phone="12"))
+    everything = listed(cli(app, "events", "list").output)
+    assert set(everything) == {good, bad}
+    assert everything[good][2:5] == ["queued", "zapier", "1"]
+    assert everything[bad][2:4] == ["invalid", "zapier"]
+    assert "recall_telephone" in " ".join(everything[bad][5:])
+    only_invalid = listed(cli(app, "events", "list", "--status", "invalid").output)
+    assert list(only_invalid) == [bad]
+
+
+def test_events_list_says_when_there_are_none(app):
+    result = cli(app, "events", "list")
+    assert result.exit_code == 0
+    assert result.output == "no events\n"
+
+
+def test_events_show_masks_the_phone_in_the_recall_and_in_wolkvox_answer(app, sandbox):
+    event_id = receive(app, zap())
+    drain(app)
+    assert [r["recall_telephone"] for r in sandbox.recalls()] == [PHONE]
+    result = cli(app, "events", "show", str(event_id))
+    assert result.exit_code == 0, result.output
+    assert f"id: {event_id}\n" in result.output
+    assert "status: delivered\n" in result.output
+    [recall_line] = [line for line in result.output.splitlines() if line.startswith("recall: ")]
+    recall = json.loads(recall_line.removeprefix("recall: "))
+    assert recall["recall_telephone"] == MASKED and recall["customer_id"] == "1"
+    [attempt] = [line for line in result.output.splitlines() if line.startswith("  ")]
+    assert "delivered" in attempt and "http=202" in attempt and "code=202" in attempt
+    assert f"to phone {MASKED}" in attempt
+    assert PHONE not in result.output
+
+
+def test_events_show_of_an_unknown_id_says_so(app):
+    result = cli(app, "events", "show", "999")
+    assert result.exit_code != 0
+    assert "no event 999" in result.output
+
+
+def test_events_retry_maps_an_invalid_event_again_with_the_fixed_mapping(build, mappings_dir,
+                                                                         sandbox):
+    (mappings_dir / "crm.yaml").write_text(CRM_MAPPING % "hot: 4638")
+    before = build()
+    event_id = receive(before, zap(stage="warm"), "/hooks/crm")
+    row = bridge_of(before).store.get(event_id)
+    assert row["status"] == "invalid" and row["recall"] is None
+    assert "campaign_id" in row["reason"]
+
+    still = cli(before, "events", "retry", str(event_id))
+    assert still.exit_code != 0 and "still invalid" in still.output
+    assert bridge_of(before).store.get(event_id)["status"] == "invalid"
+
+    (mappings_dir / "crm.yaml").write_text(CRM_MAPPING % "hot: 4638, warm: 4639")
+    after = build()
+    result = cli(after, "events", "retry", str(event_id))
+    assert result.exit_code == 0, result.output
+    assert result.output == f"event {event_id} queued\n"
+    row = bridge_of(after).store.get(event_id)
+    assert row["status"] == "queued" and row["attempts"] == 0
+    assert row["recall"]["campaign_id"] == "4639"
+    assert row["reason"] == "re-queued by an operator"
+    drain(after)
+    assert bridge_of(after).store.get(event_id)["status"] == "delivered"
+    assert [r["campaign_id"] for r in sandbox.recalls()] == ["4639"]
+
+
+def test_events_retry_refuses_a_delivered_event_with_a_clear_message(app, sandbox):
+    event_id = receive(app, zap())
+    drain(app)
+    result = cli(app, "events", "retry", str(event_id))
+    assert result.exit_code != 0
+    assert f"event {event_id} is delivered; only " in result.output
+    assert "can be retried" in result.output
+    assert bridge_of(app).store.get(event_id)["status"] == "delivered"
+    assert len(sandbox.recalls()) == 1
