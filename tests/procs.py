@@ -34,7 +34,8 @@ class Proc:
                                       start_new_session=True)
 
     def output(self) -> str:
-        self.handle.flush()
+        if not self.handle.closed:
+            self.handle.flush()
         return self.log.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
