@@ -1,0 +1,88 @@
+"""A HubSpot CRM API look-alike for tests: GET /crm/v3/objects/contacts/<id>, on loopback.
+
+It answers as HubSpot does for the one call the bridge's lookup makes: a Bearer token check
+(401), the contact's requested properties (`?properties=a,b`; a property the contact lacks is
+null), 404 for an unknown id, and on demand an error status for the next calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.serving import make_server
+
+DEFAULT_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")  # HubSpot always adds
+
+
+class HubSpotLookalike:
+    """Serve with `start()`; tell it contacts with `add_contact`, errors with `fail_next`."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.lock = threading.Lock()
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.failures: list[int] = []
+        self.calls: list[dict[str, Any]] = []  # what each request asked for
+        self.app = self._build()
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # --- control -----------------------------------------------------------------------
+    def start(self) -> HubSpotLookalike:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.contacts.clear()
+            self.failures.clear()
+            self.calls.clear()
+
+    def add_contact(self, contact_id: int | str, **properties: Any) -> None:
+        with self.lock:
+            self.contacts[str(contact_id)] = properties
+
+    def fail_next(self, status: int = 500, times: int = 1) -> None:
+        """The next `times` calls (with a good token) answer `status` instead."""
+        with self.lock:
+            self.failures += [status] * times
+
+    # --- the API -----------------------------------------------------------------------
+    def _build(self) -> Flask:
+        app = Flask("hubspot_lookalike")
+
+        @app.get("/crm/v3/objects/contacts/<contact_id>")
+        def contact(contact_id: str) -> ResponseReturnValue:
+            wanted = [p for p in request.args.get("properties", "").split(",") if p]
+            with self.lock:
+                self.calls.append({"id": contact_id, "properties": wanted,
+                                   "authorization": request.headers.get("Authorization")})
+                if request.headers.get("Authorization") != f"Bearer {self.token}":
+                    return _error(401, "INVALID_AUTHENTICATION",
+                                  "Authentication credentials not found.")
+                if self.failures:
+                    return _error(self.failures.pop(0), "INTERNAL_ERROR", "internal error")
+                known = self.contacts.get(contact_id)
+                if known is None:
+                    return _error(404, "OBJECT_NOT_FOUND", "resource not found")
+                properties = {name: None for name in (*DEFAULT_PROPERTIES, *wanted)}
+                properties.update({k: v for k, v in known.items() if k in properties})
+                properties["hs_object_id"] = contact_id
+            return jsonify({"id": contact_id, "properties": properties,
+                            "createdAt": "2026-11-01T09:00:00.000Z",
+                            "updatedAt": "2026-11-28T12:00:00.000Z", "archived": False})
+
+        return app
+
+
+def _error(status: int, category: str, message: str) -> ResponseReturnValue:
+    return jsonify({"status": "error", "message": message, "category": category,
+                    "correlationId": str(uuid.uuid4())}), status
