@@ -353,3 +353,9 @@ def test_unknown_region_fails_the_check(code):
 def test_region_in_lower_case_fails_with_a_hint():
     with pytest.raises(ConversionError, match=r"regions are upper case: 'CO'"):
         check_region("co")
+
+
+def test_microsoft_json_date_is_read_as_utc_milliseconds():
+    # 1924963200000 ms = 2030-12-31T16:00:00Z = 11:00 in Bogota, whatever the writer's offset
+    assert to_date("/Date(1924963200000)/", timezone="America/Bogota") == "20301231110000"
+    assert to_date("/Date(1924963200000-0500)/", timezone="America/Bogota") == "20301231110000"

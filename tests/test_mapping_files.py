@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,32 @@ def test_dedup_key_hash_is_stable_across_key_order_and_differs_by_content(folder
     assert key.startswith("sha256:")
     assert key == source.dedup_key(backward, 0, None)
     assert key != source.dedup_key({**forward, "a": 2}, 0, None)
+
+
+def test_sources_setting_loads_only_the_named_mappings_and_names_a_missing_one(tmp_path):
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    for name in ("zapier", "hubspot-workflow"):
+        (folder / f"{name}.yaml").write_text((ROOT / "mappings" / f"{name}.yaml").read_text())
+    settings = Settings(wolkvox_token="t", wolkvox_base_url="http://127.0.0.1:1",
+                        sources="zapier", environ={"WOLKVOX_CAMPAIGN_ID": "1",
+                                                   "ZAPIER_SHARED_SECRET": "z"})
+    assert list(load_sources(folder, settings)) == ["zapier"]  # no HubSpot secret needed
+    with pytest.raises(ConfigError) as caught:
+        load_sources(folder, replace(settings, sources="zapier,pipedrive"))
+    assert "SOURCES: no mapping file for pipedrive" in str(caught.value)
+
+
+def test_env_reference_with_a_default_uses_it_when_unset(tmp_path):
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    text = (ROOT / "mappings" / "zapier.yaml").read_text().replace(
+        "${WOLKVOX_CAMPAIGN_ID}", "${CAMPAIGN:-777}")
+    (folder / "zapier.yaml").write_text(text)
+    settings = Settings(wolkvox_token="t", wolkvox_base_url="http://127.0.0.1:1",
+                        environ={"ZAPIER_SHARED_SECRET": "z"})
+    source = load_source(folder / "zapier.yaml", settings)
+    assert source.map({"lead_id": 1, "phone": "3001234567"}, NOW)["campaign_id"] == "777"
+    with_env = replace(settings, environ={"ZAPIER_SHARED_SECRET": "z", "CAMPAIGN": "9"})
+    source = load_source(folder / "zapier.yaml", with_env)
+    assert source.map({"lead_id": 1, "phone": "3001234567"}, NOW)["campaign_id"] == "9"

@@ -120,3 +120,50 @@ def test_store_down_answers_503_with_retry_after(make_app, monkeypatch):
     response = app.test_client().post("/hooks/zapier", json=zap(), headers=ZAP_HEADERS)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
+
+
+FIELD_TOKEN_MAPPING = """
+format: json
+auth: {scheme: token, field: secret, secret: field-secret}
+events: "@"
+when: "length(tags) > `0`"
+recall:
+  type_campaign: predictive
+  campaign_id: "1"
+  customer_id: {path: to_string(id)}
+  recall_telephone: {path: phone, phone: {region: CO, prefix: "9"}}
+  recall_date: {path: at, date: {timezone: America/Bogota}, default: now}
+"""
+
+
+def test_secret_sent_as_a_body_field_is_not_stored(make_app, mappings_dir):
+    (mappings_dir / "fieldtoken.yaml").write_text(FIELD_TOKEN_MAPPING)
+    app = make_app()
+    answer = app.test_client().post("/hooks/fieldtoken", json={
+        "secret": "field-secret", "id": 3, "phone": "3001234567", "tags": ["x"]}).get_json()
+    stored = bridge_of(app).store.get(answer["events"][0]["id"])
+    assert stored["status"] == "queued"
+    assert "secret" not in stored["raw"] and stored["raw"]["id"] == 3
+
+
+def test_when_that_fails_on_an_event_keeps_it_as_invalid_with_the_reason(make_app,
+                                                                         mappings_dir):
+    (mappings_dir / "fieldtoken.yaml").write_text(FIELD_TOKEN_MAPPING)
+    app = make_app()
+    response = app.test_client().post("/hooks/fieldtoken", json={
+        "secret": "field-secret", "id": 3, "phone": "3001234567", "tags": 5})
+    assert response.status_code == 202
+    event = response.get_json()["events"][0]
+    assert event["result"] == "invalid" and "`when` failed" in event["reason"]
+    assert bridge_of(app).store.get(event["id"])["raw"]["tags"] == 5
+
+
+def test_events_path_that_fails_on_the_body_is_400_naming_it(make_app, mappings_dir):
+    (mappings_dir / "fieldtoken.yaml").write_text(
+        FIELD_TOKEN_MAPPING.replace('events: "@"', 'events: "sort(items)"'))
+    app = make_app()
+    response = app.test_client().post("/hooks/fieldtoken", json={
+        "secret": "field-secret", "items": 7})
+    assert response.status_code == 400
+    assert "`events` path" in response.get_json()["error"]
+    assert bridge_of(app).store.counts() == {}

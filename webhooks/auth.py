@@ -70,6 +70,7 @@ _WHSEC = validate.Regexp(
 class Verifier(Protocol):
     """Proves requests for one scheme. Verifiers subclass it to inherit verify_payload."""
     scheme: str
+    strip_field: str | None = None  # a body field that carries the secret: not to be stored
 
     def verify(self, request: SignedRequest) -> Proof:
         """Check the request as received; raises AuthFailed."""
@@ -161,6 +162,10 @@ class TokenVerifier(Verifier):
             where = f"query parameter {self.query}"
             _check_token(request.query.get(self.query), self.secret, where)
         return Proof()
+
+    @property
+    def strip_field(self) -> str | None:  # type: ignore[override]
+        return self.field
 
     def verify_payload(self, payload: Any) -> None:
         if self.field:

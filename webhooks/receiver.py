@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import formats
@@ -53,10 +54,23 @@ def receive(name: str) -> Response | tuple[Response, int]:
         log.warning("hook %s: unreadable body: %s", name, err)
         return _refuse(soap, 400, f"unreadable {source.format} body: {err}")
 
+    if isinstance(payload, dict) and source.verifier.strip_field:
+        payload.pop(source.verifier.strip_field, None)  # a secret is not an event's data
+    try:
+        events = source.split(payload)
+    except JMESPathError as err:
+        log.error("hook %s: the mapping's `events` path fails on this body: %s", name, err)
+        return _refuse(soap, 400, f"the mapping's `events` path fails on this body: {err}")
     results: list[dict[str, Any] | None] = []
     new: list[NewEvent] = []
-    for index, event in enumerate(source.split(payload)):
-        if not source.wanted(event):
+    for index, event in enumerate(events):
+        try:
+            wanted = source.wanted(event)
+        except JMESPathError as err:  # keep it, as invalid, for replay after a fix
+            new.append(_invalid(source, event, index, f"invalid: `when` failed: {err}"))
+            results.append(None)
+            continue
+        if not wanted:
             results.append({"index": index, "result": "ignored",
                             "reason": "the mapping's `when` is false for this event"})
             continue
@@ -89,7 +103,10 @@ def receive(name: str) -> Response | tuple[Response, int]:
 
 def _new_event(source: Any, event: Any, index: int, delivery_id: str | None,
                now: Any) -> NewEvent:
-    key = source.dedup_key(event, index, delivery_id)
+    try:
+        key = source.dedup_key(event, index, delivery_id)
+    except JMESPathError as err:
+        return _invalid(source, event, index, f"invalid: `event_id` failed: {err}")
     common = {"source": source.name, "dedup_key": key, "token_key": source.target.key,
               "raw": event}
     if source.lookup is not None:  # mapped in the worker, after the CRM lookup
@@ -98,6 +115,12 @@ def _new_event(source: Any, event: Any, index: int, delivery_id: str | None,
         return NewEvent(**common, recall=source.map(event, now))
     except RecallInvalid as err:
         return NewEvent(**common, status=Status.INVALID, reason=f"invalid: {err}")
+
+
+def _invalid(source: Any, event: Any, index: int, reason: str) -> NewEvent:
+    return NewEvent(source=source.name, dedup_key=source.dedup_key(event, index, None, hashed=True),
+                    token_key=source.target.key, raw=event, status=Status.INVALID,
+                    reason=reason)
 
 
 def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Settings:
 
     database_url: str = DATABASE_URL
     mappings_dir: str = MAPPINGS_DIR
+    sources: str = ""  # comma list of mapping names to serve; empty: every file
     wolkvox_server: str = ""
     wolkvox_token: str = field(default="", repr=False)
     wolkvox_base_url: str = WOLKVOX_BASE_URL

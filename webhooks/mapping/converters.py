@@ -23,6 +23,9 @@ RECALL_DATE_FORMAT = "%Y%m%d%H%M%S"
 EPOCH_MS_THRESHOLD = 1e11
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Microsoft's JSON date (Dataverse, WCF): "/Date(1795939200000)/" or "/Date(1795939200000-0500)/";
+# the milliseconds are UTC, the offset only says where the writer was.
+_MS_JSON_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
 _NUMBER = re.compile(r"[+-]?\d+(\.\d*)?")
 _WOLKVOX_DATE = re.compile(r"\d{14}")
 
@@ -221,6 +224,8 @@ def _to_datetime(value: Any, *, format: str | None, now: datetime | None) -> dat
         raise ConversionError(f"date is empty; {expected}")
     if text.lower() == "now":
         return now if now is not None else datetime.now(UTC)
+    if match := _MS_JSON_DATE.fullmatch(text):
+        return _EPOCH + timedelta(milliseconds=int(match.group(1)))
     if format:
         try:
             return datetime.strptime(text, format)

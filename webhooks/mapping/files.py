@@ -30,7 +30,7 @@ from .schema import (
 from .source import Lookup, Source, rules_for
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}
 
 
 class ConfigError(Exception):
@@ -42,13 +42,22 @@ class ConfigError(Exception):
 
 
 def load_sources(directory: str | Path, settings: Any) -> dict[str, Source]:
-    """Every `*.yaml` in `directory` (sample payloads and other files are skipped)."""
+    """Every `*.yaml` in `directory`, or only those named in SOURCES (a comma list)."""
     folder = Path(directory)
     if not folder.is_dir():
         raise ConfigError([f"{folder}: mappings folder not found (set MAPPINGS_DIR)"])
+    paths = sorted(folder.glob("*.y*ml"))
+    chosen = [n.strip() for n in getattr(settings, "sources", "").split(",") if n.strip()]
+    if chosen:
+        known = {p.stem: p for p in paths}
+        missing = [n for n in chosen if n not in known]
+        if missing:
+            raise ConfigError([f"SOURCES: no mapping file for {', '.join(missing)} in {folder} "
+                               f"(known: {', '.join(sorted(known))})"])
+        paths = [known[n] for n in chosen]
     sources: dict[str, Source] = {}
     problems: list[str] = []
-    for path in sorted(folder.glob("*.y*ml")):
+    for path in paths:
         try:
             sources[path.stem] = load_source(path, settings)
         except ConfigError as err:
@@ -132,7 +141,9 @@ def _expand(value: Any, environ: Mapping[str, str], key: str, problems: list[str
         return value
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, default = match.group(1), match.group(2)
+        if not environ.get(name) and default is not None:
+            return default
         if not environ.get(name):
             problems.append(f"{key}: environment variable {name} is not set (export {name}=...)")
             return ""

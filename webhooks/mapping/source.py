@@ -88,9 +88,11 @@ class Source:
         """False when the mapping's `when` says this event is not a callback request."""
         return True if self.when is None else _truthy(self.when.search(event))
 
-    def dedup_key(self, event: Any, index: int, delivery_id: str | None) -> str:
-        """The CRM's id for this event: `event_id`, else the sender's delivery id, else a hash."""
-        if self.event_id is not None:
+    def dedup_key(self, event: Any, index: int, delivery_id: str | None,
+                  hashed: bool = False) -> str:
+        """The CRM's id for this event: `event_id`, else the sender's delivery id, else a hash
+        of the event (always the hash with `hashed`)."""
+        if self.event_id is not None and not hashed:
             found = self.event_id.search(event)
             if found not in (None, "", []):
                 return str(found)[:255]
