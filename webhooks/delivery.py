@@ -126,6 +126,7 @@ class Worker:
         At most one outcome is unwritten at any time, so a crash can re-send at most the
         event in flight and the one just answered."""
         lease = self.settings.lease_seconds
+        margin = self.settings.lease_margin  # lease - margin = the longest call
         target = group.target
         renewed = self.now()
         handled = 0
@@ -146,7 +147,14 @@ class Worker:
                     break
                 held = ""
                 for index, event in enumerate(batch):
-                    if held or self._stop.is_set() or self.now() - now > lease / 3:
+                    # Start a call only while its event's lease and the slot's lease both
+                    # outlast the longest call: past that, another worker could take them.
+                    started = self.now()
+                    if started - renewed > margin / 2:
+                        if not self.store.renew_slot(key, slot, holder, started + lease):
+                            held = "the slot's lease was lost; claimed again later"
+                        renewed = started
+                    if held or self._stop.is_set() or started - now > margin:
                         self._give_back(key, target, batch[index:], holder, held)
                         break
                     decision, hold = self._decide(key, target, event)
@@ -163,10 +171,6 @@ class Worker:
                         probing = None
                 if held:
                     break
-                if self.now() - renewed > lease / 3:  # a long drain keeps its slot
-                    if not self.store.renew_slot(key, slot, holder, self.now() + lease):
-                        break
-                    renewed = self.now()
             if pending is not None:
                 pending.result()
         return handled > 0

@@ -59,18 +59,10 @@ class LimitStore:
                 slots.c.token_key == token_key, slots.c.slot == slot,
                 slots.c.holder == holder).values(holder=None, lease_until=0.0))
 
-    def slots_in_use(self, token_key: str, now: float) -> int:
-        with self._tx() as db:
-            return len(db.execute(select(slots.c.slot).where(
-                slots.c.token_key == token_key, slots.c.lease_until >= now)).all())
-
     # --- quota -------------------------------------------------------------------------
-    def reserve_quota(self, token_key: str, day: str, limit: int, units: int = 1) -> int:
-        """Take up to `units` of the day's quota; returns how many were granted (0: used up)."""
-        with self._tx() as db:
-            return self._reserve(db, token_key, day, limit, units)
-
     def _reserve(self, db: Any, token_key: str, day: str, limit: int, units: int = 1) -> int:
+        """Take up to `units` of the day's quota inside the caller's transaction (claims do
+        this); returns how many were granted, 0 when the quota is used up."""
         db.execute(self._upsert(quota).values(token_key=token_key, day=day, used=0)
                    .on_conflict_do_nothing(index_elements=["token_key", "day"]))
         used = db.execute(select(quota.c.used).where(
@@ -87,11 +79,6 @@ class LimitStore:
             db.execute(update(quota).where(quota.c.token_key == token_key, quota.c.day == day,
                                            quota.c.used >= units)
                        .values(used=quota.c.used - units))
-
-    def quota_used(self, token_key: str, day: str) -> int:
-        with self._tx() as db:
-            return db.execute(select(quota.c.used).where(
-                quota.c.token_key == token_key, quota.c.day == day)).scalar() or 0
 
     # --- holds -------------------------------------------------------------------------
     def hold(self, token_key: str, kind: str, reason: str, until: float, now: float) -> None:
