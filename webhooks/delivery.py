@@ -121,42 +121,34 @@ class Worker:
                probing: dict[str, Any] | None) -> bool:
         """Send due events through one slot until none is due or the token is held.
 
-        Events are claimed in small batches, and each outcome is written by a helper thread
-        while the next call is in flight: at full speed the slot waits on wolkvox alone.
-        At most one outcome is unwritten at any time, so a crash can re-send at most the
-        event in flight and the one just answered."""
+        A helper thread writes each outcome while the next call is in flight, and claims the
+        next batch during the last call of the current one: at full speed the slot waits on
+        wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send
+        at most the event in flight and the one just answered."""
         lease = self.settings.lease_seconds
         margin = self.settings.lease_margin  # lease - margin = the longest call
         target = group.target
         renewed = self.now()
         handled = 0
-        pending: Future | None = None
+        held = ""
+        pending: Future | None = None  # the last outcome, being written
+        ahead: Future | None = None  # the next batch, being claimed
         with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
-            while not self._stop.is_set():
-                now = self.now()
-                quota = self._quota(key, target, now)
-                batch = self.store.claim(group.sources, holder, now, lease,
-                                         self.settings.claim_batch, quota)
-                if batch is None:  # the day's quota is used up before wolkvox had to say so
-                    until = self._next_day(target, now)
-                    self._hold(key, "quota", f"held: daily quota of {quota[2]} calls used up; "
-                               f"waits for {_local(until, target.timezone)} {target.timezone}",
-                               until, now)
-                    break
-                if not batch:
-                    break
-                held = ""
+            claimed_at, batch = self._claim(key, group, holder)
+            while batch and not held and not self._stop.is_set():
                 for index, event in enumerate(batch):
                     # Start a call only while its event's lease and the slot's lease both
                     # outlast the longest call: past that, another worker could take them.
                     started = self.now()
                     if started - renewed > margin / 2:
+                        renewed = started
                         if not self.store.renew_slot(key, slot, holder, started + lease):
                             held = "the slot's lease was lost; claimed again later"
-                        renewed = started
-                    if held or self._stop.is_set() or started - now > margin:
+                    if held or self._stop.is_set() or started - claimed_at > margin:
                         self._give_back(key, target, batch[index:], holder, held)
                         break
+                    if index == len(batch) - 1:
+                        ahead = recorder.submit(self._claim, key, group, holder)
                     decision, hold = self._decide(key, target, event)
                     handled += 1
                     if pending is not None:
@@ -169,11 +161,31 @@ class Worker:
                         self.store.release_hold(key)
                         log.info("token %s works again: hold released", key)
                         probing = None
-                if held:
-                    break
+                if ahead is not None:
+                    (claimed_at, batch), ahead = ahead.result(), None
+                elif held or self._stop.is_set():
+                    batch = []
+                else:  # the batch was kept too long: claim afresh
+                    claimed_at, batch = self._claim(key, group, holder)
+            if batch:  # claimed ahead, but the token is now held (or we are stopping)
+                self._give_back(key, target, batch, holder, held)
             if pending is not None:
                 pending.result()
         return handled > 0
+
+    def _claim(self, key: str, group: TokenGroup, holder: str) -> tuple[float, list[Claimed]]:
+        """(when, the token's next due events); holds the token when its quota is used up."""
+        now = self.now()
+        quota = self._quota(key, group.target, now)
+        batch = self.store.claim(group.sources, holder, now, self.settings.lease_seconds,
+                                 self.settings.claim_batch, quota)
+        if batch is None:  # the day's quota is used up before wolkvox had to say so
+            zone = group.target.timezone
+            until = self._next_day(group.target, now)
+            self._hold(key, "quota", f"held: daily quota of {quota[2]} calls used up; waits "
+                       f"for {_local(until, zone)} {zone}", until, now)
+            return now, []
+        return now, batch
 
     def _give_back(self, key: str, target: Target, events: list[Claimed], holder: str,
                    reason: str) -> None:
