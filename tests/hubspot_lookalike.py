@@ -69,7 +69,10 @@ class HubSpotLookalike:
                     return _error(401, "INVALID_AUTHENTICATION",
                                   "Authentication credentials not found.")
                 if self.failures:
-                    return _error(self.failures.pop(0), "INTERNAL_ERROR", "internal error")
+                    status = self.failures.pop(0)
+                    if status == 429:  # HubSpot's ten-secondly limit; says when to come back
+                        return (*_error(429, "RATE_LIMIT", "rate limited"), {"Retry-After": "60"})
+                    return _error(status, "INTERNAL_ERROR", "internal error")
                 known = self.contacts.get(contact_id)
                 if known is None:
                     return _error(404, "OBJECT_NOT_FOUND", "resource not found")

@@ -489,3 +489,42 @@ def test_zoho_later_edit_of_the_same_lead_is_a_new_event_that_supersedes_the_fir
     drain(app)
     [recall] = sandbox.recalls()
     assert recall["recall_date"] == "20301203103000"
+
+
+def test_hubspot_changes_of_one_contact_in_a_burst_cost_one_lookup_and_one_recall(
+        make_app, sandbox, clock, hubspot_api):
+    app = make_app()
+    response = post_hubspot(app, clock, [hubspot_event(n) for n in range(3)])
+    ids = [e["id"] for e in response.get_json()["events"]]
+    drain(app)
+    statuses = [bridge_of(app).store.get(i)["status"] for i in ids]
+    assert statuses == ["superseded", "superseded", "delivered"]
+    assert len(hubspot_api.calls) == 1
+    assert len(sandbox.recalls()) == 1
+
+
+def test_hubspot_rate_limit_is_retried_no_sooner_than_its_retry_after(make_app, sandbox, clock,
+                                                                       hubspot_api):
+    app = make_app()
+    hubspot_api.fail_next(429)
+    response = post_hubspot(app, clock, [hubspot_event(1)])
+    event_id = response.get_json()["events"][0]["id"]
+    drain(app)
+    row = bridge_of(app).store.get(event_id)
+    assert row["status"] == "queued" and "429" in row["reason"]
+    assert row["next_attempt_at"] - clock().timestamp() >= 60
+    clock.advance(seconds=61)
+    drain(app)
+    assert bridge_of(app).store.get(event_id)["status"] == "delivered"
+
+
+def test_hubspot_refusing_the_private_app_token_says_so_in_the_reason(make_app, clock,
+                                                                      hubspot_api):
+    app = make_app(environ={"HUBSPOT_PRIVATE_APP_TOKEN": "revoked-token"})
+    response = post_hubspot(app, clock, [hubspot_event(1)])
+    event_id = response.get_json()["events"][0]["id"]
+    drain(app)
+    row = bridge_of(app).store.get(event_id)
+    assert row["status"] == "queued"
+    assert "refused the private app token" in row["reason"]
+    assert "revoked-token" not in row["reason"]

@@ -213,7 +213,8 @@ class Worker:
                 recall = fetch_and_map(source, event.raw, self._session(), self.settings.clock())
             except LookupRetry as err:
                 self._refund(key, target, now)
-                return self._retry(event, str(err), Attempt("retry", str(err)), now), None
+                return self._retry(event, str(err), Attempt("retry", str(err)), now,
+                                   err.after), None
             except (LookupFailed, RecallInvalid) as err:
                 self._refund(key, target, now)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
@@ -255,12 +256,13 @@ class Worker:
                     ("token", reason, now + interval))
         return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer), now), None
 
-    def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float) -> Decision:
+    def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float,
+               after: float = 0.0) -> Decision:
         attempts = event.attempts + 1
         if now - event.created_at >= self.settings.max_event_age:
             final = f"failed after {attempts} attempts over the maximum age: {reason}"
             return Decision(Status.FAILED, final, attempt, count=True)
-        delay = backoff_delay(attempts, random.random())
+        delay = max(backoff_delay(attempts, random.random()), after)
         return Decision(Status.QUEUED, f"retry in {delay:.0f} s: {reason}", attempt,
                         count=True, next_attempt_at=now + delay)
 

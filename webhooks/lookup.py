@@ -16,7 +16,12 @@ LOOKUP_TIMEOUTS = (5.0, 20.0)  # HubSpot's CRM API answers in well under a secon
 
 
 class LookupRetry(Exception):
-    """The CRM did not answer usefully now (transport, 429, 5xx, auth): retry with backoff."""
+    """The CRM did not answer usefully now (transport, 429, 5xx, auth): retry with backoff,
+    and not before `after` seconds when the CRM said so (429 Retry-After)."""
+
+    def __init__(self, reason: str, after: float = 0.0):
+        super().__init__(reason)
+        self.after = after
 
 
 class LookupFailed(Exception):
@@ -40,6 +45,13 @@ def fetch_and_map(source: Any, event: Any, session: requests.Session,
         raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
     if response.status_code == 404:
         raise LookupFailed(f"lookup: contact {object_id} not found in HubSpot (404)")
+    if response.status_code in (401, 403):
+        raise LookupRetry(f"lookup: HubSpot refused the private app token (HTTP "
+                          f"{response.status_code}); check the lookup's token and its scopes")
+    if response.status_code == 429:
+        after = response.headers.get("Retry-After", "")
+        raise LookupRetry("lookup: HubSpot rate limit (HTTP 429)",
+                          float(after) if after.replace(".", "", 1).isdigit() else 10.0)
     if response.status_code != 200:
         raise LookupRetry(f"lookup: HubSpot answered HTTP {response.status_code}")
     try:

@@ -29,6 +29,7 @@ class NewEvent:
     recall: dict[str, str] | None = None
     reason: str = ""
     next_attempt_at: float | None = None
+    lead: tuple[str | None, str] | None = None  # (campaign, customer) before mapping (lookups)
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,14 @@ class EventStore:
         outcomes: list[Outcome] = []
         with self._tx() as db:
             for item in new:
-                recall = item.recall or {}
+                campaign_id, customer_id = item.lead or (None, None)
+                if item.recall:
+                    campaign_id = item.recall["campaign_id"]
+                    customer_id = item.recall["customer_id"]
                 row = {
                     "source": item.source, "dedup_key": item.dedup_key, "status": item.status,
-                    "token_key": item.token_key, "campaign_id": recall.get("campaign_id"),
-                    "customer_id": recall.get("customer_id"), "raw": item.raw,
+                    "token_key": item.token_key, "campaign_id": campaign_id,
+                    "customer_id": customer_id, "raw": item.raw,
                     "recall": item.recall, "reason": item.reason, "attempts": 0,
                     "next_attempt_at": item.next_attempt_at or now,
                     "created_at": now, "updated_at": now,
@@ -121,8 +125,9 @@ class EventStore:
                     outcomes.append(Outcome("duplicate", existing.id, existing.status))
                     continue
                 superseded: tuple[int, ...] = ()
-                if item.status == Status.QUEUED and recall.get("customer_id"):
-                    superseded = self._supersede(db, new_id, item.token_key, recall, now)
+                if item.status == Status.QUEUED and customer_id:
+                    superseded = self._supersede(db, new_id, item.token_key, campaign_id,
+                                                 customer_id, now)
                 result = "invalid" if item.status == Status.INVALID else "accepted"
                 outcomes.append(Outcome(result, new_id, item.status, superseded))
         return outcomes
@@ -134,10 +139,10 @@ class EventStore:
                 .returning(events.c.id))
 
     def _supersede(self, db: Connection, new_id: int, token_key: str,
-                   recall: dict[str, str], now: float) -> tuple[int, ...]:
+                   campaign_id: str | None, customer_id: str, now: float) -> tuple[int, ...]:
         older = and_(events.c.token_key == token_key,
-                     events.c.campaign_id == recall.get("campaign_id"),
-                     events.c.customer_id == recall["customer_id"],
+                     events.c.campaign_id.is_not_distinct_from(campaign_id),
+                     events.c.customer_id == customer_id,
                      events.c.status == Status.QUEUED, events.c.id < new_id)
         ids = tuple(db.execute(select(events.c.id).where(older)).scalars())
         if ids:
