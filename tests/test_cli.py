@@ -213,3 +213,18 @@ def test_events_retry_refuses_a_delivered_event_with_a_clear_message(app, sandbo
     assert "can be retried" in result.output
     assert bridge_of(app).store.get(event_id)["status"] == "delivered"
     assert len(sandbox.recalls()) == 1
+
+
+def test_events_purge_deletes_old_finished_events_and_keeps_queued_ones(app, sandbox, clock):
+    delivered = receive(app, zap(lead=1))
+    drain(app)
+    queued = receive(app, zap(lead=2))
+    clock.advance(days=31)
+    fresh = receive(app, zap(lead=3, phone="12"))  # invalid, but recent
+    result = cli(app, "events", "purge", "--days", "30")
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 event(s)" in result.output
+    store = bridge_of(app).store
+    assert store.get(delivered) is None and store.attempts_of(delivered) == []
+    assert store.get(queued)["status"] == "queued"
+    assert store.get(fresh)["status"] == "invalid"

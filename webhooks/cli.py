@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import formats
-from .lifecycle import RETRYABLE_BY_OPERATOR, Status
+from .lifecycle import RETRYABLE_BY_OPERATOR, TERMINAL, Status
 from .recall import RecallInvalid, mask_phone, mask_phones_in
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
@@ -160,6 +160,18 @@ def events_retry(event_id: int) -> None:
             raise click.ClickException(f"still invalid with today's mapping: {err}") from None
     bridge.store.requeue(event_id, now.timestamp(), "re-queued by an operator", recall)
     click.echo(f"event {event_id} queued")
+
+
+@events.command("purge")
+@click.option("--days", type=click.IntRange(min=1), required=True,
+              help="Delete finished events last changed more than this many days ago.")
+def events_purge(days: int) -> None:
+    """Retention: delete delivered, failed, superseded, expired and invalid events (and
+    their attempts) older than --days. Queued and sending events are never deleted."""
+    bridge = _bridge()
+    before = bridge.settings.clock().timestamp() - days * 86400
+    removed = bridge.store.purge(before, [s.value for s in TERMINAL])
+    click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
 
 
 @click.command("sandbox")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -270,6 +270,15 @@ class EventStore:
         with self._tx() as db:
             rows = db.execute(select(events.c.status, func.count()).group_by(events.c.status))
             return {status: n for status, n in rows}
+
+    def purge(self, before: float, statuses: Iterable[str]) -> int:
+        """Delete events in `statuses` last changed before `before`, with their attempts."""
+        with self._tx() as db:
+            old = select(events.c.id).where(events.c.status.in_(list(statuses)),
+                                            events.c.updated_at < before)
+            db.execute(delete(attempts).where(attempts.c.event_id.in_(old)))
+            return db.execute(delete(events).where(events.c.status.in_(list(statuses)),
+                                                   events.c.updated_at < before)).rowcount
 
     def requeue(self, event_id: int, now: float, reason: str,
                 recall: dict[str, str] | None = None) -> None:
