@@ -139,6 +139,7 @@ def test_wait_parameter_answers_200_with_wolkvox_message_once_delivered(make_app
                                       headers=ZAP_HEADERS)
     assert response.status_code == 200
     assert "has been updated" in response.get_json()["events"][0]["wolkvox"]
+    assert "93001234567" not in response.get_data(as_text=True)  # wolkvox's msg, masked
 
 
 def test_events_of_now_default_are_scheduled_after_the_minimum_lead(make_app, sandbox, clock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import signal
 import subprocess
 import time
@@ -91,3 +92,22 @@ def test_misspelt_mapping_key_stops_gunicorn_with_one_line(bridge_env, tmp_path)
     assert "mappings/zapier.yaml: recall.recal_date: unknown key; did you mean 'recall_date'?" \
         in "\n".join(lines)
     assert "Traceback" not in result.stderr
+
+
+def test_chunked_body_over_the_limit_is_413_not_cut_and_accepted(bridge_env, tmp_path):
+    proc, base = gunicorn({**bridge_env, "MAX_BODY_BYTES": "1000"}, tmp_path / "g.log")
+    try:
+        body = json.dumps({"lead_id": 1, "phone": "3001234567", "pad": "x" * 5000}).encode()
+        chunks = (body[i:i + 512] for i in range(0, len(body), 512))  # no Content-Length
+        response = requests.post(f"{base}/hooks/zapier", data=chunks, timeout=10,
+                                 headers={"X-Bridge-Token": ENVIRON["ZAPIER_SHARED_SECRET"],
+                                          "Content-Type": "application/json"})
+        assert response.request.headers.get("Transfer-Encoding") == "chunked"
+        assert response.status_code == 413, response.text
+        small = json.dumps({"lead_id": 1, "phone": "3001234567"}).encode()
+        response = requests.post(f"{base}/hooks/zapier", data=iter([small]), timeout=10,
+                                 headers={"X-Bridge-Token": ENVIRON["ZAPIER_SHARED_SECRET"],
+                                          "Content-Type": "application/json"})
+        assert response.status_code == 202, response.text
+    finally:
+        proc.kill(signal.SIGTERM)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
 
 from tests.conftest import SANDBOX_TOKEN, bridge_of, drain
 from tests.test_delivery import event, receive
@@ -172,3 +175,51 @@ def test_recall_date_in_the_operation_timezone_moves_forward_not_back(make_app, 
     [recall] = sandbox.recalls()
     assert recall["recall_date"] == later.astimezone(ZoneInfo("America/Bogota")).strftime(
         "%Y%m%d%H%M%S")
+
+
+def test_store_failing_mid_drain_neither_resends_nor_leaks_quota(make_app, sandbox, clock,
+                                                                 monkeypatch):
+    from webhooks.delivery import Worker
+    from webhooks.store import StoreUnavailable
+
+    app = make_app(wolkvox_daily_limit=10)
+    ids = receive(app, *[zap(lead=n) for n in range(5)])
+    store = bridge_of(app).store
+    real_finish = store.finish
+    failures = iter([True])
+
+    def flaky_finish(*args, **kwargs):
+        if next(failures, False):
+            raise StoreUnavailable("connection reset")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(store, "finish", flaky_finish)
+    worker = Worker(store, bridge_of(app).sources, bridge_of(app).settings, name="flaky")
+    with contextlib.suppress(StoreUnavailable):
+        worker.run_once()
+    assert [event(app, i)["status"] for i in ids].count("sending") == 0  # all settled
+    drain(app)
+    sent = [r["customer_id"] for r in sandbox.recalls()]
+    assert sorted(sent) == [str(n) for n in range(5)]  # each exactly once
+    assert all(event(app, i)["status"] == "delivered" for i in ids)
+    day = datetime.fromtimestamp(clock().timestamp(), ZoneInfo("America/Bogota"))
+    with store.engine.connect() as connection:
+        used = connection.execute(sa.text("SELECT used FROM quota WHERE day = :d"),
+                                  {"d": day.strftime("%Y-%m-%d")}).scalar()
+    assert used == 5
+
+
+def test_a_held_token_is_released_only_by_an_answer_that_proves_it(make_app, sandbox, clock):
+    sandbox.configure(tokens=["another-token"])
+    app = make_app(token_probe_interval=60)
+    ids = receive(app, zap(lead=1), zap(lead=2))
+    drain(app)
+    assert bridge_of(app).store.holds()
+    sandbox.configure(tokens=[SANDBOX_TOKEN], script=[503, 503])
+    clock.advance(seconds=61)
+    drain(app)  # both calls meet a 503: they prove nothing about the token
+    assert bridge_of(app).store.holds(), "a 503 must not release the hold"
+    clock.advance(seconds=61)
+    drain(app)
+    assert bridge_of(app).store.holds() == {}
+    assert all(event(app, i)["status"] == "delivered" for i in ids)

@@ -80,3 +80,17 @@ def test_mask_phones_in_hides_the_phone_wolkvox_repeats_in_its_msg():
 def test_mask_phones_in_leaves_text_without_a_phone_alone():
     assert mask_phones_in("SOME PARAMETERS ARE REQUIRED") == "SOME PARAMETERS ARE REQUIRED"
     assert mask_phones_in("") == ""
+
+
+def test_recall_date_that_is_not_a_real_date_is_refused():
+    from webhooks.recall import RecallInvalid, validate_recall
+
+    good = {"type_campaign": "predictive", "campaign_id": "1", "customer_id": "7",
+            "recall_telephone": "93001234567", "recall_date": "20301301103000"}
+    try:
+        validate_recall(good)
+    except RecallInvalid as err:
+        assert list(err.errors) == ["recall_date"]
+        assert "not a real date" in str(err)
+    else:
+        raise AssertionError("month 13 was accepted")

@@ -167,3 +167,4 @@ def test_events_path_that_fails_on_the_body_is_400_naming_it(make_app, mappings_
     assert response.status_code == 400
     assert "`events` path" in response.get_json()["error"]
     assert bridge_of(app).store.counts() == {}
+

@@ -36,7 +36,8 @@ def test_deliver_process_killed_mid_call_loses_nothing(make_app, sandbox, clock,
     sandbox.configure(latency=0.3)
     env = {**ENVIRON, "DATABASE_URL": database_url, "WOLKVOX_TOKEN": SANDBOX_TOKEN,
            "WOLKVOX_BASE_URL": sandbox.url, "MAPPINGS_DIR": bridge_of(app).settings.mappings_dir,
-           "WOLKVOX_TIMEOUT": "2", "WOLKVOX_CONNECT_TIMEOUT": "1", "LEASE_MARGIN": "1",
+           "WOLKVOX_TIMEOUT": "2", "WOLKVOX_CONNECT_TIMEOUT": "1", "LOOKUP_TIMEOUT": "2",
+           "LEASE_MARGIN": "1",
            "POLL_INTERVAL": "0.05"}
     proc = deliver(env, tmp_path / "deliver.log", threads=1)
     try:
@@ -55,7 +56,7 @@ def test_deliver_process_killed_mid_call_loses_nothing(make_app, sandbox, clock,
     sandbox.configure(latency=0)
     drain(app)
     assert all(event(app, i)["status"] != "delivered" for i in sending)  # leased still
-    clock.advance(seconds=10)  # past the dead worker's lease (2 + 1 + 1 s)
+    clock.advance(seconds=10)  # past the dead worker's lease (1 + 2 + 1 + 2 + 1 s)
     drain(app)
     assert all(event(app, i)["status"] == "delivered" for i in ids)
     sent = Counter(r["customer_id"] for r in sandbox.recalls())

@@ -72,7 +72,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             log.warning("source %s accepts unauthenticated requests (auth: none)", source.name)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit is read, so that a chunked body (no Content-Length), which
+    # werkzeug cuts at the limit without an error, can be told from one that fits.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.trust_forwarded:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
     app.extensions["recall_bridge"] = Bridge(settings, sources, store)

@@ -8,6 +8,7 @@ Every decision is written to the event (`reason`) and, for calls, to its attempt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -15,20 +16,18 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import requests
 
-from . import wolkvox
+from . import timerules, wolkvox
 from .lifecycle import RETRY_SOON, Status, backoff_delay
 from .lookup import LookupFailed, LookupRetry, fetch_and_map
-from .mapping.converters import RECALL_DATE_FORMAT
 from .recall import RecallInvalid, mask_phones_in
 from .settings import Settings
 from .store import Store, StoreUnavailable
-from .store.events import Attempt, Claimed, Decision, Quota
+from .store.events import Attempt, Claimed, Decision
 from .wolkvox import Target
 
 log = logging.getLogger(__name__)
@@ -89,6 +88,10 @@ class Worker:
     def now(self) -> float:
         return self.settings.clock().timestamp()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def run_once(self) -> bool:
         """One pass over every token: True if any event was handled."""
         now = self.now()
@@ -113,148 +116,112 @@ class Worker:
         if slot is None:
             return False
         try:
-            return self._drain(key, group, slot, holder, probing)
+            return _Drain(self, key, group, slot, holder, probing).run()
         finally:
             self.store.release_slot(key, slot, holder)
 
-    def _drain(self, key: str, group: TokenGroup, slot: int, holder: str,
-               probing: dict[str, Any] | None) -> bool:
-        """Send due events through one slot until none is due or the token is held.
-
-        A helper thread writes each outcome while the next call is in flight, and claims the
-        next batch during the last call of the current one: at full speed the slot waits on
-        wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send
-        at most the event in flight and the one just answered."""
-        lease = self.settings.lease_seconds
-        margin = self.settings.lease_margin  # lease - margin = the longest call
-        target = group.target
-        renewed = self.now()
-        handled = 0
-        held = ""
-        pending: Future | None = None  # the last outcome, being written
-        ahead: Future | None = None  # the next batch, being claimed
-        with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
-            claimed_at, batch = self._claim(key, group, holder)
-            while batch and not held and not self._stop.is_set():
-                for index, event in enumerate(batch):
-                    # Start a call only while its event's lease and the slot's lease both
-                    # outlast the longest call: past that, another worker could take them.
-                    started = self.now()
-                    if started - renewed > margin / 2:
-                        renewed = started
-                        if not self.store.renew_slot(key, slot, holder, started + lease):
-                            held = "the slot's lease was lost; claimed again later"
-                    if held or self._stop.is_set() or started - claimed_at > margin:
-                        self._give_back(key, target, batch[index:], holder, held)
-                        break
-                    if index == len(batch) - 1:
-                        ahead = recorder.submit(self._claim, key, group, holder)
-                    decision, hold = self._decide(key, target, event)
-                    handled += 1
-                    if pending is not None:
-                        pending.result()
-                    pending = recorder.submit(self.store.finish, event.id, decision, self.now())
-                    if hold is not None:
-                        self._hold(key, *hold, self.now())
-                        held = hold[1]
-                    elif probing:
-                        self.store.release_hold(key)
-                        log.info("token %s works again: hold released", key)
-                        probing = None
-                if ahead is not None:
-                    (claimed_at, batch), ahead = ahead.result(), None
-                elif held or self._stop.is_set():
-                    batch = []
-                else:  # the batch was kept too long: claim afresh
-                    claimed_at, batch = self._claim(key, group, holder)
-            if batch:  # claimed ahead, but the token is now held (or we are stopping)
-                self._give_back(key, target, batch, holder, held)
-            if pending is not None:
-                pending.result()
-        return handled > 0
-
-    def _claim(self, key: str, group: TokenGroup, holder: str) -> tuple[float, list[Claimed]]:
-        """(when, the token's next due events); holds the token when its quota is used up."""
+    def claim(self, key: str, group: TokenGroup, holder: str) -> Batch:
+        """The token's next due events, with the quota day their units were reserved on;
+        holds the token when its quota is used up."""
         now = self.now()
-        quota = self._quota(key, group.target, now)
-        batch = self.store.claim(group.sources, holder, now, self.settings.lease_seconds,
-                                 self.settings.claim_batch, quota)
-        if batch is None:  # the day's quota is used up before wolkvox had to say so
-            zone = group.target.timezone
-            until = self._next_day(group.target, now)
-            self._hold(key, "quota", f"held: daily quota of {quota[2]} calls used up; waits "
-                       f"for {_local(until, zone)} {zone}", until, now)
-            return now, []
-        return now, batch
-
-    def _give_back(self, key: str, target: Target, events: list[Claimed], holder: str,
-                   reason: str) -> None:
-        now = self.now()
-        released = self.store.release([e.id for e in events], holder, now, reason)
-        if released and self.settings.wolkvox_daily_limit:
-            self.store.refund_quota(key, self._day(target, now), released)
-
-    def _quota(self, key: str, target: Target, now: float) -> Quota | None:
+        zone = group.target.timezone
+        day = timerules.day(zone, now)
         limit = self.settings.wolkvox_daily_limit
-        return (key, self._day(target, now), limit) if limit else None
+        events = self.store.claim(group.sources, holder, now, self.settings.lease_seconds,
+                                  self.settings.claim_batch, (key, day, limit) if limit else None)
+        if events is None:  # the day's quota is used up before wolkvox had to say so
+            until = timerules.next_day(zone, now)
+            self.hold(key, "quota", f"held: daily quota of {limit} calls used up; waits for "
+                      f"{timerules.local(until, zone)} {zone}", until, now)
+            return Batch(now, day, [])
+        return Batch(now, day, events)
+
+    def give_back(self, key: str, batch: Batch, events: list[Claimed], holder: str,
+                  reason: str = "") -> None:
+        """Return claimed, unsent events to the queue and their quota units to their day."""
+        if not events:
+            return
+        released = self.store.release([e.id for e in events], holder, self.now(), reason)
+        self.refund(key, batch.day, released)
+
+    def refund(self, key: str, day: str, units: int = 1) -> None:
+        if self.settings.wolkvox_daily_limit and units:
+            self.store.refund_quota(key, day, units)
+
+    def hold(self, key: str, kind: str, reason: str, until: float, now: float) -> None:
+        self.store.hold(key, kind, reason, until, now)
+        self.store.note_waiting(self.groups[key].sources, reason, now)
+        log.warning("token %s held until %s UTC: %s", key, timerules.local(until, "UTC"), reason)
 
     # --- one event ---------------------------------------------------------------------
-    def _decide(self, key: str, target: Target,
-                event: Claimed) -> tuple[Decision, tuple[str, str, float] | None]:
-        """Send one claimed event; (what becomes of it, (kind, reason, until) of a token hold
-        or None). Only wolkvox (and the CRM, for lookups) is called here; the caller writes."""
+    def decide(self, key: str, event: Claimed, day: str) -> tuple[Decision, Hold | None]:
+        """Send one claimed event: what becomes of it, and a token hold if one is due. Only
+        wolkvox (and the CRM, for lookups) is called here; the caller writes the outcome.
+        Never raises: a bug with one event fails that event, not the token's queue."""
+        try:
+            return self._decide(key, event, day)
+        except Exception as err:
+            log.exception("event %s: unexpected error", event.id)
+            self.refund(key, day)
+            reason = f"failed: unexpected {type(err).__name__} (see the worker log)"
+            return Decision(Status.FAILED, reason, Attempt("failed", reason)), None
+
+    def _decide(self, key: str, event: Claimed, day: str) -> tuple[Decision, Hold | None]:
         now = self.now()
-        source = self.sources.get(event.source)
-        if source is None:
-            return Decision(Status.FAILED, f"source {event.source} has no mapping"), None
+        source = self.sources[event.source]
+        target = source.target
         recall = event.recall
         if recall is None:  # a lookup source: the CRM object is fetched here, not on receipt
             try:
-                recall = fetch_and_map(source, event.raw, self._session(), self.settings.clock())
+                recall = fetch_and_map(source, event.raw, self._session(source.lookup.base_url),
+                                       self.settings.clock(), self.settings.lookup_timeouts)
             except LookupRetry as err:
-                self._refund(key, target, now)
+                self.refund(key, day)
                 return self._retry(event, str(err), Attempt("retry", str(err)), now,
                                    err.after), None
             except (LookupFailed, RecallInvalid) as err:
-                self._refund(key, target, now)
+                self.refund(key, day)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
                 return Decision(status, str(err), Attempt("failed", str(err))), None
-        recall, note = self._apply_time_rules(recall, target, now)
+        recall, note = timerules.schedule(recall, target.timezone, now,
+                                          self.settings.wolkvox_min_lead,
+                                          self.settings.expire_after)
         if recall is None:
-            self._refund(key, target, now)
+            self.refund(key, day)
             return Decision(Status.EXPIRED, note, Attempt("expired", note)), None
         try:
-            result = wolkvox.send_recall(self._session(), target, recall,
+            result = wolkvox.send_recall(self._session(target.base_url), target, recall,
                                          self.settings.wolkvox_timeouts)
         except wolkvox.WolkvoxError as err:
-            return self._on_error(key, target, event, recall, err)
+            return self._on_error(key, target, event, recall, err, day)
         reason = f"delivered: {mask_phones_in(result.answer.msg)}" + (f" ({note})" if note else "")
         return Decision(Status.DELIVERED, reason, _attempt("delivered", reason, result.answer),
                         recall=recall), None
 
     def _on_error(self, key: str, target: Target, event: Claimed, recall: dict[str, str],
-                  err: wolkvox.WolkvoxError) -> tuple[Decision, tuple[str, str, float] | None]:
+                  err: wolkvox.WolkvoxError, day: str) -> tuple[Decision, Hold | None]:
         now = self.now()
         if isinstance(err, wolkvox.Rejected):
             return Decision(Status.FAILED, err.reason, _attempt("failed", err.reason, err.answer),
                             recall=recall), None
         if isinstance(err, wolkvox.RetrySoon):
             return Decision(Status.QUEUED, f"retry soon: {err.reason}",
-                            _attempt("retry", err.reason, err.answer),
+                            _attempt("retry", err.reason, err.answer), count=err.counted,
                             next_attempt_at=now + RETRY_SOON), None
         if isinstance(err, wolkvox.QuotaExceeded):
             reason = f"held: {err.reason}"
             return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
-                             next_attempt_at=now),
-                    ("quota", reason, self._next_day(target, now)))
+                             count=err.counted, next_attempt_at=now),
+                    Hold("quota", reason, timerules.next_day(target.timezone, now)))
         if isinstance(err, wolkvox.TokenRejected):
-            self._refund(key, target, now)  # wolkvox refused it: assume no unit was spent
+            self.refund(key, day)  # wolkvox refused it: assume no unit was spent
             interval = self.settings.token_probe_interval
             reason = f"held: {err.reason}; probing every {interval:g} s"
             return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
-                             next_attempt_at=now),
-                    ("token", reason, now + interval))
-        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer), now), None
+                             count=err.counted, next_attempt_at=now),
+                    Hold("token", reason, now + interval))
+        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer),
+                           now), None  # RetryLater: counted, with backoff
 
     def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float,
                after: float = 0.0) -> Decision:
@@ -266,60 +233,148 @@ class Worker:
         return Decision(Status.QUEUED, f"retry in {delay:.0f} s: {reason}", attempt,
                         count=True, next_attempt_at=now + delay)
 
-    def _hold(self, key: str, kind: str, reason: str, until: float, now: float) -> None:
-        if kind == "lease":
-            return
-        self.store.hold(key, kind, reason, until, now)
-        self.store.note_waiting(self.groups[key].sources, reason, now)
-        log.warning("token %s held until %s: %s", key, _local(until, "UTC"), reason)
-
-    def _refund(self, key: str, target: Target, now: float) -> None:
-        if self.settings.wolkvox_daily_limit:
-            self.store.refund_quota(key, self._day(target, now))
-
-    # --- rules -------------------------------------------------------------------------
-    def _apply_time_rules(self, recall: dict[str, str], target: Target,
-                          now: float) -> tuple[dict[str, str] | None, str]:
-        """(recall to send, note) or (None, why expired): never less than MIN_LEAD ahead,
-        never a callback that passed more than EXPIRE_AFTER ago."""
-        zone = ZoneInfo(target.timezone)
-        when = datetime.strptime(recall["recall_date"], RECALL_DATE_FORMAT).replace(tzinfo=zone)
-        current = datetime.fromtimestamp(now, zone)
-        if when < current - timedelta(seconds=self.settings.expire_after):
-            return None, (f"expired: callback time {when:%Y-%m-%d %H:%M} passed more than "
-                          f"{self.settings.expire_after / 3600:g} h ago")
-        earliest = current + timedelta(seconds=self.settings.wolkvox_min_lead)
-        if when < earliest:
-            moved = earliest.strftime(RECALL_DATE_FORMAT)
-            return {**recall, "recall_date": moved}, (
-                f"recall_date moved from {recall['recall_date']} to {moved}: wolkvox wants "
-                f"{self.settings.wolkvox_min_lead / 60:g} min ahead")
-        return recall, ""
-
-    @staticmethod
-    def _day(target: Target, now: float) -> str:
-        return datetime.fromtimestamp(now, ZoneInfo(target.timezone)).strftime("%Y-%m-%d")
-
-    @staticmethod
-    def _next_day(target: Target, now: float) -> float:
-        zone = ZoneInfo(target.timezone)
-        today = datetime.fromtimestamp(now, zone).date()
-        return datetime.combine(today + timedelta(days=1), datetime.min.time(), zone).timestamp()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            targets = [g.target.base_url for g in self.groups.values()]
-            session = self._local.session = wolkvox.new_session(targets[0] if targets else "")
-        return session
+    def _session(self, base_url: str) -> requests.Session:
+        """One session per thread and per host (its proxy settings are the host's)."""
+        sessions = self._local.__dict__.setdefault("sessions", {})
+        if base_url not in sessions:
+            sessions[base_url] = wolkvox.new_session(base_url)
+        return sessions[base_url]
 
 
-def _local(epoch: float, timezone: str) -> str:
-    return f"{datetime.fromtimestamp(epoch, ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
+@dataclass(frozen=True)
+class Batch:
+    """Events claimed together: when, and the quota day their units were reserved on."""
+
+    claimed_at: float
+    day: str
+    events: list[Claimed]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Stop using a token until `until`: `kind` quota (reset) or token (next probe)."""
+
+    kind: str
+    reason: str
+    until: float
+
+
+class _Drain:
+    """One thread's use of one slot: send due events until none is due or the token is held.
+
+    A helper thread writes each outcome while the next call is in flight, and claims the
+    next batch during the last call of the current one: at full speed the slot waits on
+    wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send at
+    most the event in flight and the one just answered. A call starts only while its event's
+    lease and the slot's lease both outlast the longest call (LEASE_MARGIN to spare)."""
+
+    def __init__(self, worker: Worker, key: str, group: TokenGroup, slot: int, holder: str,
+                 probing: dict[str, Any] | None):
+        self.worker, self.key, self.group = worker, key, group
+        self.slot, self.holder, self.probing = slot, holder, probing
+        self.store = worker.store
+        self.margin = worker.settings.lease_margin
+        self.renewed = worker.now()
+        self.handled = 0
+        self.held = ""
+        self.pending: Future | None = None  # the outcome being written
+        self.unwritten: list[tuple[int, Decision]] = []  # decided, not yet known written
+        self.ahead: Future | None = None  # the next batch, being claimed
+
+    def run(self) -> bool:
+        worker = self.worker
+        batch = worker.claim(self.key, self.group, self.holder)
+        with ThreadPoolExecutor(1, thread_name_prefix="record") as self.recorder:
+            try:
+                while batch.events and not self.held and not worker.stopping:
+                    self._send(batch)
+                    batch = self._next(batch)
+                worker.give_back(self.key, batch, batch.events, self.holder, self.held)
+                self._written()
+            except BaseException:
+                self._salvage(batch)
+                raise
+        return self.handled > 0
+
+    def _send(self, batch: Batch) -> None:
+        worker, events = self.worker, batch.events
+        for index, event in enumerate(events):
+            started = worker.now()
+            if started - self.renewed > self.margin / 2:
+                self.renewed = started
+                if not self.store.renew_slot(self.key, self.slot, self.holder,
+                                             started + worker.settings.lease_seconds):
+                    self.held = "the slot's lease was lost; claimed again later"
+            if self.held or worker.stopping or started - batch.claimed_at > self.margin:
+                worker.give_back(self.key, batch, events[index:], self.holder, self.held)
+                batch.events[index:] = []
+                return
+            if index == len(events) - 1:
+                self.ahead = self.recorder.submit(worker.claim, self.key, self.group,
+                                                  self.holder)
+            decision, hold = worker.decide(self.key, event, batch.day)
+            self.handled += 1
+            self.unwritten.append((event.id, decision))
+            self._written()  # the previous outcome; at most one is in writing
+            self.pending = self.recorder.submit(self.store.finish, event.id, self.holder,
+                                                decision, worker.now())
+            if hold is not None:
+                worker.hold(self.key, hold.kind, hold.reason, hold.until, worker.now())
+                self.held = hold.reason
+            elif self.probing and _token_works(decision):
+                self.store.release_hold(self.key)
+                log.info("token %s works again: hold released", self.key)
+                self.probing = None
+        batch.events[:] = []
+
+    def _next(self, batch: Batch) -> Batch:
+        if self.ahead is not None:
+            batch, self.ahead = self.ahead.result(), None
+            return batch
+        if self.held or self.worker.stopping:
+            return Batch(batch.claimed_at, batch.day, [])
+        return self.worker.claim(self.key, self.group, self.holder)  # kept too long: afresh
+
+    def _written(self) -> None:
+        """Wait for the outcome in writing; raises what writing it raised."""
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+            del self.unwritten[:-1]  # all but the outcome decided last are written
+
+    def _salvage(self, batch: Batch) -> None:
+        """After an error (the store down, most likely): write the outcomes not known to be
+        written, and give back what was claimed but not sent, so that nothing waits for a
+        lease to run out. Best effort: what fails here comes back with its lease."""
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                self.pending.result()
+        steps = [partial(self.store.finish, event_id, self.holder, decision, self.worker.now())
+                 for event_id, decision in self.unwritten]
+        steps.append(partial(self.worker.give_back, self.key, batch, batch.events, self.holder))
+        if self.ahead is not None:
+            ahead = self.ahead
+            steps.append(lambda: self.worker.give_back(self.key, ahead.result(),
+                                                       ahead.result().events, self.holder))
+        for step in steps:
+            try:
+                step()
+            except Exception as err:
+                log.warning("could not settle claimed events (%s); they return to the queue "
+                            "when their lease runs out", err)
+                return
+
+
+def _token_works(decision: Decision) -> bool:
+    """Did wolkvox accept the token on this call? Only an answer proves it: a delivery, or
+    a refusal that is about the recall (400) rather than the token or the service."""
+    status = decision.attempt.http_status if decision.attempt else None
+    return status is not None and (200 <= status < 300 or status == 400)
 
 
 def _attempt(outcome: str, reason: str, answer: wolkvox.Answer | None) -> Attempt:
+    """An attempt as recorded; wolkvox's msg repeats the phone number, which is masked."""
     if answer is None:
         return Attempt(outcome, reason)
     return Attempt(outcome, reason, answer.latency_ms, answer.http_status, answer.code,
-                   answer.msg)
+                   mask_phones_in(answer.msg))

@@ -139,14 +139,17 @@ def _parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
             return _parse_multipart(body, options.get("boundary", ""))
         charset = options.get("charset", "utf-8")
         text = body.decode(charset)
-        return dict(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict"))
+        return dict(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict",
+                              max_num_fields=MAX_FORM_FIELDS))
     except RequestEntityTooLarge:
         raise FormatError(f"form body has more than {MAX_FORM_FIELDS} parts") from None
     except LookupError:
         raise FormatError("form body declares an unknown charset") from None
     except UnicodeError:
         raise FormatError("form body is not valid text in its charset") from None
-    except ValueError:
+    except ValueError:  # parse_qsl's max_num_fields, or the multipart decoder
+        if not multipart:
+            raise FormatError(f"form body has more than {MAX_FORM_FIELDS} fields") from None
         raise FormatError("form body is malformed multipart") from None
 
 

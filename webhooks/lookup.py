@@ -12,8 +12,6 @@ from typing import Any
 
 import requests
 
-LOOKUP_TIMEOUTS = (5.0, 20.0)  # HubSpot's CRM API answers in well under a second normally
-
 
 class LookupRetry(Exception):
     """The CRM did not answer usefully now (transport, 429, 5xx, auth): retry with backoff,
@@ -28,8 +26,8 @@ class LookupFailed(Exception):
     """The object does not exist (404) or the event names none: the event fails."""
 
 
-def fetch_and_map(source: Any, event: Any, session: requests.Session,
-                  now: datetime) -> dict[str, str]:
+def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
+                  timeouts: tuple[float, float]) -> dict[str, str]:
     """The event's recall fields after fetching its object; raises the errors above or
     recall.RecallInvalid."""
     lookup = source.lookup
@@ -39,7 +37,7 @@ def fetch_and_map(source: Any, event: Any, session: requests.Session,
     url = f"{lookup.base_url}/crm/v3/objects/contacts/{requests.utils.quote(str(object_id))}"
     params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
     try:
-        response = session.get(url, params=params, timeout=LOOKUP_TIMEOUTS,
+        response = session.get(url, params=params, timeout=timeouts,
                                headers={"Authorization": f"Bearer {lookup.token}"})
     except requests.RequestException as err:
         raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None

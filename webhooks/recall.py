@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+DATE_FORMAT = "%Y%m%d%H%M%S"  # wolkvox's recall_date
 FIELDS = ("type_campaign", "campaign_id", "customer_id", "recall_telephone", "recall_date")
 QUERY_FIELDS = ("type_campaign", "campaign_id")
 BODY_FIELDS = ("recall_date", "recall_telephone", "customer_id")
@@ -22,6 +24,15 @@ class RecallInvalid(ValueError):
     def __init__(self, errors: Mapping[str, list[str]]):
         self.errors = {k: list(v) for k, v in errors.items()}
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+def _real_date(value: str) -> None:
+    if not re.fullmatch(r"\d{14}", value):
+        raise ValidationError("must be 14 digits, YYYYmmddHHMMSS")
+    try:
+        datetime.strptime(value, DATE_FORMAT)
+    except ValueError:
+        raise ValidationError("is not a real date and time (YYYYmmddHHMMSS)") from None
 
 
 class RecallSchema(Schema):
@@ -38,9 +49,7 @@ class RecallSchema(Schema):
     recall_telephone = fields.String(
         required=True,
         validate=validate.Regexp(r"^\d{5,20}$", error="must be 5 to 20 digits, nothing else"))
-    recall_date = fields.String(
-        required=True,
-        validate=validate.Regexp(r"^\d{14}$", error="must be 14 digits, YYYYmmddHHMMSS"))
+    recall_date = fields.String(required=True, validate=_real_date)
 
 
 _SCHEMA = RecallSchema()

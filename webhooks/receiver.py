@@ -35,10 +35,13 @@ def receive(name: str) -> Response | tuple[Response, int]:
         return _json({"error": f"unknown source '{name}'",
                       "fix": f"add mappings/{name}.yaml, or check the URL"}, 404)
     soap = source.format == "salesforce"
+    limit = bridge.settings.max_body_bytes
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        return _refuse(soap, 413, f"body larger than {bridge.settings.max_body_bytes} bytes")
+        body = None
+    if body is None or len(body) > limit:
+        return _refuse(soap, 413, f"body larger than {limit} bytes")
     now = bridge.settings.clock()
     signed = SignedRequest(method=request.method, url=public_url(bridge.settings),
                            headers=request.headers, query=request.args, body=body,

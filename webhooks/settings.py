@@ -20,6 +20,7 @@ WOLKVOX_TIMEZONE = "America/Bogota"  # recall_date is read by wolkvox in the ope
 WOLKVOX_MAX_CONCURRENCY = 2  # wolkvox refuses a third call in flight for one token
 WOLKVOX_TIMEOUT = 60.0  # wolkvox's own limit for one call, seconds (read timeout)
 WOLKVOX_CONNECT_TIMEOUT = 5.0  # a host that does not accept a connection in 5 s is down
+LOOKUP_TIMEOUT = 20.0  # read timeout of a CRM lookup (HubSpot answers in well under 1 s)
 WOLKVOX_MIN_LEAD = 30 * 60  # wolkvox wants recalls at least 30 minutes ahead, seconds
 EXPIRE_AFTER = 2 * 3600  # a callback more than this far in the past is worthless, seconds
 MAX_EVENT_AGE = 24 * 3600  # stop retrying an event this old (transient errors only), seconds
@@ -52,6 +53,7 @@ class Settings:
     wolkvox_daily_limit: int = 0  # 0: no quota known; wolkvox's own 403 still holds the token
     wolkvox_timeout: float = WOLKVOX_TIMEOUT
     wolkvox_connect_timeout: float = WOLKVOX_CONNECT_TIMEOUT
+    lookup_timeout: float = LOOKUP_TIMEOUT
     wolkvox_min_lead: float = WOLKVOX_MIN_LEAD
     expire_after: float = EXPIRE_AFTER
     max_event_age: float = MAX_EVENT_AGE
@@ -63,7 +65,6 @@ class Settings:
     claim_batch: int = CLAIM_BATCH
     public_url: str = ""  # e.g. https://bridge.example.com, for signatures behind a proxy
     trust_forwarded: bool = False  # trust X-Forwarded-Proto/Host from one proxy hop
-    admin_token: str = field(default="", repr=False)
     delivery_worker: bool = True  # run a delivery thread inside the web process
     max_wait: float = MAX_WAIT
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for ${NAME}
@@ -97,9 +98,15 @@ class Settings:
         return (self.wolkvox_connect_timeout, self.wolkvox_timeout)
 
     @property
+    def lookup_timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts of a CRM lookup."""
+        return (self.wolkvox_connect_timeout, self.lookup_timeout)
+
+    @property
     def lease_seconds(self) -> float:
-        """How long a claimed event or slot stays ours without being renewed."""
-        return self.wolkvox_timeout + self.wolkvox_connect_timeout + self.lease_margin
+        """How long a claimed event or slot stays ours without being renewed: its longest
+        handling (a lookup, then the wolkvox call) plus LEASE_MARGIN."""
+        return sum(self.lookup_timeouts) + sum(self.wolkvox_timeouts) + self.lease_margin
 
 
 def _kind(default: Any) -> type:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from ..recall import FIELDS, RecallInvalid, validate_recall
@@ -36,7 +37,11 @@ class FieldRule:
 
     def apply(self, event: Any, now: datetime) -> Any:
         """The field's value for `event`; raises ValueError with a reason that is safe to log."""
-        value = self.value if self.path is None else self.path.search(event)
+        try:
+            value = self.value if self.path is None else self.path.search(event)
+        except JMESPathError as err:  # its message quotes the value: not for a phone
+            raise ValueError("the path failed on this event" if self.sensitive
+                             else f"the path failed: {err}") from None
         if value is None or value == "":
             value = self.default
         if value is None or value == "":

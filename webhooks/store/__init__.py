@@ -16,15 +16,12 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from .errors import StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
 from .limits import LimitStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 727_001  # PostgreSQL advisory lock id: one migrating process at a time
-
-
-class StoreUnavailable(Exception):
-    """The database did not answer; nothing was written. Safe to retry later."""
 
 
 def normalize_url(url: str) -> str:
@@ -86,7 +83,7 @@ class Store(EventStore, LimitStore):
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except (DBAPIError, SQLAlchemyError) as err:
-            raise StoreUnavailable(f"cannot migrate the database: {_short(err)}") from err
+            raise StoreUnavailable(f"cannot migrate the database: {short(err)}") from err
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
@@ -94,15 +91,10 @@ class Store(EventStore, LimitStore):
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as err:
-            raise StoreUnavailable(_short(err)) from err
+            raise StoreUnavailable(short(err)) from err
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _short(err: Exception) -> str:
-    inner = getattr(err, "orig", None) or err
-    return (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
 
 
 __all__ = ["NewEvent", "Outcome", "Store", "StoreUnavailable", "make_engine"]

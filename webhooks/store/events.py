@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
+from .errors import StoreUnavailable, short
 from .tables import attempts, events
 
 
@@ -67,7 +68,6 @@ class Decision:
 
 
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
-NextClaim = tuple[Iterable[str], str, float, float, int, "Quota | None"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,6 @@ class Claimed:
     recall: dict[str, str] | None
     attempts: int
     created_at: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EventStore:
@@ -89,13 +88,11 @@ class EventStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        from . import StoreUnavailable
-
         try:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as err:
-            raise StoreUnavailable(str(getattr(err, "orig", err)).splitlines()[0][:200]) from err
+            raise StoreUnavailable(short(err)) from err
 
     # --- receiving ---------------------------------------------------------------------
     def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
@@ -145,8 +142,9 @@ class EventStore:
                      events.c.customer_id == customer_id,
                      events.c.status == Status.QUEUED, events.c.id < new_id)
         ids = tuple(db.execute(select(events.c.id).where(older)).scalars())
-        if ids:
-            db.execute(update(events).where(events.c.id.in_(ids)).values(
+        if ids:  # still queued: a row claimed meanwhile is left to its worker
+            db.execute(update(events).where(events.c.id.in_(ids),
+                                            events.c.status == Status.QUEUED).values(
                 status=Status.SUPERSEDED, updated_at=now,
                 reason=f"superseded by event {new_id} for the same lead"))
         return ids
@@ -166,7 +164,7 @@ class EventStore:
         due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
                       events.c.attempts, events.c.created_at)
                .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
-                      events.c.source.in_(list(sources)))
+                      events.c.source.in_(list(sources)), ~_older_of_lead_sending())
                .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
                .with_for_update(skip_locked=True))
         rows = db.execute(due).all()
@@ -181,10 +179,10 @@ class EventStore:
             status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
         return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts, r.created_at) for r in rows]
 
-    def finish(self, event_id: int, decision: Decision, now: float,
-               then_claim: NextClaim | None = None) -> list[Claimed] | None:
-        """Record where a claimed event goes next, and why; with `then_claim`, claim the next
-        due event in the same transaction (one round trip per call at full speed)."""
+    def finish(self, event_id: int, holder: str, decision: Decision, now: float) -> bool:
+        """Record where a claimed event goes next, why, and the attempt. False (nothing
+        written) when the event is no longer ours: its lease ran out and it was claimed again.
+        A retry becomes `superseded` when a newer event of the same lead has arrived."""
         values: dict[str, Any] = {"status": decision.status, "reason": decision.reason,
                                   "updated_at": now, "holder": None, "lease_until": None}
         if decision.count:
@@ -192,17 +190,22 @@ class EventStore:
         if decision.next_attempt_at is not None:
             values["next_attempt_at"] = decision.next_attempt_at
         if decision.recall is not None:
-            recall = decision.recall
-            values.update(recall=recall, campaign_id=recall.get("campaign_id"),
-                          customer_id=recall.get("customer_id"))
+            values.update(_lead_values(decision.recall))
         with self._tx() as db:
-            db.execute(update(events).where(events.c.id == event_id).values(**values))
-            if decision.attempt is not None:
+            if decision.status == Status.QUEUED:
+                newer = db.execute(select(events.c.id).where(
+                    _newer_of_lead(event_id), events.c.status.in_(
+                        [Status.QUEUED, Status.SENDING])).limit(1)).scalar()
+                if newer is not None:
+                    values.update(status=Status.SUPERSEDED, reason=f"superseded by event "
+                                  f"{newer} for the same lead (was: {decision.reason})")
+            ours = bool(db.execute(update(events).where(
+                events.c.id == event_id, events.c.holder == holder,
+                events.c.status == Status.SENDING).values(**values)).rowcount)
+            if ours and decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
                                                    **decision.attempt.__dict__))
-            if then_claim is not None:
-                return self._claim(db, *then_claim)
-        return []
+            return ours
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
         """Give back claimed events that were not sent (a hold, or a batch kept too long)."""
@@ -223,10 +226,17 @@ class EventStore:
             ).values(reason=reason, updated_at=now)).rowcount
 
     def requeue_abandoned(self, now: float) -> int:
-        """`sending` events whose lease ran out (their worker died) go back to the queue."""
+        """`sending` events whose lease ran out (their worker died) go back to the queue,
+        or are superseded when a newer event of the same lead has arrived meanwhile."""
         with self._tx() as db:
-            return db.execute(update(events).where(
-                events.c.status == Status.SENDING, events.c.lease_until < now).values(
+            lapsed = (events.c.status == Status.SENDING, events.c.lease_until < now)
+            newer = select(events.c.id).where(_newer_of_lead(None), events.c.status.in_(
+                [Status.QUEUED, Status.SENDING])).exists()
+            superseded = db.execute(update(events).where(*lapsed, newer).values(
+                status=Status.SUPERSEDED, holder=None, lease_until=None, updated_at=now,
+                reason="superseded: a newer event for the same lead arrived while this one "
+                       "was with a worker that stopped")).rowcount
+            return superseded + db.execute(update(events).where(*lapsed).values(
                 status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
                 reason="claimed again: the worker's lease ran out")).rowcount
 
@@ -287,7 +297,36 @@ class EventStore:
                                   "next_attempt_at": now, "updated_at": now,
                                   "created_at": now}
         if recall is not None:
-            values.update(recall=recall, campaign_id=recall.get("campaign_id"),
-                          customer_id=recall.get("customer_id"))
+            values.update(_lead_values(recall))
         with self._tx() as db:
             db.execute(update(events).where(events.c.id == event_id).values(**values))
+
+
+def _lead_values(recall: dict[str, str]) -> dict[str, Any]:
+    """The recall and the lead columns that supersede and ordering work on."""
+    return {"recall": recall, "campaign_id": recall.get("campaign_id"),
+            "customer_id": recall.get("customer_id")}
+
+
+def _older_of_lead_sending() -> Any:
+    """An older event of the same lead is being sent: wait for it, so that wolkvox gets the
+    newer callback last (it could otherwise be overwritten by the older one)."""
+    older = events.alias("older")
+    return select(older.c.id).where(
+        older.c.token_key == events.c.token_key,
+        older.c.campaign_id.is_not_distinct_from(events.c.campaign_id),
+        older.c.customer_id == events.c.customer_id,
+        older.c.id < events.c.id, older.c.status == Status.SENDING).exists()
+
+
+def _newer_of_lead(event_id: int | None) -> Any:
+    """Events of the same lead as `event_id` (or, with None, as the row being updated),
+    stored after it."""
+    this = events.alias("this") if event_id is not None else events
+    other = events if event_id is not None else events.alias("newer")
+    found = [other.c.token_key == this.c.token_key,
+             other.c.campaign_id.is_not_distinct_from(this.c.campaign_id),
+             other.c.customer_id == this.c.customer_id, other.c.id > this.c.id]
+    if event_id is not None:
+        found.append(this.c.id == event_id)
+    return and_(*found)
