@@ -114,7 +114,7 @@ def _new_event(source: Any, event: Any, index: int, delivery_id: str | None,
               "raw": event}
     if source.lookup is not None:  # mapped in the worker, after the CRM lookup
         object_id = source.lookup.object_id.search(event)
-        lead = (None, f"{source.lookup.kind}:{object_id}") if object_id else None
+        lead = ("", f"{source.lookup.kind}:{object_id}") if object_id else None
         return NewEvent(**common, reason="waiting for the CRM lookup", lead=lead)
     try:
         return NewEvent(**common, recall=source.map(event, now))

@@ -30,7 +30,7 @@ class NewEvent:
     recall: dict[str, str] | None = None
     reason: str = ""
     next_attempt_at: float | None = None
-    lead: tuple[str | None, str] | None = None  # (campaign, customer) before mapping (lookups)
+    lead: tuple[str, str] | None = None  # (campaign, customer) before mapping (lookups)
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Decision:
 
 
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
+LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class EventStore:
         outcomes: list[Outcome] = []
         with self._tx() as db:
             for item in new:
-                campaign_id, customer_id = item.lead or (None, None)
+                campaign_id, customer_id = item.lead or ("", None)
                 if item.recall:
                     campaign_id = item.recall["campaign_id"]
                     customer_id = item.recall["customer_id"]
@@ -136,9 +137,9 @@ class EventStore:
                 .returning(events.c.id))
 
     def _supersede(self, db: Connection, new_id: int, token_key: str,
-                   campaign_id: str | None, customer_id: str, now: float) -> tuple[int, ...]:
+                   campaign_id: str, customer_id: str, now: float) -> tuple[int, ...]:
         older = and_(events.c.token_key == token_key,
-                     events.c.campaign_id.is_not_distinct_from(campaign_id),
+                     events.c.campaign_id == campaign_id,
                      events.c.customer_id == customer_id,
                      events.c.status == Status.QUEUED, events.c.id < new_id)
         ids = tuple(db.execute(select(events.c.id).where(older)).scalars())
@@ -162,12 +163,21 @@ class EventStore:
     def _claim(self, db: Connection, sources: Iterable[str], holder: str, now: float,
                lease: float, limit: int = 1, quota: Quota | None = None) -> list[Claimed] | None:
         due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
-                      events.c.attempts, events.c.created_at)
+                      events.c.attempts, events.c.created_at, *LEAD)
                .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
-                      events.c.source.in_(list(sources)), ~_older_of_lead_sending())
+                      events.c.source.in_(list(sources)))
                .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
                .with_for_update(skip_locked=True))
         rows = db.execute(due).all()
+        if not rows:
+            return []
+        # A lead's newer event waits while an older one is being sent, so that wolkvox gets
+        # the newer callback last. Few events are `sending` at once: read them all.
+        busy = (select(*LEAD, func.min(events.c.id)).where(events.c.status == Status.SENDING)
+                .group_by(*LEAD))
+        oldest_sending = {(t, c, u): i for t, c, u, i in db.execute(busy)}
+        rows = [r for r in rows
+                if oldest_sending.get((r.token_key, r.campaign_id, r.customer_id), r.id) >= r.id]
         if not rows:
             return []
         if quota is not None:
@@ -308,24 +318,13 @@ def _lead_values(recall: dict[str, str]) -> dict[str, Any]:
             "customer_id": recall.get("customer_id")}
 
 
-def _older_of_lead_sending() -> Any:
-    """An older event of the same lead is being sent: wait for it, so that wolkvox gets the
-    newer callback last (it could otherwise be overwritten by the older one)."""
-    older = events.alias("older")
-    return select(older.c.id).where(
-        older.c.token_key == events.c.token_key,
-        older.c.campaign_id.is_not_distinct_from(events.c.campaign_id),
-        older.c.customer_id == events.c.customer_id,
-        older.c.id < events.c.id, older.c.status == Status.SENDING).exists()
-
-
 def _newer_of_lead(event_id: int | None) -> Any:
     """Events of the same lead as `event_id` (or, with None, as the row being updated),
     stored after it."""
     this = events.alias("this") if event_id is not None else events
     other = events if event_id is not None else events.alias("newer")
     found = [other.c.token_key == this.c.token_key,
-             other.c.campaign_id.is_not_distinct_from(this.c.campaign_id),
+             other.c.campaign_id == this.c.campaign_id,
              other.c.customer_id == this.c.customer_id, other.c.id > this.c.id]
     if event_id is not None:
         found.append(this.c.id == event_id)
