@@ -1,0 +1,144 @@
+"""One thread's use of one slot of a token: the delivery pipeline at full speed.
+
+The worker (delivery.py) decides what becomes of each event; this module keeps the slot busy:
+claims, the outcome writer beside the next call, the next batch claimed during the last
+call, leases kept valid, and what to give back when something fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .store.events import Claimed, Decision
+
+if TYPE_CHECKING:
+    from .delivery import TokenGroup, Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events claimed together: when, and the quota day their units were reserved on."""
+
+    claimed_at: float
+    day: str
+    events: list[Claimed]
+
+
+class Drain:
+    """One thread's use of one slot: send due events until none is due or the token is held.
+
+    A helper thread writes each outcome while the next call is in flight, and claims the
+    next batch during the last call of the current one: at full speed the slot waits on
+    wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send at
+    most the event in flight and the one just answered. A call starts only while its event's
+    lease and the slot's lease both outlast the longest call (LEASE_MARGIN to spare)."""
+
+    def __init__(self, worker: Worker, key: str, group: TokenGroup, slot: int, holder: str,
+                 probing: dict[str, Any] | None):
+        self.worker, self.key, self.group = worker, key, group
+        self.slot, self.holder, self.probing = slot, holder, probing
+        self.store = worker.store
+        self.margin = worker.settings.lease_margin
+        self.renewed = worker.now()
+        self.handled = 0
+        self.held = ""
+        self.pending: Future | None = None  # the outcome being written
+        self.unwritten: list[tuple[int, Decision]] = []  # decided, not yet known written
+        self.ahead: Future | None = None  # the next batch, being claimed
+
+    def run(self) -> bool:
+        worker = self.worker
+        batch = worker.claim(self.key, self.group, self.holder)
+        with ThreadPoolExecutor(1, thread_name_prefix="record") as self.recorder:
+            try:
+                while batch.events and not self.held and not worker.stopping:
+                    self._send(batch)
+                    batch = self._next(batch)
+                worker.give_back(self.key, batch, batch.events, self.holder, self.held)
+                self._written()
+            except BaseException:
+                self._salvage(batch)
+                raise
+        return self.handled > 0
+
+    def _send(self, batch: Batch) -> None:
+        worker, events = self.worker, batch.events
+        for index, event in enumerate(events):
+            started = worker.now()
+            if started - self.renewed > self.margin / 2:
+                self.renewed = started
+                if not self.store.renew_slot(self.key, self.slot, self.holder,
+                                             started + worker.settings.lease_seconds):
+                    self.held = "the slot's lease was lost; claimed again later"
+            if self.held or worker.stopping or started - batch.claimed_at > self.margin:
+                worker.give_back(self.key, batch, events[index:], self.holder, self.held)
+                batch.events[index:] = []
+                return
+            if index == len(events) - 1:
+                self.ahead = self.recorder.submit(worker.claim, self.key, self.group,
+                                                  self.holder)
+            decision, hold = worker.decide(self.key, event, batch.day)
+            self.handled += 1
+            self.unwritten.append((event.id, decision))
+            self._written()  # the previous outcome; at most one is in writing
+            self.pending = self.recorder.submit(self.store.finish, event.id, self.holder,
+                                                decision, worker.now())
+            if hold is not None:
+                worker.hold(self.key, hold.kind, hold.reason, hold.until, worker.now())
+                self.held = hold.reason
+            elif self.probing and _token_works(decision):
+                self.store.release_hold(self.key)
+                log.info("token %s works again: hold released", self.key)
+                self.probing = None
+        batch.events[:] = []
+
+    def _next(self, batch: Batch) -> Batch:
+        if self.ahead is not None:
+            batch, self.ahead = self.ahead.result(), None
+            return batch
+        if self.held or self.worker.stopping:
+            return Batch(batch.claimed_at, batch.day, [])
+        return self.worker.claim(self.key, self.group, self.holder)  # kept too long: afresh
+
+    def _written(self) -> None:
+        """Wait for the outcome in writing; raises what writing it raised."""
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+            del self.unwritten[:-1]  # all but the outcome decided last are written
+
+    def _salvage(self, batch: Batch) -> None:
+        """After an error (the store down, most likely): write the outcomes not known to be
+        written, and give back what was claimed but not sent, so that nothing waits for a
+        lease to run out. Best effort: what fails here comes back with its lease."""
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                self.pending.result()
+        steps = [partial(self.store.finish, event_id, self.holder, decision, self.worker.now())
+                 for event_id, decision in self.unwritten]
+        steps.append(partial(self.worker.give_back, self.key, batch, batch.events, self.holder))
+        if self.ahead is not None:
+            ahead = self.ahead
+            steps.append(lambda: self.worker.give_back(self.key, ahead.result(),
+                                                       ahead.result().events, self.holder))
+        for step in steps:
+            try:
+                step()
+            except Exception as err:
+                log.warning("could not settle claimed events (%s); they return to the queue "
+                            "when their lease runs out", err)
+                return
+
+
+def _token_works(decision: Decision) -> bool:
+    """Did wolkvox accept the token on this call? Only an answer proves it: a delivery, or
+    a refusal that is about the recall (400) rather than the token or the service."""
+    status = decision.attempt.http_status if decision.attempt else None
+    return status is not None and (200 <= status < 300 or status == 400)
