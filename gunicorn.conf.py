@@ -8,7 +8,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))  # ?wait= holds a thread while it waits
 timeout = 60
-graceful_timeout = 20
+graceful_timeout = 90  # lets a delivery thread finish its call and give back what it claimed
 accesslog = "-"
 # The query string can carry a shared secret (token schemes): log the path only.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'

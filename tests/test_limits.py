@@ -223,3 +223,32 @@ def test_a_held_token_is_released_only_by_an_answer_that_proves_it(make_app, san
     drain(app)
     assert bridge_of(app).store.holds() == {}
     assert all(event(app, i)["status"] == "delivered" for i in ids)
+
+
+def test_lifting_a_probed_hold_leaves_a_hold_set_meanwhile(database_url):
+    store = Store(database_url)
+    store.migrate()
+    try:
+        store.hold("tok", "token", "held: token rejected", until=200.0, now=100.0)
+        store.hold("tok", "quota", "held: quota used up", until=900.0, now=250.0)
+        store.release_hold("tok", since=100.0)  # the probe's view of the hold was from 100
+        assert store.holds()["tok"]["kind"] == "quota"
+        store.release_hold("tok", since=250.0)
+        assert store.holds() == {}
+    finally:
+        store.dispose()
+
+
+def test_worker_holder_names_fit_the_column_with_a_long_host_name(make_app, monkeypatch):
+    import socket
+
+    from webhooks.delivery import Worker
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "recall-bridge-worker-" + "x" * 60)
+    app = make_app()
+    worker = Worker(bridge_of(app).store, bridge_of(app).sources, bridge_of(app).settings)
+    assert len(f"{worker.name}:{2**22}") <= 64
+    receive(app, zap())
+    while worker.run_once():
+        pass
+    assert bridge_of(app).store.counts() == {"delivered": 1}

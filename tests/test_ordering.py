@@ -78,3 +78,16 @@ def test_outcome_of_a_lapsed_claim_does_not_overwrite_the_new_claimants(database
         assert store.get(event_id)["status"] == "delivered"
     finally:
         store.dispose()
+
+
+def test_unsent_older_event_given_back_is_superseded_when_a_newer_one_exists(database_url):
+    store = store_with(database_url)
+    try:
+        older = add(store, "a")
+        store.claim(["zapier"], "w1", 100.0, lease=30)
+        newer = add(store, "b")
+        assert store.release([older], "w1", 101.0, "held: quota") == 1
+        assert store.get(older)["status"] == "superseded"
+        assert store.get(newer)["status"] == "queued"
+    finally:
+        store.dispose()

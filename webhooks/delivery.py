@@ -48,7 +48,8 @@ class Worker:
         self.store = store
         self.sources = sources
         self.settings = settings
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        # holder names fit the 64-character column whatever the host name (pods have long ones)
+        self.name = name or f"{socket.gethostname()[:40]}:{os.getpid()}"
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))
@@ -65,7 +66,10 @@ class Worker:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the calls in flight; waits up to their longest duration by default,
+        so that claimed, unsent events are given back rather than left to their lease."""
+        timeout = self.settings.lease_seconds if timeout is None else timeout
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
@@ -107,14 +111,15 @@ class Worker:
         return worked
 
     def _with_slot(self, key: str, group: TokenGroup, probing: dict[str, Any] | None) -> bool:
-        holder = f"{self.name}:{threading.get_ident()}"
+        holder = f"{self.name}:{threading.get_native_id()}"
         lease = self.settings.lease_seconds
+        taken_at = self.now()
         slot = self.store.take_slot(key, self.settings.wolkvox_max_concurrency, holder,
-                                    self.now(), lease)
+                                    taken_at, lease)
         if slot is None:
             return False
         try:
-            return Drain(self, key, group, slot, holder, probing).run()
+            return Drain(self, key, group, slot, holder, probing, taken_at).run()
         finally:
             self.store.release_slot(key, slot, holder)
 
@@ -158,6 +163,8 @@ class Worker:
         Never raises: a bug with one event fails that event, not the token's queue."""
         try:
             return self._decide(key, event, day)
+        except StoreUnavailable:
+            raise  # not this event's fault: the drain gives it back
         except Exception as err:
             log.exception("event %s: unexpected error", event.id)
             self.refund(key, day)

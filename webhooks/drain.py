@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import timerules
 from .store.events import Claimed, Decision
 
 if TYPE_CHECKING:
@@ -38,15 +39,15 @@ class Drain:
     next batch during the last call of the current one: at full speed the slot waits on
     wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send at
     most the event in flight and the one just answered. A call starts only while its event's
-    lease and the slot's lease both outlast the longest call (LEASE_MARGIN to spare)."""
+    lease and the slot's lease both outlast the longest call by LEASE_MARGIN / 2."""
 
     def __init__(self, worker: Worker, key: str, group: TokenGroup, slot: int, holder: str,
-                 probing: dict[str, Any] | None):
+                 probing: dict[str, Any] | None, slot_taken_at: float):
         self.worker, self.key, self.group = worker, key, group
         self.slot, self.holder, self.probing = slot, holder, probing
         self.store = worker.store
         self.margin = worker.settings.lease_margin
-        self.renewed = worker.now()
+        self.renewed = slot_taken_at  # the slot's lease runs from the time it was written
         self.handled = 0
         self.held = ""
         self.pending: Future | None = None  # the outcome being written
@@ -59,8 +60,9 @@ class Drain:
         with ThreadPoolExecutor(1, thread_name_prefix="record") as self.recorder:
             try:
                 while batch.events and not self.held and not worker.stopping:
+                    sent = self.handled
                     self._send(batch)
-                    batch = self._next(batch)
+                    batch = self._next(batch, sent)
                 worker.give_back(self.key, batch, batch.events, self.holder, self.held)
                 self._written()
             except BaseException:
@@ -69,15 +71,21 @@ class Drain:
         return self.handled > 0
 
     def _send(self, batch: Batch) -> None:
+        """Send the batch's events in order, or stop early (a hold, a stop, leases too short,
+        the quota day turned) and give the rest back."""
         worker, events = self.worker, batch.events
+        zone = self.group.target.timezone
         for index, event in enumerate(events):
-            started = worker.now()
-            if started - self.renewed > self.margin / 2:
-                self.renewed = started
+            now = worker.now()
+            if now - self.renewed > self.margin / 2:
+                self.renewed = now
                 if not self.store.renew_slot(self.key, self.slot, self.holder,
-                                             started + worker.settings.lease_seconds):
+                                             now + worker.settings.lease_seconds):
                     self.held = "the slot's lease was lost; claimed again later"
-            if self.held or worker.stopping or started - batch.claimed_at > self.margin:
+            started = worker.now()  # after any renewal: both leases are measured from here
+            if (self.held or worker.stopping or started - batch.claimed_at > self.margin / 2
+                    or started - self.renewed > self.margin / 2
+                    or timerules.day(zone, started) != batch.day):
                 worker.give_back(self.key, batch, events[index:], self.holder, self.held)
                 batch.events[index:] = []
                 return
@@ -94,18 +102,21 @@ class Drain:
                 worker.hold(self.key, hold.kind, hold.reason, hold.until, worker.now())
                 self.held = hold.reason
             elif self.probing and _token_works(decision):
-                self.store.release_hold(self.key)
+                self.store.release_hold(self.key, since=self.probing["since"])
                 log.info("token %s works again: hold released", self.key)
                 self.probing = None
         batch.events[:] = []
 
-    def _next(self, batch: Batch) -> Batch:
+    def _next(self, batch: Batch, sent: int) -> Batch:
+        """The batch claimed ahead, or a fresh claim when this one was cut short after
+        sending some; an empty batch when nothing more should be sent now."""
         if self.ahead is not None:
             batch, self.ahead = self.ahead.result(), None
             return batch
-        if self.held or self.worker.stopping:
+        if self.held or self.worker.stopping or self.handled == sent:
+            # nothing sent from this batch (a slow claim, say): leave the slot, come back later
             return Batch(batch.claimed_at, batch.day, [])
-        return self.worker.claim(self.key, self.group, self.holder)  # kept too long: afresh
+        return self.worker.claim(self.key, self.group, self.holder)  # cut short: afresh
 
     def _written(self) -> None:
         """Wait for the outcome in writing; raises what writing it raised."""

@@ -218,15 +218,23 @@ class EventStore:
             return ours
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
-        """Give back claimed events that were not sent (a hold, or a batch kept too long)."""
+        """Give back claimed events that were not sent (a hold, a stop, a batch kept too
+        long); one whose lead has a newer event meanwhile is superseded instead. Returns how
+        many were given back either way (their quota units are to be refunded)."""
         if not ids:
             return 0
+        ours = (events.c.id.in_(list(ids)), events.c.holder == holder,
+                events.c.status == Status.SENDING)
+        newer = select(events.c.id).where(_newer_of_lead(None), events.c.status.in_(
+            [Status.QUEUED, Status.SENDING])).exists()
         with self._tx() as db:
-            return db.execute(update(events).where(
-                events.c.id.in_(list(ids)), events.c.holder == holder,
-                events.c.status == Status.SENDING,
-            ).values(status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
-                     **({"reason": reason} if reason else {}))).rowcount
+            superseded = db.execute(update(events).where(*ours, newer).values(
+                status=Status.SUPERSEDED, holder=None, lease_until=None, updated_at=now,
+                reason="superseded: a newer event for the same lead arrived before this one "
+                       "was sent")).rowcount
+            return superseded + db.execute(update(events).where(*ours).values(
+                status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
+                **({"reason": reason} if reason else {}))).rowcount
 
     def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
         """Write why queued events of `sources` wait (a held token), so an operator sees it."""

@@ -84,13 +84,15 @@ class LimitStore:
     def hold(self, token_key: str, kind: str, reason: str, until: float, now: float) -> None:
         """Hold a token until `until` (the quota reset, or the next probe of a bad token)."""
         with self._tx() as db:
-            values = {"kind": kind, "reason": reason, "until": until}
-            db.execute(self._upsert(holds).values(token_key=token_key, since=now, **values)
+            values = {"kind": kind, "reason": reason, "until": until, "since": now}
+            db.execute(self._upsert(holds).values(token_key=token_key, **values)
                        .on_conflict_do_update(index_elements=["token_key"], set_=values))
 
-    def release_hold(self, token_key: str) -> None:
+    def release_hold(self, token_key: str, since: float | None = None) -> None:
+        """Lift the token's hold; with `since`, only that hold (not one set meanwhile)."""
         with self._tx() as db:
-            db.execute(delete(holds).where(holds.c.token_key == token_key))
+            db.execute(delete(holds).where(holds.c.token_key == token_key,
+                                           *([holds.c.since == since] if since else [])))
 
     def holds(self) -> dict[str, dict[str, Any]]:
         """{token_key: {kind, reason, until, since}} for every held token."""
