@@ -225,16 +225,9 @@ class EventStore:
             return 0
         ours = (events.c.id.in_(list(ids)), events.c.holder == holder,
                 events.c.status == Status.SENDING)
-        newer = select(events.c.id).where(_newer_of_lead(None), events.c.status.in_(
-            [Status.QUEUED, Status.SENDING])).exists()
         with self._tx() as db:
-            superseded = db.execute(update(events).where(*ours, newer).values(
-                status=Status.SUPERSEDED, holder=None, lease_until=None, updated_at=now,
-                reason="superseded: a newer event for the same lead arrived before this one "
-                       "was sent")).rowcount
-            return superseded + db.execute(update(events).where(*ours).values(
-                status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
-                **({"reason": reason} if reason else {}))).rowcount
+            return _unclaim(db, ours, now, "superseded: a newer event for the same lead "
+                            "arrived before this one was sent", reason)
 
     def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
         """Write why queued events of `sources` wait (a held token), so an operator sees it."""
@@ -246,17 +239,11 @@ class EventStore:
     def requeue_abandoned(self, now: float) -> int:
         """`sending` events whose lease ran out (their worker died) go back to the queue,
         or are superseded when a newer event of the same lead has arrived meanwhile."""
+        lapsed = (events.c.status == Status.SENDING, events.c.lease_until < now)
         with self._tx() as db:
-            lapsed = (events.c.status == Status.SENDING, events.c.lease_until < now)
-            newer = select(events.c.id).where(_newer_of_lead(None), events.c.status.in_(
-                [Status.QUEUED, Status.SENDING])).exists()
-            superseded = db.execute(update(events).where(*lapsed, newer).values(
-                status=Status.SUPERSEDED, holder=None, lease_until=None, updated_at=now,
-                reason="superseded: a newer event for the same lead arrived while this one "
-                       "was with a worker that stopped")).rowcount
-            return superseded + db.execute(update(events).where(*lapsed).values(
-                status=Status.QUEUED, holder=None, lease_until=None, updated_at=now,
-                reason="claimed again: the worker's lease ran out")).rowcount
+            return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
+                            "arrived while this one was with a worker that stopped",
+                            "claimed again: the worker's lease ran out")
 
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:
@@ -324,6 +311,20 @@ def _lead_values(recall: dict[str, str]) -> dict[str, Any]:
     """The recall and the lead columns that supersede and ordering work on."""
     return {"recall": recall, "campaign_id": recall.get("campaign_id"),
             "customer_id": recall.get("customer_id")}
+
+
+def _unclaim(db: Connection, which: tuple[Any, ...], now: float, superseded_reason: str,
+             queued_reason: str = "") -> int:
+    """Claimed events matching `which` leave their worker: superseded when a newer event of
+    their lead is pending, else queued again. Returns how many left either way."""
+    newer = select(events.c.id).where(_newer_of_lead(None), events.c.status.in_(
+        [Status.QUEUED, Status.SENDING])).exists()
+    unclaimed = {"holder": None, "lease_until": None, "updated_at": now}
+    superseded = db.execute(update(events).where(*which, newer).values(
+        status=Status.SUPERSEDED, reason=superseded_reason, **unclaimed)).rowcount
+    return superseded + db.execute(update(events).where(*which).values(
+        status=Status.QUEUED, **unclaimed,
+        **({"reason": queued_reason} if queued_reason else {}))).rowcount
 
 
 def _newer_of_lead(event_id: int | None) -> Any:
