@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from webhooks import create_app
 from webhooks.sandbox import create_sandbox, serve
-from webhooks.store import normalize_url
+from webhooks.store import Store, normalize_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_TOKEN = "test-token-0123"
@@ -145,8 +145,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bridge.db'}"
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated store on this test's database, on its own (no app)."""
+    opened = Store(database_url)
+    opened.migrate()
+    yield opened
+    opened.dispose()
 
 
 # --- apps --------------------------------------------------------------------------------
