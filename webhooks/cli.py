@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 
 from . import formats
 from .lifecycle import RETRYABLE_BY_OPERATOR, TERMINAL, Status
-from .recall import RecallInvalid, mask_phone, mask_phones_in
+from .recall import RecallInvalid, mask_phone
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
 events = AppGroup("events", help="See and re-queue stored events.")
@@ -131,7 +131,7 @@ def events_show(event_id: int) -> None:
         recall["recall_telephone"] = mask_phone(recall.get("recall_telephone"))
         click.echo("recall: " + json.dumps(recall))
     for attempt in store.attempts_of(event_id):
-        said = mask_phones_in(attempt["wolkvox_msg"] or attempt["reason"])
+        said = attempt["wolkvox_msg"] or attempt["reason"]  # stored with the phone masked
         click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
                    f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
                    f"{attempt['latency_ms'] or 0:.0f} ms  {said}")
