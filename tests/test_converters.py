@@ -3,7 +3,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from webhooks.mapping.converters import (
-    RECALL_DATE_FORMAT,
     ConversionError,
     check_region,
     check_timezone,
@@ -11,6 +10,7 @@ from webhooks.mapping.converters import (
     to_digits,
     to_phone,
 )
+from webhooks.recall import DATE_FORMAT as RECALL_DATE_FORMAT
 
 BOGOTA = "America/Bogota"
 # 2026-11-30 15:30:00 UTC, which is 10:30 in Bogota (UTC-5 all year).

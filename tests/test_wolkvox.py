@@ -9,13 +9,13 @@ import pytest
 import requests
 import responses
 
+from webhooks.recall import Target
 from webhooks.wolkvox import (
     Delivered,
     QuotaExceeded,
     Rejected,
     RetryLater,
     RetrySoon,
-    Target,
     TokenRejected,
     WolkvoxError,
     classify,

@@ -22,11 +22,10 @@ from . import timerules, wolkvox
 from .drain import Batch, Drain
 from .lifecycle import RETRY_SOON, Status, backoff_delay
 from .lookup import LookupFailed, LookupRetry, fetch_and_map
-from .recall import RecallInvalid, mask_phones_in
+from .recall import RecallInvalid, Target, mask_phones_in
 from .settings import Settings
 from .store import Store, StoreUnavailable
 from .store.events import Attempt, Claimed, Decision
-from .wolkvox import Target
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 5.0  # seconds between looks for events abandoned by a dead worker

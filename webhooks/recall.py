@@ -1,12 +1,15 @@
-"""The recall contract: the five fields wolkvox needs, their validation, and the request.
+"""The recall contract: the five fields wolkvox needs, their validation, the date format, where
+a recall goes (`Target`), and the request.
 
 Pure functions of their input: no IO here. `wolkvox.py` sends what `request_parts` builds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +19,21 @@ DATE_FORMAT = "%Y%m%d%H%M%S"  # wolkvox's recall_date
 FIELDS = ("type_campaign", "campaign_id", "customer_id", "recall_telephone", "recall_date")
 QUERY_FIELDS = ("type_campaign", "campaign_id")
 BODY_FIELDS = ("recall_date", "recall_telephone", "customer_id")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to send: one wolkvox operation and its token."""
+
+    base_url: str
+    token: str = field(repr=False)
+    timezone: str
+
+    @property
+    def key(self) -> str:
+        """Stable fingerprint of (base URL, token): names the token in the store and in health
+        output without revealing it."""
+        return hashlib.sha256(f"{self.base_url}|{self.token}".encode()).hexdigest()[:16]
 
 
 class RecallInvalid(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .mapping.converters import RECALL_DATE_FORMAT
+from .recall import DATE_FORMAT as RECALL_DATE_FORMAT
 
 
 def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,

@@ -6,35 +6,19 @@ what the worker should do. requests' exceptions are translated here and go no fu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from .recall import request_parts
+from .recall import Target, request_parts
 
 RECALL_PATH = "/api/v2/campaign.php"
 MSG_LIMIT = 500  # longest wolkvox msg or body excerpt kept with an attempt
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and as whom to send: one wolkvox operation and its token."""
-
-    base_url: str
-    token: str = field(repr=False)
-    timezone: str
-
-    @property
-    def key(self) -> str:
-        """Stable fingerprint of (base URL, token): names the token in the store and in health
-        output without revealing it."""
-        return hashlib.sha256(f"{self.base_url}|{self.token}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

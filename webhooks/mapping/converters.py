@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, ValidationResult
 
-from ..recall import DATE_FORMAT as RECALL_DATE_FORMAT  # the one definition, re-exported
+from ..recall import DATE_FORMAT as RECALL_DATE_FORMAT
 
 # |n| at or above this is epoch milliseconds, below it epoch seconds: 1e11 seconds is the year
 # 5138 and 1e11 milliseconds is March 1973, so no callback date of this era is ambiguous.

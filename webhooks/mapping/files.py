@@ -17,7 +17,7 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from .. import auth
-from ..wolkvox import Target
+from ..recall import Target
 from .schema import (
     DateOptions,
     FieldSpec,

@@ -17,7 +17,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from ..recall import FIELDS, RecallInvalid, validate_recall
+from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from . import converters
 
 Converter = Callable[[Any, datetime], str]
@@ -79,7 +79,7 @@ class Source:
     event_id: ParsedResult | None
     when: ParsedResult | None
     rules: tuple[FieldRule, ...]
-    target: Any  # wolkvox.Target
+    target: Target
     lookup: Lookup | None = None
 
     def split(self, payload: Any) -> list[Any]:
