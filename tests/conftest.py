@@ -28,6 +28,7 @@ ENVIRON = {
     "HUBSPOT_CLIENT_SECRET": "hubspot-secret",
     "HUBSPOT_PRIVATE_APP_TOKEN": "hubspot-private-app-token",
     "SALESFORCE_ORG_ID": "00D5e000000AbCdEAK",
+    "SALESFORCE_URL_TOKEN": "sf-url-token",
     "PIPEDRIVE_WEBHOOK_PASSWORD": "pipedrive-password",
     "ZOHO_WEBHOOK_TOKEN": "zoho-token",
     "DYNAMICS_WEBHOOK_KEY": "dynamics-key",
@@ -168,7 +169,8 @@ def mappings_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Path) -> Any:
+def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Path,
+             tmp_path: Path) -> Any:
     """Build an app on this test's database and sandbox; stops its worker afterwards."""
     apps: list[Any] = []
 
@@ -178,7 +180,8 @@ def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Pa
             "database_url": database_url, "mappings_dir": str(mappings_dir),
             "wolkvox_token": SANDBOX_TOKEN, "wolkvox_base_url": sandbox.url,
             "environ": environ, "clock": clock, "poll_interval": 0.05,
-            "wolkvox_timeout": 5.0, "lease_margin": 1.0, **overrides,
+            "wolkvox_timeout": 5.0, "lease_margin": 1.0,
+            "spool_dir": str(tmp_path / "spool"), **overrides,
         }
         app = create_app(config)
         apps.append(app)
@@ -187,7 +190,7 @@ def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Pa
     yield build
     for app in apps:
         bridge = app.extensions["recall_bridge"]
-        bridge.stop_delivery()
+        bridge.stop_background()
         bridge.store.dispose()
 
 

@@ -51,8 +51,9 @@ def request(
     url: str = "https://bridge.example.com/hooks/crm",
     query: dict[str, str] | None = None,
     now: float = NOW,
+    remote_addr: str = "127.0.0.1",
 ) -> SignedRequest:
-    return SignedRequest(method, url, Headers(headers or {}), query or {}, body, now)
+    return SignedRequest(method, url, Headers(headers or {}), query or {}, body, now, remote_addr)
 
 
 def hubspot_v3(secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
@@ -83,43 +84,69 @@ def hubspot() -> Any:
     return build_verifier({"scheme": "hubspot", "secret": HS_SECRET})
 
 
-def test_hubspot_v1_public_vector_is_accepted(hubspot: Any) -> None:
+@pytest.fixture
+def hubspot_legacy() -> Any:
+    """A source that also accepts v1/v2 (a HubSpot that sends no v3): says so in its file."""
+    return build_verifier({"scheme": "hubspot", "secret": HS_SECRET,
+                           "versions": ["v1", "v2", "v3"]})
+
+
+def test_hubspot_v1_public_vector_is_accepted(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V1, "X-HubSpot-Signature-Version": "v1"}
-    assert hubspot.verify(request(HS_BODY, headers, url=HS_URI)) == Proof()
+    assert hubspot_legacy.verify(request(HS_BODY, headers, url=HS_URI)) == Proof()
 
 
-def test_hubspot_without_version_header_means_v1(hubspot: Any) -> None:
-    assert hubspot.verify(request(HS_BODY, {"X-HubSpot-Signature": HS_V1}, url=HS_URI)) == Proof()
+def test_hubspot_without_version_header_means_v1(hubspot_legacy: Any) -> None:
+    unversioned = request(HS_BODY, {"X-HubSpot-Signature": HS_V1}, url=HS_URI)
+    assert hubspot_legacy.verify(unversioned) == Proof()
 
 
-def test_hubspot_v2_public_vector_for_post_is_accepted(hubspot: Any) -> None:
+def test_hubspot_v2_public_vector_for_post_is_accepted(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V2_POST, "X-HubSpot-Signature-Version": "v2"}
-    hubspot.verify(request(HS_BODY, headers, url=HS_URI))
+    hubspot_legacy.verify(request(HS_BODY, headers, url=HS_URI))
 
 
-def test_hubspot_v2_public_vector_for_get_with_empty_body_is_accepted(hubspot: Any) -> None:
+def test_hubspot_v2_public_vector_for_get_with_empty_body_is_accepted(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V2_GET_EMPTY, "X-HubSpot-Signature-Version": "v2"}
-    hubspot.verify(request(b"", headers, method="GET", url=HS_URI))
+    hubspot_legacy.verify(request(b"", headers, method="GET", url=HS_URI))
 
 
-def test_hubspot_v2_signs_the_url(hubspot: Any) -> None:
+def test_hubspot_v2_signs_the_url(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V2_POST, "X-HubSpot-Signature-Version": "v2"}
     other = request(HS_BODY, headers, url=HS_URI + "?portal=1")
-    assert refused(hubspot, other) == "HubSpot v2 signature does not match"
+    assert refused(hubspot_legacy, other) == "HubSpot v2 signature does not match"
 
 
-def test_hubspot_v1_vector_is_refused_when_sent_as_v2(hubspot: Any) -> None:
+def test_hubspot_v1_vector_is_refused_when_sent_as_v2(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V1, "X-HubSpot-Signature-Version": "v2"}
-    refused(hubspot, request(HS_BODY, headers, url=HS_URI))
+    refused(hubspot_legacy, request(HS_BODY, headers, url=HS_URI))
 
 
-def test_hubspot_unknown_signature_version_is_refused(hubspot: Any) -> None:
+def test_hubspot_unknown_signature_version_is_refused(hubspot_legacy: Any) -> None:
     headers = {"X-HubSpot-Signature": HS_V1, "X-HubSpot-Signature-Version": "v9"}
-    assert "unsupported" in refused(hubspot, request(HS_BODY, headers, url=HS_URI))
+    assert "not accepted" in refused(hubspot_legacy, request(HS_BODY, headers, url=HS_URI))
 
 
-def test_hubspot_missing_signature_is_refused_naming_the_header(hubspot: Any) -> None:
-    assert refused(hubspot, request(HS_BODY, url=HS_URI)) == "missing header X-HubSpot-Signature"
+def test_hubspot_missing_signature_is_refused_naming_the_header(hubspot_legacy: Any) -> None:
+    refusal = refused(hubspot_legacy, request(HS_BODY, url=HS_URI))
+    assert refusal == "missing header X-HubSpot-Signature"
+
+
+def test_hubspot_request_stripped_of_its_v3_headers_is_not_judged_by_v1_or_v2(
+        hubspot: Any) -> None:
+    # a captured request keeps valid v1/v2 signatures, which carry no timestamp: replayable
+    for headers in ({"X-HubSpot-Signature": HS_V1, "X-HubSpot-Signature-Version": "v1"},
+                    {"X-HubSpot-Signature": HS_V2_POST, "X-HubSpot-Signature-Version": "v2"}):
+        assert "X-HubSpot-Signature-v3" in refused(hubspot, request(HS_BODY, headers, url=HS_URI))
+
+
+def test_hubspot_v3_headers_are_judged_by_v3_alone_even_where_v1_is_accepted(
+        hubspot_legacy: Any) -> None:
+    ts = int(NOW * 1000) - 400_000  # stale: refused, and the valid v1 beside it does not help
+    headers = {"X-HubSpot-Signature": HS_V1, "X-HubSpot-Signature-Version": "v1",
+               "X-HubSpot-Signature-v3": hubspot_v3(HS_SECRET, "POST", HS_URI, HS_BODY, ts),
+               "X-HubSpot-Request-Timestamp": str(ts)}
+    assert "timestamp" in refused(hubspot_legacy, request(HS_BODY, headers, url=HS_URI))
 
 
 def test_hubspot_fresh_v3_is_accepted(hubspot: Any) -> None:
@@ -297,9 +324,9 @@ def _hs_v3_headers() -> dict[str, str]:
 
 
 SIGNED_CASES = {
-    "hubspot-v1": ({"scheme": "hubspot", "secret": HS_SECRET}, HS_BODY,
+    "hubspot-v1": ({"scheme": "hubspot", "secret": HS_SECRET, "versions": ["v1"]}, HS_BODY,
                    lambda: {"X-HubSpot-Signature": HS_V1}, NOW),
-    "hubspot-v2": ({"scheme": "hubspot", "secret": HS_SECRET}, HS_BODY,
+    "hubspot-v2": ({"scheme": "hubspot", "secret": HS_SECRET, "versions": ["v2"]}, HS_BODY,
                    lambda: {"X-HubSpot-Signature": HS_V2_POST,
                             "X-HubSpot-Signature-Version": "v2"}, NOW),
     "hubspot-v3": ({"scheme": "hubspot", "secret": HS_SECRET}, HS_BODY, _hs_v3_headers, NOW),
@@ -389,20 +416,23 @@ def test_token_in_body_field_is_checked_on_the_parsed_payload() -> None:
 @pytest.mark.parametrize("received", [SF_ORG_15, SF_ORG_18])
 def test_salesforce_15_and_18_character_ids_name_the_same_org(configured: str,
                                                               received: str) -> None:
-    verifier = build_verifier({"scheme": "salesforce", "organization_id": configured})
-    verifier.verify(request(b"<xml/>"))
+    verifier = build_verifier({"scheme": "salesforce", "organization_id": configured,
+                               "token": "t0ken"})
+    verifier.verify(request(b"<xml/>", query={"token": "t0ken"}))
     verifier.verify_payload({"OrganizationId": received})
 
 
 @pytest.mark.parametrize("received", ["00D5e000000XyZwEAK", "00D5e000000abcd", "00D5E000000AbCd"])
 def test_salesforce_a_different_org_is_refused(received: str) -> None:
-    verifier = build_verifier({"scheme": "salesforce", "organization_id": SF_ORG_18})
+    verifier = build_verifier({"scheme": "salesforce", "organization_id": SF_ORG_18,
+                               "token": "t0ken"})
     with pytest.raises(AuthFailed, match="not the expected organization"):
         verifier.verify_payload({"OrganizationId": received})
 
 
 def test_salesforce_missing_organization_id_is_refused() -> None:
-    verifier = build_verifier({"scheme": "salesforce", "organization_id": SF_ORG_18})
+    verifier = build_verifier({"scheme": "salesforce", "organization_id": SF_ORG_18,
+                               "token": "t0ken"})
     with pytest.raises(AuthFailed, match="missing OrganizationId"):
         verifier.verify_payload({"ActionId": "04k5e000000AbCdAAK"})
 
@@ -413,6 +443,89 @@ def test_salesforce_optional_url_token_is_checked() -> None:
     verifier.verify(request(query={"k": "t0ken"}))
     assert refused(verifier, request(query={"k": "other"})) == "token does not match"
     assert refused(verifier, request()) == "missing token in query parameter k"
+
+
+def test_salesforce_without_url_token_or_allow_ips_refuses_to_start() -> None:
+    message = config_error({"scheme": "salesforce", "organization_id": SF_ORG_18})
+    assert "auth.token" in message and "auth.allow_ips" in message
+    assert "Web-to-Lead" in message
+
+
+def test_salesforce_with_allow_ips_alone_starts_and_checks_the_address() -> None:
+    verifier = build_verifier({"scheme": "salesforce", "organization_id": SF_ORG_18,
+                               "allow_ips": ["13.108.0.0/14", "2001:db8::/32"]})
+    verifier.verify(request(remote_addr="13.110.1.2"))
+    verifier.verify(request(remote_addr="2001:db8::7"))
+    verifier.verify(request(remote_addr="::ffff:13.108.0.9"))  # IPv4 seen through IPv6
+    assert refused(verifier, request(remote_addr="203.0.113.9")) == (
+        "client address 203.0.113.9 is not in auth.allow_ips")
+    assert "address unknown" in refused(verifier, request(remote_addr=""))
+
+
+# --- any scheme ------------------------------------------------------------------------------
+
+def test_allow_ips_works_with_every_scheme_and_keeps_the_scheme_check() -> None:
+    verifier = build_verifier({"scheme": "token", "secret": "t0ken", "header": "X-Key",
+                               "allow_ips": ["10.0.0.0/8"]})
+    assert verifier.scheme == "token"
+    verifier.verify(request(headers={"X-Key": "t0ken"}, remote_addr="10.1.2.3"))
+    assert refused(verifier, request(headers={"X-Key": "bad"}, remote_addr="10.1.2.3")) == (
+        "token does not match")
+    assert "not in auth.allow_ips" in refused(
+        verifier, request(headers={"X-Key": "t0ken"}, remote_addr="192.168.1.1"))
+
+
+def test_config_allow_ips_names_the_bad_network() -> None:
+    message = config_error({"scheme": "none", "allow_ips": ["10.0.0.0/8", "10.0.0.300/8"]})
+    assert message.startswith("auth.allow_ips[1]:")
+    assert config_error({"scheme": "none", "allow_ips": "10.0.0.0/8"}).startswith(
+        "auth.allow_ips: expected a non-empty list")
+
+
+@pytest.mark.parametrize("scheme,options,where", [
+    ("token", {"header": "X-Key"}, lambda s: {"headers": {"X-Key": s}}),
+    ("basic", {"username": "u"}, lambda s: {"headers": basic("u", s)}),
+    ("hmac", {"header": "X-Sig"}, lambda s: {"headers": {
+        "X-Sig": hmac_signature(s, b"{}", "sha256", "hex")}, "body": b"{}"}),
+])
+def test_a_secret_may_be_a_list_so_old_and_new_both_work_while_rotating(scheme, options, where):
+    key = "password" if scheme == "basic" else "secret"
+    verifier = build_verifier({"scheme": scheme, **options, key: ["new-one", "old-one", ""]})
+    for secret in ("new-one", "old-one"):
+        args = where(secret)
+        verifier.verify(request(args.pop("body", b"{}"), **args))
+    args = where("another")
+    with pytest.raises(AuthFailed):
+        verifier.verify(request(args.pop("body", b"{}"), **args))
+
+
+def test_hubspot_secret_list_checks_each_secret_for_v3() -> None:
+    verifier = build_verifier({"scheme": "hubspot", "secret": ["new-secret", HS_SECRET]})
+    ts = int(NOW * 1000)
+    headers = {"X-HubSpot-Signature-v3": hubspot_v3(HS_SECRET, "POST", HS_URI, HS_BODY, ts),
+               "X-HubSpot-Request-Timestamp": str(ts)}
+    verifier.verify(request(HS_BODY, headers, url=HS_URI))
+
+
+def test_config_a_list_of_only_empty_secrets_is_refused() -> None:
+    message = config_error({"scheme": "token", "query": "k", "secret": ["", ""]})
+    assert message.startswith("auth.secret: empty")
+
+
+def test_signed_url_seen_through_a_misconfigured_proxy_is_found_among_the_variants() -> None:
+    from webhooks.auth import matching_variant
+
+    ts = int(NOW * 1000)
+    public = "https://bridge.example.com/hooks/hubspot?x=1"
+    headers = {"X-HubSpot-Signature-v3": hubspot_v3(HS_SECRET, "POST", public, HS_BODY, ts),
+               "X-HubSpot-Request-Timestamp": str(ts), "X-Forwarded-Host": "bridge.example.com",
+               "Host": "10.0.0.5:8000"}
+    verifier = build_verifier({"scheme": "hubspot", "secret": HS_SECRET})
+    seen = request(HS_BODY, headers, url="http://10.0.0.5:8000/hooks/hubspot?x=1")
+    refused(verifier, seen)
+    assert matching_variant(verifier, seen) == public
+    forged = request(b"{}", headers, url="http://10.0.0.5:8000/hooks/hubspot?x=1")
+    assert matching_variant(verifier, forged) is None  # a bad signature stays unexplained
 
 
 # --- none ------------------------------------------------------------------------------------
@@ -434,7 +547,7 @@ def config_error(options: Any) -> str:
 
 def test_every_listed_scheme_can_be_built() -> None:
     minimal = {
-        "hubspot": {"secret": "s"}, "salesforce": {"organization_id": SF_ORG_15},
+        "hubspot": {"secret": "s"}, "salesforce": {"organization_id": SF_ORG_15, "token": "t"},
         "standard-webhooks": {"secret": SW_SECRET}, "hmac": {"secret": "s", "header": "X-S"},
         "basic": {"username": "u", "password": "p"}, "token": {"secret": "s", "query": "t"},
         "none": {},

@@ -198,7 +198,7 @@ def test_events_retry_maps_an_invalid_event_again_with_the_fixed_mapping(build, 
     row = bridge_of(after).store.get(event_id)
     assert row["status"] == "queued" and row["attempts"] == 0
     assert row["recall"]["campaign_id"] == "4639"
-    assert row["reason"] == "re-queued by an operator"
+    assert row["reason"] == "re-queued by an operator (was invalid)"
     drain(after)
     assert bridge_of(after).store.get(event_id)["status"] == "delivered"
     assert [r["campaign_id"] for r in sandbox.recalls()] == ["4639"]
@@ -228,3 +228,99 @@ def test_events_purge_deletes_old_finished_events_and_keeps_queued_ones(app, san
     assert store.get(delivered) is None and store.attempts_of(delivered) == []
     assert store.get(queued)["status"] == "queued"
     assert store.get(fresh)["status"] == "invalid"
+
+
+def test_events_retry_judges_an_ignored_event_again_with_todays_when(build, mappings_dir):
+    (mappings_dir / "crm.yaml").write_text(CRM_MAPPING % "hot: 4638"
+                                           + "when: \"stage == 'hot'\"\n")
+    before = build()
+    event_id = receive(before, zap(stage="warm"), "/hooks/crm")
+    assert bridge_of(before).store.get(event_id)["status"] == "ignored"
+    listed_ignored = listed(cli(before, "events", "list", "--status", "ignored").output)
+    assert list(listed_ignored) == [event_id]
+    still = cli(before, "events", "retry", str(event_id))
+    assert still.exit_code != 0 and "still ignored" in still.output
+
+    (mappings_dir / "crm.yaml").write_text(CRM_MAPPING % "hot: 4638, warm: 4639"
+                                           + "when: \"stage == 'hot' || stage == 'warm'\"\n")
+    after = build()
+    result = cli(after, "events", "retry", str(event_id))
+    assert result.exit_code == 0, result.output
+    row = bridge_of(after).store.get(event_id)
+    assert row["status"] == "queued" and row["recall"]["campaign_id"] == "4639"
+
+
+def test_events_retry_of_an_expired_event_reschedules_it_and_keeps_its_history(
+        app, sandbox, clock):
+    created = clock().timestamp()
+    event_id = receive(app, zap(callback_at="2020-01-01T10:00:00-05:00"))
+    drain(app)
+    store = bridge_of(app).store
+    assert store.get(event_id)["status"] == "expired"
+    clock.advance(days=2)  # past MAX_EVENT_AGE too: a retry must not fail it at once
+    sandbox.configure(script=[500])
+    result = cli(app, "events", "retry", str(event_id))
+    assert result.exit_code == 0, result.output
+    assert "callback time 20200101100000 ->" in result.output
+    drain(app)
+    row = store.get(event_id)
+    assert row["status"] == "queued" and row["attempts"] == 1  # retried, not failed by age
+    assert row["created_at"] == pytest.approx(created)
+    assert [a["outcome"] for a in store.attempts_of(event_id)] == ["expired", "requeued",
+                                                                   "retry"]
+    clock.advance(minutes=1)
+    drain(app)
+    assert store.get(event_id)["status"] == "delivered"
+    [recall] = sandbox.recalls()
+    assert recall["recall_date"] > "2020"  # the send-time rules moved it 30 minutes ahead
+
+
+def test_events_retry_at_sets_the_new_callback_time(app, sandbox, clock):
+    event_id = receive(app, zap(callback_at="2020-01-01T10:00:00-05:00"))
+    drain(app)
+    result = cli(app, "events", "retry", str(event_id), "--at", "2031-03-04T09:15:00-05:00")
+    assert result.exit_code == 0, result.output
+    drain(app)
+    assert [r["recall_date"] for r in sandbox.recalls()] == ["20310304091500"]
+    past = cli(app, "events", "retry", str(event_id), "--at", "2001-01-01T00:00:00Z")
+    assert past.exit_code != 0  # delivered now; and a past --at is refused with a reason
+
+
+def test_events_retry_refuses_a_callback_time_in_the_past(app, sandbox):
+    event_id = receive(app, zap(callback_at="2020-01-01T10:00:00-05:00"))
+    drain(app)
+    result = cli(app, "events", "retry", str(event_id), "--at", "2001-01-01T00:00:00Z")
+    assert result.exit_code != 0 and "is in the past" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["events", "show", "99999999999999999999"], ["events", "show", "0"],
+    ["events", "retry", "--", "-5"], ["events", "list", "--limit", "0"],
+    ["events", "list", "--limit", "99999999999"], ["events", "purge", "--days", "0"],
+    ["events", "purge", "--days", "999999999999"]])
+def test_cli_arguments_out_of_range_get_a_clear_error_not_a_traceback(app, args):
+    result = cli(app, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Error: Invalid value" in result.output
+
+
+def test_crm_data_printed_to_a_terminal_has_control_characters_escaped(app):
+    event_id = receive(app, zap(lead=1, request_id="evil\x1b[2J\r\nFAKE", phone="12"))
+    listing = cli(app, "events", "list").output
+    shown = cli(app, "events", "show", str(event_id)).output
+    for output in (listing, shown):
+        assert "\x1b" not in output and "\r" not in output
+    assert "dedup_key: evil\\x1b[2J\\r\\nFAKE" in shown
+
+
+def test_events_purge_removes_ignored_events_by_status(build, mappings_dir, clock):
+    (mappings_dir / "crm.yaml").write_text(CRM_MAPPING % "hot: 4638"
+                                           + "when: \"stage == 'hot'\"\n")
+    app = build()
+    ignored = receive(app, zap(lead=1, stage="cold"), "/hooks/crm")
+    invalid = receive(app, zap(lead=2, stage="hot", phone="12"), "/hooks/crm")
+    clock.advance(days=8)
+    result = cli(app, "events", "purge", "--days", "7", "--status", "ignored")
+    assert result.exit_code == 0 and "deleted 1 event(s)" in result.output
+    store = bridge_of(app).store
+    assert store.get(ignored) is None and store.get(invalid)["status"] == "invalid"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import hmac
 import json
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import bridge_of
+from tests.conftest import bridge_of, drain
 
 ZAP_HEADERS = {"X-Bridge-Token": "zap-secret"}
 
@@ -17,9 +19,12 @@ def zap(lead: int = 1, phone: str = "300 123 4567", **extra: object) -> dict:
             "callback_at": "2030-12-01T10:30:00-05:00", **extra}
 
 
-def hubspot_v1(secret: str, body: bytes) -> dict[str, str]:
-    digest = hashlib.sha256(secret.encode() + body).hexdigest()
-    return {"X-HubSpot-Signature": digest, "X-HubSpot-Signature-Version": "v1",
+def hubspot_v3(secret: str, body: bytes, clock: Any,
+               url: str = "http://localhost/hooks/hubspot-workflow") -> dict[str, str]:
+    timestamp = str(int(clock().timestamp() * 1000))
+    signed = b"POST" + url.encode() + body + timestamp.encode()
+    digest = base64.b64encode(hmac.digest(secret.encode(), signed, "sha256")).decode()
+    return {"X-HubSpot-Signature-v3": digest, "X-HubSpot-Request-Timestamp": timestamp,
             "Content-Type": "application/json"}
 
 
@@ -45,11 +50,11 @@ def test_wrong_token_is_refused_and_nothing_is_stored(make_app):
     assert bridge_of(app).store.counts() == {}
 
 
-def test_tampered_hubspot_body_is_refused_and_nothing_is_stored(make_app):
+def test_tampered_hubspot_body_is_refused_and_nothing_is_stored(make_app, clock):
     app = make_app()
     body = (b'{"vid": 5, "properties": {"phone": {"value": "3001234567"}, '
             b'"callback_requested": {"value": "true"}}}')
-    headers = hubspot_v1("hubspot-secret", body)
+    headers = hubspot_v3("hubspot-secret", body, clock)
     tampered = body.replace(b"3001234567", b"3009999999")
     client = app.test_client()
     assert client.post("/hooks/hubspot-workflow", data=tampered,
@@ -76,14 +81,57 @@ def test_unmappable_event_is_stored_invalid_with_the_field_and_reason(make_app):
     assert bridge_of(app).store.get(event["id"])["status"] == "invalid"
 
 
-def test_event_the_mapping_does_not_want_is_ignored_not_stored(make_app):
+def test_event_the_mapping_does_not_want_is_kept_as_ignored_with_its_reason(make_app, clock):
     app = make_app()
     body = json.dumps({"vid": 7, "properties": {"callback_requested": {"value": "false"}}})
     response = app.test_client().post(
         "/hooks/hubspot-workflow", data=body,
-        headers=hubspot_v1("hubspot-secret", body.encode()))
+        headers=hubspot_v3("hubspot-secret", body.encode(), clock))
     assert response.status_code == 202
-    assert response.get_json()["events"][0]["result"] == "ignored"
+    [event] = response.get_json()["events"]
+    assert event["result"] == "ignored" and event["status"] == "ignored"
+    assert event["reason"] == ("ignored: the mapping's `when` is false "
+                               "(properties.callback_requested.value == 'true')")
+    stored = bridge_of(app).store.get(event["id"])
+    assert stored["status"] == "ignored" and stored["raw"] == json.loads(body)
+    drain(app)
+    assert bridge_of(app).store.counts() == {"ignored": 1}
+
+
+def test_ignored_event_names_the_paths_when_reads_that_are_missing(make_app, clock):
+    # a body stripped for size, or another subscription: the reason says what was absent
+    app = make_app()
+    body = json.dumps({"vid": 8, "properties": {}})
+    response = app.test_client().post(
+        "/hooks/hubspot-workflow", data=body,
+        headers=hubspot_v3("hubspot-secret", body.encode(), clock))
+    [event] = response.get_json()["events"]
+    assert event["reason"].endswith("; missing in the event: properties.callback_requested.value")
+    repeat = app.test_client().post(
+        "/hooks/hubspot-workflow", data=body,
+        headers=hubspot_v3("hubspot-secret", body.encode(), clock))
+    assert repeat.get_json()["events"][0]["result"] == "duplicate"  # a CRM retry: one row
+
+
+def test_more_events_than_the_limit_are_refused_whole_with_413(make_app, mappings_dir):
+    (mappings_dir / "batch.yaml").write_text(BATCH_MAPPING)
+    app = make_app(max_events_per_request=3)
+    client = app.test_client()
+    response = client.post("/hooks/batch", json=[zap(lead=n) for n in range(4)],
+                           headers=ZAP_HEADERS)
+    assert response.status_code == 413
+    assert "4 events in one request; at most 3" in response.get_json()["error"]
+    assert bridge_of(app).store.counts() == {}
+    ok = client.post("/hooks/batch", json=[zap(lead=n) for n in range(3)], headers=ZAP_HEADERS)
+    assert ok.status_code == 202 and bridge_of(app).store.counts() == {"queued": 3}
+
+
+def test_the_default_event_limit_is_100_per_request(make_app, mappings_dir):
+    (mappings_dir / "batch.yaml").write_text(BATCH_MAPPING)
+    app = make_app()
+    response = app.test_client().post("/hooks/batch", json=[zap(lead=n) for n in range(101)],
+                                      headers=ZAP_HEADERS)
+    assert response.status_code == 413
     assert bridge_of(app).store.counts() == {}
 
 
@@ -109,8 +157,11 @@ def test_unparseable_body_is_400(make_app):
     assert "JSON" in response.get_json()["error"]
 
 
-def test_store_down_answers_503_with_retry_after(make_app, monkeypatch):
-    app = make_app()
+def test_store_down_and_spool_unwritable_answers_503_with_retry_after(make_app, monkeypatch,
+                                                                      tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spool folder should be")
+    app = make_app(spool_dir=str(blocker / "spool"))
     store = bridge_of(app).store
 
     def broken(*_args, **_kwargs):
@@ -121,6 +172,19 @@ def test_store_down_answers_503_with_retry_after(make_app, monkeypatch):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
 
+
+BATCH_MAPPING = """
+format: json
+auth: {scheme: token, header: X-Bridge-Token, secret: "${ZAPIER_SHARED_SECRET}"}
+events: "@"
+event_id: request_id
+recall:
+  type_campaign: predictive
+  campaign_id: "4638"
+  customer_id: {path: to_string(lead_id)}
+  recall_telephone: {path: phone, phone: {region: CO, prefix: "9"}}
+  recall_date: {path: callback_at, date: {timezone: America/Bogota}}
+"""
 
 FIELD_TOKEN_MAPPING = """
 format: json

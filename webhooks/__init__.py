@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
 from .settings import Settings
+from .spool import Spool
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger("webhooks")
+SPOOL_REPLAY_EVERY = 1.0  # seconds between tries to move spooled requests into the store
 
 
 @dataclass
@@ -28,7 +31,36 @@ class Bridge:
     settings: Settings
     sources: dict[str, Any]
     store: Store
+    spool: Spool
     worker: Worker | None = field(default=None)
+    diagnostics: dict[str, str] = field(default_factory=dict)  # source -> a setup problem
+    _replayer: threading.Thread | None = field(default=None, repr=False)
+    _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def start_background(self) -> None:
+        """What a web process runs beside its requests: delivery (unless DELIVERY_WORKER is
+        false) and the spool's replay."""
+        if self.settings.delivery_worker:
+            self.start_delivery()
+        self.start_spool_replayer()
+
+    def start_spool_replayer(self) -> None:
+        """Replay spooled requests into the store once it answers (once per process)."""
+        if self._replayer is None or not self._replayer.is_alive():
+            self._replayer = threading.Thread(target=self._replay_spool, name="spool-replay",
+                                              daemon=True)
+            self._replayer.start()
+
+    def _replay_spool(self) -> None:
+        while not self._stopped.wait(SPOOL_REPLAY_EVERY):
+            try:
+                self.spool.replay(self.store)
+            except Exception:  # the thread must outlive any one bad try
+                log.exception("spool replay failed; retrying")
+
+    def stop_background(self) -> None:
+        self._stopped.set()
+        self.stop_delivery()
 
     def start_delivery(self, threads: int | None = None) -> Worker:
         """Start delivery threads in this process (once); returns the worker."""
@@ -75,9 +107,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # One byte over the limit is read, so that a chunked body (no Content-Length), which
     # werkzeug cuts at the limit without an error, can be told from one that fits.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    if settings.trust_forwarded:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
-    app.extensions["recall_bridge"] = Bridge(settings, sources, store)
+    if settings.trust_forwarded:  # one proxy: its X-Forwarded-For/-Proto/-Host are the truth
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.extensions["recall_bridge"] = Bridge(settings, sources, store, Spool(settings.spool_dir))
     _logging()
 
     from . import cli, health, receiver

@@ -12,10 +12,12 @@ from typing import Any
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from jmespath.exceptions import JMESPathError
 
-from . import formats
-from .lifecycle import RETRYABLE_BY_OPERATOR, TERMINAL, Status
-from .recall import RecallInvalid, mask_phone
+from . import formats, intake
+from .lifecycle import TERMINAL, Status
+from .operations import RetryRefused, retry_event
+from .recall import mask_phone
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
 events = AppGroup("events", help="See and re-queue stored events.")
@@ -45,8 +47,9 @@ def mappings_check() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--show-phone", is_flag=True, help="Print phone numbers in full.")
 def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
-    """Map a sample body FILE as SOURCE would, printing the recall fields or each error.
-    Nothing is stored or sent, and the signature is not checked."""
+    """Map a sample body FILE as SOURCE would, printing each event's verdict: the recall
+    fields, or why it is ignored or invalid. Nothing is stored or sent, and the signature is
+    not checked."""
     bridge = _bridge()
     source = bridge.sources.get(source_name)
     if source is None:
@@ -56,33 +59,39 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
                     "form": "application/x-www-form-urlencoded"}[source.format]
     try:
         payload = formats.parse_body(source.format, file.read_bytes(), content_type)
+        split = source.split(payload)
     except formats.FormatError as err:
         raise click.ClickException(f"{file}: {err}") from None
-    split = source.split(payload)
+    except JMESPathError as err:
+        raise click.ClickException(f"the mapping's `events` path fails on {file.name}: "
+                                   f"{safe(str(err))}") from None
     if not split:
         click.echo(f"no events: the `events` path found nothing in {file.name}")
+    if len(split) > bridge.settings.max_events_per_request:
+        click.echo(f"note: {len(split)} events; the hook refuses more than "
+                   f"{bridge.settings.max_events_per_request} in one request (413)")
     now = bridge.settings.clock()
     for index, event in enumerate(split):
-        key = source.dedup_key(event, index, None)
-        if not source.wanted(event):
-            click.echo(f"event {index}: ignored (`when` is false)  id={key}")
-            continue
-        if source.lookup is not None:
-            click.echo(f"event {index}: id={key}; fields come after the "
-                       f"{source.lookup.kind} lookup (done by the worker)")
-            continue
-        try:
-            recall = source.map(event, now)
-        except RecallInvalid as err:
-            click.echo(f"event {index}: INVALID  id={key}")
-            for field, messages in err.errors.items():
-                click.echo(f"  {field}: {' '.join(messages)}")
-            continue
-        if not show_phone:
-            recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
-        click.echo(f"event {index}: ok  id={key}")
-        for field, value in recall.items():
-            click.echo(f"  {field}: {value}")
+        found = intake.verdict(source, event, index, None, now)
+        judged = found.event
+        head = f"event {index}: {{}}  id={safe(judged.dedup_key)}"
+        if found.errors:
+            click.echo(head.format(judged.status.upper()))
+            for field, messages in found.errors.items():
+                click.echo(f"  {field}: {safe(' '.join(messages))}")
+        elif judged.status != Status.QUEUED:
+            click.echo(head.format(judged.status.upper()))
+            click.echo(f"  {safe(judged.reason)}")
+        elif judged.recall is None:
+            click.echo(head.format("ok") + f"; fields come after the {source.lookup.kind} "
+                       "lookup (done by the worker)")
+        else:
+            recall = judged.recall
+            if not show_phone:
+                recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
+            click.echo(head.format("ok"))
+            for field, value in recall.items():
+                click.echo(f"  {field}: {safe(value)}")
 
 
 @click.command("deliver")
@@ -94,28 +103,33 @@ def deliver(threads: int | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker = bridge.start_delivery(threads)
+    bridge.start_spool_replayer()
     click.echo(f"delivering for {len(worker.groups)} token(s), "
                f"{threads or bridge.settings.worker_threads} thread(s); Ctrl-C stops")
     stop.wait()
-    bridge.stop_delivery()
+    bridge.stop_background()
+
+
+EVENT_ID = click.IntRange(1, 2**63 - 1)  # the id column's range on every database
 
 
 @events.command("list")
 @click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
 @click.option("--source", default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 def events_list(status: str | None, source: str | None, limit: int) -> None:
     """The newest events, one line each."""
     rows = _bridge().store.list_events(status, source, limit)
     for row in rows:
         click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
-                   f"{row['source']:<18} {row['customer_id'] or '-':<14} {row['reason'][:80]}")
+                   f"{safe(row['source']):<18} {safe(row['customer_id'] or '-'):<14} "
+                   f"{safe(row['reason'])[:100]}")
     if not rows:
         click.echo("no events")
 
 
 @events.command("show")
-@click.argument("event_id", type=int)
+@click.argument("event_id", type=EVENT_ID)
 def events_show(event_id: int) -> None:
     """One event: its recall fields, its attempts and wolkvox's answers (phones masked)."""
     store = _bridge().store
@@ -123,54 +137,48 @@ def events_show(event_id: int) -> None:
     if row is None:
         raise click.ClickException(f"no event {event_id}")
     for key in ("id", "source", "dedup_key", "status", "reason", "attempts"):
-        click.echo(f"{key}: {row[key]}")
+        click.echo(f"{key}: {safe(str(row[key]))}")
     for key in ("created_at", "updated_at", "next_attempt_at"):
         click.echo(f"{key}: {_time(row[key])}")
     recall = dict(row["recall"] or {})
     if recall:
         recall["recall_telephone"] = mask_phone(recall.get("recall_telephone"))
-        click.echo("recall: " + json.dumps(recall))
+        click.echo("recall: " + safe(json.dumps(recall, ensure_ascii=False)))
     for attempt in store.attempts_of(event_id):
         said = attempt["wolkvox_msg"] or attempt["reason"]  # stored with the phone masked
         click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
                    f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
-                   f"{attempt['latency_ms'] or 0:.0f} ms  {said}")
+                   f"{attempt['latency_ms'] or 0:.0f} ms  {safe(said)}")
 
 
 @events.command("retry")
-@click.argument("event_id", type=int)
-def events_retry(event_id: int) -> None:
-    """Re-queue a failed, expired or invalid event (an invalid one is mapped again first)."""
+@click.argument("event_id", type=EVENT_ID)
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Call back at TIME (ISO 8601, or YYYYmmddHHMMSS in the operation's zone); "
+                   "default: the earliest time the rules allow.")
+def events_retry(event_id: int, at: str | None) -> None:
+    """Re-queue a failed, expired, invalid or ignored event. An invalid or ignored one is
+    judged again with today's mapping; one whose callback time has passed is rescheduled."""
     bridge = _bridge()
-    row = bridge.store.get(event_id)
-    if row is None:
-        raise click.ClickException(f"no event {event_id}")
-    if row["status"] not in RETRYABLE_BY_OPERATOR:
-        raise click.ClickException(f"event {event_id} is {row['status']}; only "
-                                   f"{', '.join(sorted(RETRYABLE_BY_OPERATOR))} can be retried")
-    source = bridge.sources.get(row["source"])
-    if source is None:
-        raise click.ClickException(f"source {row['source']} has no mapping any more")
-    now = bridge.settings.clock()
-    recall = None
-    if row["status"] == Status.INVALID and source.lookup is None:
-        try:
-            recall = source.map(row["raw"], now)
-        except RecallInvalid as err:
-            raise click.ClickException(f"still invalid with today's mapping: {err}") from None
-    bridge.store.requeue(event_id, now.timestamp(), "re-queued by an operator", recall)
-    click.echo(f"event {event_id} queued")
+    try:
+        message = retry_event(bridge, event_id, at)
+    except RetryRefused as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(message)
 
 
 @events.command("purge")
-@click.option("--days", type=click.IntRange(min=1), required=True,
+@click.option("--days", type=click.IntRange(min=1, max=36_500), required=True,
               help="Delete finished events last changed more than this many days ago.")
-def events_purge(days: int) -> None:
-    """Retention: delete delivered, failed, superseded, expired and invalid events (and
-    their attempts) older than --days. Queued and sending events are never deleted."""
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(sorted(s.value for s in TERMINAL)),
+              help="Only these statuses (repeat); default: every finished status.")
+def events_purge(days: int, statuses: tuple[str, ...]) -> None:
+    """Retention: delete finished events (and their attempts) older than --days. Queued
+    and sending events are never deleted."""
     bridge = _bridge()
     before = bridge.settings.clock().timestamp() - days * 86400
-    removed = bridge.store.purge(before, [s.value for s in TERMINAL])
+    removed = bridge.store.purge(before, list(statuses) or [s.value for s in TERMINAL])
     click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
 
 
@@ -191,6 +199,14 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
                f"({len(valid)} token(s), latency {latency:g} s)")
     server.serve_forever()
+
+
+def safe(text: str) -> str:
+    """CRM data for a terminal: control and format characters (an escape sequence, a line
+    break, a bidirectional override) are shown escaped, never interpreted."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _time(epoch: float | None) -> str:

@@ -104,10 +104,23 @@ class Worker:
         worked = False
         for key, group in random.sample(list(self.groups.items()), len(self.groups)):
             hold = holds.get(key)
+            if hold and self._limit_raised(key, hold):
+                hold = None
             if hold and hold["until"] > now:
                 continue
             worked |= self._with_slot(key, group, probing=hold)
         return worked
+
+    def _limit_raised(self, key: str, hold: dict[str, Any]) -> bool:
+        """A quota hold of our own counter is judged against today's WOLKVOX_DAILY_LIMIT:
+        raised (or removed) since, the hold is lifted and the token's events go out today."""
+        limit, judged = self.settings.wolkvox_daily_limit, hold.get("daily_limit")
+        if hold["kind"] != "quota" or judged is None or (limit and limit <= judged):
+            return False
+        if self.store.release_hold(key, since=hold["since"]):
+            log.info("token %s: daily limit is now %s (was %s): quota hold lifted", key,
+                     limit or "unset", judged)
+        return True
 
     def _with_slot(self, key: str, group: TokenGroup, probing: dict[str, Any] | None) -> bool:
         holder = f"{self.name}:{threading.get_native_id()}"
@@ -134,7 +147,7 @@ class Worker:
         if events is None:  # the day's quota is used up before wolkvox had to say so
             until = timerules.next_day(zone, now)
             self.hold(key, "quota", f"held: daily quota of {limit} calls used up; waits for "
-                      f"{timerules.local(until, zone)} {zone}", until, now)
+                      f"{timerules.local(until, zone)} {zone}", until, now, daily_limit=limit)
             return Batch(now, day, [])
         return Batch(now, day, events)
 
@@ -150,8 +163,9 @@ class Worker:
         if self.settings.wolkvox_daily_limit and units:
             self.store.refund_quota(key, day, units)
 
-    def hold(self, key: str, kind: str, reason: str, until: float, now: float) -> None:
-        self.store.hold(key, kind, reason, until, now)
+    def hold(self, key: str, kind: str, reason: str, until: float, now: float,
+             daily_limit: int | None = None) -> None:
+        self.store.hold(key, kind, reason, until, now, daily_limit)
         self.store.note_waiting(self.groups[key].sources, reason, now)
         log.warning("token %s held until %s UTC: %s", key, timerules.local(until, "UTC"), reason)
 
@@ -230,7 +244,7 @@ class Worker:
     def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float,
                after: float = 0.0) -> Decision:
         attempts = event.attempts + 1
-        if now - event.created_at >= self.settings.max_event_age:
+        if now - event.age_from >= self.settings.max_event_age:
             final = f"failed after {attempts} attempts over the maximum age: {reason}"
             return Decision(Status.FAILED, final, attempt, count=True)
         delay = max(backoff_delay(attempts, random.random()), after)

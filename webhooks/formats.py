@@ -9,6 +9,7 @@ with :func:`salesforce_ack` or :func:`salesforce_fault`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 FORMATS: tuple[str, ...] = ("json", "form", "salesforce")
 SALESFORCE_CONTENT_TYPE = "text/xml; charset=utf-8"
 
-# Salesforce sends at most 100 notifications a message; more means it is not Salesforce.
-MAX_NOTIFICATIONS = 100
+# Deeper than this is no CRM's body; bounding it keeps every recursive walk (JMESPath, the
+# JSON column's encoder, the store's cleaning) far from Python's recursion limit.
+MAX_DEPTH = 64
 # Bounds the work a hostile form body can cause; no CRM sends anywhere near this many fields.
 MAX_FORM_FIELDS = 1000
 # Outbound Message fields are flat; nesting this deep is not a Salesforce message.
@@ -105,7 +107,8 @@ def salesforce_fault(message: str, *, client: bool = False) -> bytes:
 
 
 def _parse_json(body: bytes) -> Any:
-    """UTF-8 JSON (a leading byte order mark is dropped)."""
+    """UTF-8 JSON (a leading byte order mark is dropped). NaN, Infinity and numbers too large
+    for a float are refused: they are not JSON (RFC 8259) and PostgreSQL's JSON refuses them."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -113,13 +116,39 @@ def _parse_json(body: bytes) -> Any:
     if not text.strip():
         raise FormatError("body is not valid JSON: the body is empty")
     try:
-        return json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as e:
         raise FormatError(
             f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
     except RecursionError:
         raise FormatError("body is not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer past Python's digit limit, NaN, Infinity, 1e999
+        raise FormatError(f"body is not usable JSON: {str(e).split(';')[0][:120]}") from None
+    _check_depth(data)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return number
+
+
+def _check_depth(data: Any) -> None:
+    """FormatError when lists and objects nest deeper than MAX_DEPTH (iterative: no recursion)."""
+    level: list[Any] = [data]
+    for _ in range(MAX_DEPTH + 1):
+        level = [child for item in level if isinstance(item, dict | list)
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return
+    raise FormatError(f"body nests lists or objects more than {MAX_DEPTH} levels deep")
 
 
 def _parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
@@ -197,8 +226,6 @@ def _parse_salesforce(body: bytes) -> dict[str, Any]:
     if message is None:
         raise FormatError("SOAP body has no Salesforce outbound notifications element")
     notifications = message.findall(f"{{{OUTBOUND_NS}}}Notification")
-    if len(notifications) > MAX_NOTIFICATIONS:
-        raise FormatError(f"more than {MAX_NOTIFICATIONS} notifications in one message")
     result: dict[str, Any] = {
         "OrganizationId": _required_text(message, "OrganizationId"),
         "ActionId": _required_text(message, "ActionId"),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from .store import StoreUnavailable
+from .store import StoreRefused, StoreUnavailable
 
 bp = Blueprint("health", __name__)
 
@@ -19,12 +19,20 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Ready when the database answers and mappings are loaded; lists held tokens and why."""
+    """Ready when the database takes a write and mappings are loaded. Lists held tokens and
+    why, the spool (requests kept on disk while the store was down), setup problems found on
+    real requests (a wrong PUBLIC_URL), and event counts."""
     bridge = current_app.extensions["recall_bridge"]
-    body: dict = {"sources": sorted(bridge.sources), "database": "ok", "held_tokens": []}
+    now = bridge.settings.clock().timestamp()
+    depth = bridge.spool.depth()
+    body: dict = {"sources": sorted(bridge.sources), "database": "ok", "held_tokens": [],
+                  "spool": {"requests": depth.requests,
+                            "oldest_age_seconds": round(now - depth.oldest, 1)
+                            if depth.oldest else None},
+                  "problems": [f"{name}: {message}"
+                               for name, message in sorted(bridge.diagnostics.items())]}
     try:
-        bridge.store.ping()
-        now = bridge.settings.clock().timestamp()
+        bridge.store.probe_write(now)
         for key, hold in bridge.store.holds().items():
             sources = sorted(s.name for s in bridge.sources.values() if s.target.key == key)
             body["held_tokens"].append({
@@ -33,8 +41,8 @@ def readyz() -> ResponseReturnValue:
                 "active": hold["until"] > now,
             })
         body["events"] = bridge.store.counts()
-    except StoreUnavailable as err:
-        body.update(database=f"unavailable: {err}", status="unready")
+    except (StoreUnavailable, StoreRefused) as err:
+        body.update(database=f"cannot write: {err}", status="unready")
         return jsonify(body), 503
     body["status"] = "ready" if bridge.sources else "unready"
     return jsonify(body), 200 if bridge.sources else 503

@@ -1,8 +1,8 @@
 """Event states and the rules for moving between them.
 
 `queued` -> `sending` -> `delivered`; `sending` -> `queued` again (retry, hold); terminal:
-`delivered`, `failed`, `superseded`, `expired`, `invalid`. Only an operator's `events retry`
-brings a terminal `failed` or `invalid` event back to `queued`.
+`delivered`, `failed`, `superseded`, `expired`, `invalid`, `ignored`. Only an operator's retry
+brings a terminal `failed`, `expired`, `invalid` or `ignored` event back to `queued`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ class Status(StrEnum):
     SUPERSEDED = "superseded"  # a newer event for the same lead replaced it
     EXPIRED = "expired"  # its callback time passed before it could be sent
     INVALID = "invalid"  # the mapping could not produce a valid recall; kept for replay
+    IGNORED = "ignored"  # the mapping's `when` is false: not a callback request; kept, not sent
 
 
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,
-                      Status.INVALID})
-RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.INVALID, Status.EXPIRED})
+                      Status.INVALID, Status.IGNORED})
+RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.INVALID, Status.EXPIRED,
+                                   Status.IGNORED})
+REJUDGED_ON_RETRY = frozenset({Status.INVALID, Status.IGNORED})  # mapped again with today's file
 
 # Backoff after a counted failure: 10 s, 30 s, 2 min, 10 min, 30 min, 1 h, then hourly.
 BACKOFF_SCHEDULE = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)

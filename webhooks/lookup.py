@@ -7,10 +7,16 @@ fetched properties are placed under `lookup.into` (default `contact`) beside the
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
+
+# An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
+# can only ever name one object: it cannot climb out of the lookup's path or change its host.
+_OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
 
 
 class LookupRetry(Exception):
@@ -26,15 +32,25 @@ class LookupFailed(Exception):
     """The object does not exist (404) or the event names none: the event fails."""
 
 
+def object_id_of(value: Any) -> str:
+    """`value` as an object id for a lookup URL, or LookupFailed saying why it is not one."""
+    if value is None or value == "":
+        raise LookupFailed("lookup: the event has no object id at the lookup's object_id path")
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+    if text is None or not _OBJECT_ID.fullmatch(text):
+        shown = repr(value)[:40]
+        raise LookupFailed(f"lookup: object id {shown} is not an id (letters, digits, . _ : @ -, "
+                           "at most 128 characters)")
+    return text
+
+
 def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
                   timeouts: tuple[float, float]) -> dict[str, str]:
     """The event's recall fields after fetching its object; raises the errors above or
     recall.RecallInvalid."""
     lookup = source.lookup
-    object_id = lookup.object_id.search(event)
-    if object_id in (None, ""):
-        raise LookupFailed("lookup: the event has no object id at the lookup's object_id path")
-    url = f"{lookup.base_url}/crm/v3/objects/contacts/{requests.utils.quote(str(object_id))}"
+    object_id = object_id_of(lookup.object_id.search(event))
+    url = f"{lookup.base_url}/crm/v3/objects/contacts/{quote(object_id, safe='')}"
     params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
     try:
         response = session.get(url, params=params, timeout=timeouts,

@@ -60,10 +60,13 @@ class RecallSchema(Schema):
         required=True,
         validate=validate.OneOf(["predictive"], error="must be 'predictive' "
                                 "(wolkvox recalls work for predictive campaigns only)"))
-    campaign_id = fields.String(
-        required=True, validate=validate.Regexp(r"^\d{1,18}$", error="must be a numeric id"))
-    customer_id = fields.String(
-        required=True, validate=validate.Length(min=1, max=255, error="must not be empty"))
+    campaign_id = fields.String(required=True, validate=[
+        validate.Regexp(r"^\d*$", error="must be a numeric id"),
+        validate.Length(min=1, error="must not be empty"),
+        validate.Length(max=18, error="is too long (at most 18 digits)")])
+    customer_id = fields.String(required=True, validate=[
+        validate.Length(min=1, error="must not be empty"),
+        validate.Length(max=255, error="is too long (at most 255 characters)")])
     recall_telephone = fields.String(
         required=True,
         validate=validate.Regexp(r"^\d{5,20}$", error="must be 5 to 20 digits, nothing else"))
@@ -96,12 +99,33 @@ def mask_phone(value: str | None) -> str:
     return "*" * max(len(value) - 3, 0) + value[-3:]
 
 
-_PHONE_IN_TEXT = re.compile(r"(phone\s+)(\d+)", re.IGNORECASE)
+# A phone-length digit run: 7 to 15 digits (E.164's longest), which may be written with spaces,
+# dots, dashes or brackets between them (at most two in a row) and a leading +.
+_PHONE_IN_TEXT = re.compile(r"\+?(?<!\d)\d(?:[ .\-()]{0,2}\d){6,14}(?!\d)")
+
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d(?:[ T]\d\d)?$")
 
 
 def mask_phones_in(text: str) -> str:
-    """wolkvox's msg repeats the phone ("... to phone 93001234567"): mask it there."""
-    return _PHONE_IN_TEXT.sub(lambda m: m.group(1) + mask_phone(m.group(2)), text or "")
+    """Mask every phone-length digit run in `text` (wolkvox's msg repeats the phone, an error
+    excerpt may quote one), keeping the last 3 digits. A 14-digit wolkvox date is left as is."""
+    return _PHONE_IN_TEXT.sub(_mask_run, text or "")
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    digits = re.sub(r"\D", "", run)
+    if len(digits) == 14 and run.isdigit() and _is_date(digits) or _ISO_DATE.match(run):
+        return run
+    return mask_phone(digits)
+
+
+def _is_date(digits: str) -> bool:
+    try:
+        datetime.strptime(digits, DATE_FORMAT)
+    except ValueError:
+        return False
+    return True
 
 
 def _flat(messages: Any) -> list[str]:

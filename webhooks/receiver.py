@@ -10,16 +10,17 @@ import logging
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import formats
-from .auth import AuthFailed, SignedRequest
+from . import formats, intake
+from .auth import AuthFailed, SignedRequest, matching_variant
 from .lifecycle import TERMINAL, Status
-from .recall import RecallInvalid
-from .store import NewEvent, StoreUnavailable
+from .spool import SpoolFull
+from .store import NewEvent, StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receiver", __name__)
@@ -45,13 +46,14 @@ def receive(name: str) -> Response | tuple[Response, int]:
     now = bridge.settings.clock()
     signed = SignedRequest(method=request.method, url=public_url(bridge.settings),
                            headers=request.headers, query=request.args, body=body,
-                           now=now.timestamp())
+                           now=now.timestamp(), remote_addr=request.remote_addr or "")
     try:
         proof = source.verifier.verify(signed)
         payload = formats.parse_body(source.format, body, request.content_type)
         source.verifier.verify_payload(payload)
     except AuthFailed as err:
         log.warning("hook %s: refused: %s", name, err)
+        _explain_url_mismatch(bridge, source, signed)
         return _refuse(soap, 401, f"not authenticated: {err}")
     except formats.FormatError as err:
         log.warning("hook %s: unreadable body: %s", name, err)
@@ -60,38 +62,25 @@ def receive(name: str) -> Response | tuple[Response, int]:
     if isinstance(payload, dict) and source.verifier.strip_field:
         payload.pop(source.verifier.strip_field, None)  # a secret is not an event's data
     try:
-        events = source.split(payload)
+        events = intake.split(source, payload, bridge.settings.max_events_per_request)
+    except intake.TooManyEvents as err:
+        log.warning("hook %s: refused: %s", name, err)
+        return _refuse(soap, 413, str(err))
     except JMESPathError as err:
         log.error("hook %s: the mapping's `events` path fails on this body: %s", name, err)
         return _refuse(soap, 400, f"the mapping's `events` path fails on this body: {err}")
-    results: list[dict[str, Any] | None] = []
-    new: list[NewEvent] = []
-    for index, event in enumerate(events):
-        try:
-            wanted = source.wanted(event)
-        except JMESPathError as err:  # keep it, as invalid, for replay after a fix
-            new.append(_invalid(source, event, index, f"invalid: `when` failed: {err}"))
-            results.append(None)
-            continue
-        if not wanted:
-            results.append({"index": index, "result": "ignored",
-                            "reason": "the mapping's `when` is false for this event"})
-            continue
-        results.append(None)
-        new.append(_new_event(source, event, index, proof.delivery_id, now))
+    new = [intake.judge(source, event, index, proof.delivery_id, now)
+           for index, event in enumerate(events)]
     try:
-        stored = iter(zip(new, bridge.store.add_events(new, now.timestamp()), strict=True))
+        outcomes = bridge.store.add_events(new, now.timestamp())
+    except StoreRefused as err:  # the values themselves: retrying the same body cannot help
+        log.error("hook %s: the store refused this body's values: %s", name, err)
+        return _refuse(soap, 400, f"the store refused this body's values: {err}")
     except StoreUnavailable as err:
-        log.error("hook %s: store unavailable: %s", name, err)
-        if soap:
-            return _soap(formats.salesforce_fault("storage unavailable, retry later"), 500)
-        response = _json({"error": "storage unavailable; nothing was stored, retry later"}, 503)
-        response.headers["Retry-After"] = RETRY_AFTER
-        return response
-    for index, item in enumerate(results):
-        if item is None:
-            results[index] = _describe(index, *next(stored))
-    counts = Counter(r["result"] for r in results if r)
+        return _spool(bridge, source, new, now.timestamp(), err)
+    results = [_describe(index, *pair) for index, pair in enumerate(zip(new, outcomes,
+                                                                         strict=True))]
+    counts = Counter(r["result"] for r in results)
     log.info("hook %s: %s", name, dict(counts) or "no events")
     if soap:
         return _soap(formats.salesforce_ack(), 200)
@@ -104,34 +93,55 @@ def receive(name: str) -> Response | tuple[Response, int]:
     return _json(answer, 202)
 
 
-def _new_event(source: Any, event: Any, index: int, delivery_id: str | None,
-               now: Any) -> NewEvent:
+def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
+           err: Exception) -> Response | tuple[Response, int]:
+    """The store cannot be written: keep the request on local disk and acknowledge it (a CRM
+    that never retries loses nothing); only a spool that cannot be written answers 503."""
+    soap = source.format == "salesforce"
     try:
-        key = source.dedup_key(event, index, delivery_id)
-    except JMESPathError as err:
-        return _invalid(source, event, index, f"invalid: `event_id` failed: {err}")
-    common = {"source": source.name, "dedup_key": key, "token_key": source.target.key,
-              "raw": event}
-    if source.lookup is not None:  # mapped in the worker, after the CRM lookup
-        object_id = source.lookup.object_id.search(event)
-        lead = ("", f"{source.lookup.kind}:{object_id}") if object_id else None
-        return NewEvent(**common, reason="waiting for the CRM lookup", lead=lead)
-    try:
-        return NewEvent(**common, recall=source.map(event, now))
-    except RecallInvalid as err:
-        return NewEvent(**common, status=Status.INVALID, reason=f"invalid: {err}")
+        bridge.spool.append(source.name, new, received_at)
+    except SpoolFull as full:
+        log.error("hook %s: store unavailable (%s) and %s", source.name, err, full)
+        if soap:
+            return _soap(formats.salesforce_fault("storage unavailable, retry later"), 500)
+        response = _json({"error": "storage unavailable; nothing was stored, retry later"}, 503)
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    bridge.start_spool_replayer()
+    log.warning("hook %s: store unavailable (%s): %d event(s) spooled to local disk",
+                source.name, err, len(new))
+    if soap:
+        return _soap(formats.salesforce_ack(), 200)
+    results = [{"index": index, "result": "spooled", "status": event.status.value}
+               for index, event in enumerate(new)]
+    return _json({"source": source.name, "received": len(new), "spooled": True,
+                  "note": "the store is unavailable: the request is kept on the bridge's disk "
+                          "and stored once the store answers again",
+                  "counts": Counter(r["result"] for r in results), "events": results}, 202)
 
 
-def _invalid(source: Any, event: Any, index: int, reason: str) -> NewEvent:
-    return NewEvent(source=source.name, dedup_key=source.dedup_key(event, index, None, hashed=True),
-                    token_key=source.target.key, raw=event, status=Status.INVALID,
-                    reason=reason)
+def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> None:
+    """A URL-bound signature that fails only because the bridge sees another URL than the one
+    the CRM signed (PUBLIC_URL or the proxy settings): say so once, with the fix."""
+    signed_url = matching_variant(source.verifier, signed)
+    if signed_url is None:
+        return
+    seen, wanted = urlsplit(signed.url), urlsplit(signed_url)
+    base = f"{wanted.scheme}://{wanted.netloc}"
+    fix = (f"set PUBLIC_URL={base}" if bridge.settings.public_url
+           else f"set PUBLIC_URL={base}, or TRUST_FORWARDED=true behind one proxy that sends "
+                "X-Forwarded-Proto and X-Forwarded-Host")
+    message = (f"signatures fail because the CRM signed {base} but the bridge sees "
+               f"{seen.scheme}://{seen.netloc}: {fix}")
+    if bridge.diagnostics.get(source.name) != message:
+        bridge.diagnostics[source.name] = message
+        log.error("hook %s: %s", source.name, message)
 
 
 def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
     item: dict[str, Any] = {"index": index, "result": outcome.result, "id": outcome.id,
                             "status": outcome.status}
-    if outcome.result == "invalid":
+    if outcome.result in ("invalid", "ignored"):
         item["reason"] = event.reason
     if outcome.superseded:
         item["superseded"] = list(outcome.superseded)

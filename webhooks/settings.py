@@ -31,6 +31,8 @@ POLL_INTERVAL = 0.5  # an idle worker looks for due events this often, seconds
 WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enough)
 CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
 MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
+MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is refused whole
+SPOOL_DIR = "instance/spool"  # requests acknowledged while the store was down, until replayed
 
 
 def utcnow() -> datetime:
@@ -67,6 +69,8 @@ class Settings:
     trust_forwarded: bool = False  # trust X-Forwarded-Proto/Host from one proxy hop
     delivery_worker: bool = True  # run a delivery thread inside the web process
     max_wait: float = MAX_WAIT
+    max_events_per_request: int = MAX_EVENTS_PER_REQUEST
+    spool_dir: str = SPOOL_DIR
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for ${NAME}
     clock: Callable[[], datetime] = field(default=utcnow, repr=False, compare=False)
 

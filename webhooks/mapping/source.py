@@ -19,8 +19,10 @@ from jmespath.parser import ParsedResult
 
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from . import converters
+from .paths import missing_paths
 
 Converter = Callable[[Any, datetime], str]
+KEY_LIMIT = 255  # the dedup key column; a longer key is hashed, never cut (cut keys collide)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ class Source:
         """False when the mapping's `when` says this event is not a callback request."""
         return True if self.when is None else _truthy(self.when.search(event))
 
+    def unwanted_reason(self, event: Any) -> str:
+        """Why `when` is false for `event`: the expression, and the paths it reads that the
+        event lacks (the usual cause: another subscription, or a body stripped for size)."""
+        assert self.when is not None
+        expression = " ".join(self.when.expression.split())
+        shown = expression if len(expression) <= 160 else expression[:157] + "..."
+        missing = missing_paths(self.when, event)
+        return (f"ignored: the mapping's `when` is false ({shown})"
+                + (f"; missing in the event: {', '.join(missing)}" if missing else ""))
+
     def dedup_key(self, event: Any, index: int, delivery_id: str | None,
                   hashed: bool = False) -> str:
         """The CRM's id for this event: `event_id`, else the sender's delivery id, else a hash
@@ -100,11 +112,11 @@ class Source:
         if self.event_id is not None and not hashed:
             found = self.event_id.search(event)
             if found not in (None, "", []):
-                return str(found)[:255]
+                return _fit(str(found))
         if delivery_id:
-            return f"{delivery_id}#{index}"[:255] if index else delivery_id[:255]
+            return _fit(f"{delivery_id}#{index}" if index else delivery_id)
         canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return _sha256(canonical)
 
     def map(self, event: Any, now: datetime) -> dict[str, str]:
         """The five recall fields, validated; RecallInvalid says which field failed and why."""
@@ -164,6 +176,14 @@ def _date(timezone: str, fmt: str | None) -> Converter:
 
 def _digits(value: Any, now: datetime) -> str:
     return converters.to_digits(value)
+
+
+def _fit(key: str) -> str:
+    return key if len(key) <= KEY_LIMIT else _sha256(key)
+
+
+def _sha256(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _truthy(value: Any) -> bool:

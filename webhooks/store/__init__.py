@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from .errors import StoreUnavailable, short
+from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
 from .limits import LimitStore
 
@@ -97,4 +97,4 @@ class Store(EventStore, LimitStore):
         self.engine.dispose()
 
 
-__all__ = ["NewEvent", "Outcome", "Store", "StoreUnavailable", "make_engine"]
+__all__ = ["NewEvent", "Outcome", "Store", "StoreRefused", "StoreUnavailable", "make_engine"]

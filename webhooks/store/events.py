@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
-from .errors import StoreUnavailable, short
+from .errors import translate
 from .tables import attempts, events
 
 
@@ -67,6 +68,7 @@ class Decision:
     recall: dict[str, str] | None = None  # the recall as sent (dates may have moved)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 
@@ -78,7 +80,7 @@ class Claimed:
     raw: Any
     recall: dict[str, str] | None
     attempts: int
-    created_at: float
+    age_from: float  # when it was stored, or last re-queued by an operator: MAX_EVENT_AGE
 
 
 class EventStore:
@@ -93,12 +95,14 @@ class EventStore:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as err:
-            raise StoreUnavailable(short(err)) from err
+            raise translate(err) from err
 
     # --- receiving ---------------------------------------------------------------------
     def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
         """Store a request's events in one transaction; a repeated (source, dedup_key) is a
-        duplicate, and a new queued event supersedes older queued ones of the same lead."""
+        duplicate, and a new queued event supersedes older queued ones of the same lead.
+        StoreUnavailable if the database cannot be written now; StoreRefused if it refuses
+        the values themselves (nothing is written either way)."""
         now = time.time() if now is None else now
         outcomes: list[Outcome] = []
         with self._tx() as db:
@@ -108,10 +112,10 @@ class EventStore:
                     campaign_id = item.recall["campaign_id"]
                     customer_id = item.recall["customer_id"]
                 row = {
-                    "source": item.source, "dedup_key": item.dedup_key, "status": item.status,
-                    "token_key": item.token_key, "campaign_id": campaign_id,
-                    "customer_id": customer_id, "raw": item.raw,
-                    "recall": item.recall, "reason": item.reason, "attempts": 0,
+                    "source": item.source, "dedup_key": text(item.dedup_key),
+                    "status": item.status, "token_key": item.token_key,
+                    "campaign_id": campaign_id, "customer_id": customer_id, "raw": item.raw,
+                    "recall": item.recall, "reason": text(item.reason), "attempts": 0,
                     "next_attempt_at": item.next_attempt_at or now,
                     "created_at": now, "updated_at": now,
                 }
@@ -119,14 +123,15 @@ class EventStore:
                 if new_id is None:
                     existing = db.execute(select(events.c.id, events.c.status).where(
                         events.c.source == item.source,
-                        events.c.dedup_key == item.dedup_key)).one()
+                        events.c.dedup_key == row["dedup_key"])).one()
                     outcomes.append(Outcome("duplicate", existing.id, existing.status))
                     continue
                 superseded: tuple[int, ...] = ()
                 if item.status == Status.QUEUED and customer_id:
                     superseded = self._supersede(db, new_id, item.token_key, campaign_id,
                                                  customer_id, now)
-                result = "invalid" if item.status == Status.INVALID else "accepted"
+                result = {Status.INVALID: "invalid", Status.IGNORED: "ignored"}.get(
+                    item.status, "accepted")
                 outcomes.append(Outcome(result, new_id, item.status, superseded))
         return outcomes
 
@@ -163,7 +168,7 @@ class EventStore:
     def _claim(self, db: Connection, sources: Iterable[str], holder: str, now: float,
                lease: float, limit: int = 1, quota: Quota | None = None) -> list[Claimed] | None:
         due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
-                      events.c.attempts, events.c.created_at, *LEAD)
+                      events.c.attempts, events.c.created_at, events.c.requeued_at, *LEAD)
                .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
                       events.c.source.in_(list(sources)))
                .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
@@ -187,13 +192,14 @@ class EventStore:
             rows = rows[:granted]
         db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
             status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
-        return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts, r.created_at) for r in rows]
+        return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts,
+                        max(r.created_at, r.requeued_at or 0.0)) for r in rows]
 
     def finish(self, event_id: int, holder: str, decision: Decision, now: float) -> bool:
         """Record where a claimed event goes next, why, and the attempt. False (nothing
         written) when the event is no longer ours: its lease ran out and it was claimed again.
         A retry becomes `superseded` when a newer event of the same lead has arrived."""
-        values: dict[str, Any] = {"status": decision.status, "reason": decision.reason,
+        values: dict[str, Any] = {"status": decision.status, "reason": text(decision.reason),
                                   "updated_at": now, "holder": None, "lease_until": None}
         if decision.count:
             values["attempts"] = events.c.attempts + 1
@@ -214,7 +220,7 @@ class EventStore:
                 events.c.status == Status.SENDING).values(**values)).rowcount)
             if ours and decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
-                                                   **decision.attempt.__dict__))
+                                                   **_attempt_row(decision.attempt)))
             return ours
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
@@ -296,15 +302,38 @@ class EventStore:
                                                    events.c.updated_at < before)).rowcount
 
     def requeue(self, event_id: int, now: float, reason: str,
-                recall: dict[str, str] | None = None) -> None:
-        """An operator's retry: back to queued now, attempts reset."""
-        values: dict[str, Any] = {"status": Status.QUEUED, "reason": reason, "attempts": 0,
-                                  "next_attempt_at": now, "updated_at": now,
-                                  "created_at": now}
+                recall: dict[str, str] | None = None, at: float | None = None,
+                status: Status = Status.QUEUED) -> None:
+        """An operator's retry: queued again (due at `at`, default now), attempts reset, its
+        age counted afresh (requeued_at); created_at and the attempts so far are kept, and the
+        retry itself is written among them. With `status` invalid or ignored, an event judged
+        again with today's mapping keeps that verdict and its new reason instead."""
+        values: dict[str, Any] = {"status": status, "reason": text(reason), "updated_at": now}
+        if status == Status.QUEUED:
+            values.update(attempts=0, next_attempt_at=now if at is None else at,
+                          requeued_at=now, holder=None, lease_until=None)
         if recall is not None:
             values.update(_lead_values(recall))
         with self._tx() as db:
             db.execute(update(events).where(events.c.id == event_id).values(**values))
+            db.execute(insert(attempts).values(event_id=event_id, at=now, outcome="requeued",
+                                               reason=text(reason)))
+
+
+def text(value: str) -> str:
+    """A NUL or an unpaired surrogate cannot be stored in a text column (PostgreSQL refuses
+    both): replaced, so that a reason quoting a CRM's bad data never fails a transaction."""
+    return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+
+
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    row = dict(attempt.__dict__)
+    row["reason"] = text(row["reason"])
+    if row["wolkvox_msg"] is not None:
+        row["wolkvox_msg"] = text(row["wolkvox_msg"])
+    if row["wolkvox_code"] is not None and not -2**31 <= row["wolkvox_code"] < 2**31:
+        row["wolkvox_code"] = None  # an absurd code in an answer is not worth a failed write
+    return row
 
 
 def _lead_values(recall: dict[str, str]) -> dict[str, Any]:

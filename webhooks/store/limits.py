@@ -15,7 +15,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .tables import holds, quota, slots
+from ..lifecycle import Status
+from .tables import events, holds, probe, quota, slots
 
 
 class LimitStore:
@@ -81,22 +82,40 @@ class LimitStore:
                        .values(used=quota.c.used - units))
 
     # --- holds -------------------------------------------------------------------------
-    def hold(self, token_key: str, kind: str, reason: str, until: float, now: float) -> None:
-        """Hold a token until `until` (the quota reset, or the next probe of a bad token)."""
+    def hold(self, token_key: str, kind: str, reason: str, until: float, now: float,
+             daily_limit: int | None = None) -> None:
+        """Hold a token until `until` (the quota reset, or the next probe of a bad token); a
+        quota hold of our own counter remembers the `daily_limit` it was judged against."""
         with self._tx() as db:
-            values = {"kind": kind, "reason": reason, "until": until, "since": now}
+            values = {"kind": kind, "reason": reason, "until": until, "since": now,
+                      "daily_limit": daily_limit}
             db.execute(self._upsert(holds).values(token_key=token_key, **values)
                        .on_conflict_do_update(index_elements=["token_key"], set_=values))
 
-    def release_hold(self, token_key: str, since: float | None = None) -> None:
-        """Lift the token's hold; with `since`, only that hold (not one set meanwhile)."""
+    def release_hold(self, token_key: str, since: float | None = None) -> bool:
+        """Lift the token's hold (with `since`, only that hold, not one set meanwhile), and
+        clear the "held: ..." reason it wrote on the token's queued events. True if lifted."""
         with self._tx() as db:
-            db.execute(delete(holds).where(holds.c.token_key == token_key,
-                                           *([holds.c.since == since] if since else [])))
+            which = [holds.c.token_key == token_key, *([holds.c.since == since] if since else [])]
+            reason = db.execute(select(holds.c.reason).where(*which)).scalar()
+            if reason is None:
+                return False
+            db.execute(delete(holds).where(*which))
+            db.execute(update(events).where(
+                events.c.token_key == token_key, events.c.status == Status.QUEUED,
+                events.c.reason == reason).values(reason=""))
+            return True
 
     def holds(self) -> dict[str, dict[str, Any]]:
-        """{token_key: {kind, reason, until, since}} for every held token."""
+        """{token_key: {kind, reason, until, since, daily_limit}} for every held token."""
         with self._tx() as db:
             rows = db.execute(select(holds)).mappings()
-            return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "until", "since")}
-                    for r in rows}
+            return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "until", "since",
+                                                       "daily_limit")} for r in rows}
+
+    # --- health ------------------------------------------------------------------------
+    def probe_write(self, now: float) -> None:
+        """Write one row and commit: the database takes writes (StoreUnavailable if not)."""
+        with self._tx() as db:
+            db.execute(self._upsert(probe).values(id=1, at=now).on_conflict_do_update(
+                index_elements=["id"], set_={"at": now}))

@@ -43,6 +43,7 @@ events = Table(
     Column("holder", String(64)),  # while sending: which worker
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("requeued_at", Float),  # an operator's last retry: MAX_EVENT_AGE counts from here
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
     Index("ix_events_due", "status", "next_attempt_at"),
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
@@ -84,4 +85,11 @@ holds = Table(  # a token that must not be used now, and why
     Column("reason", Text, nullable=False),
     Column("until", Float, nullable=False),  # no call before this (quota reset or next probe)
     Column("since", Float, nullable=False),
+    Column("daily_limit", Integer),  # a quota hold: the limit it was judged against
+)
+
+probe = Table(  # one row, rewritten by /readyz: the database takes writes, not only reads
+    "probe", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
 )
