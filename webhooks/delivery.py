@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 from . import timerules, wolkvox
+from .deadline import new_session
 from .drain import Batch, Drain
 from .lifecycle import RETRY_SOON, Status, backoff_delay
 from .lookup import LookupFailed, LookupRetry, fetch_and_map
@@ -238,8 +239,9 @@ class Worker:
             return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
                              count=err.counted, next_attempt_at=now),
                     Hold("token", reason, now + interval))
-        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer),
-                           now), None  # RetryLater: counted, with backoff
+        after = getattr(err, "after", 0.0)  # RetryLater: counted, with backoff (or Retry-After)
+        return self._retry(event, err.reason, _attempt("retry", err.reason, err.answer), now,
+                           after), None
 
     def _retry(self, event: Claimed, reason: str, attempt: Attempt, now: float,
                after: float = 0.0) -> Decision:
@@ -255,7 +257,7 @@ class Worker:
         """One session per thread and per host (its proxy settings are the host's)."""
         sessions = self._local.__dict__.setdefault("sessions", {})
         if base_url not in sessions:
-            sessions[base_url] = wolkvox.new_session(base_url)
+            sessions[base_url] = new_session(base_url)
         return sessions[base_url]
 
 

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import requests
 
+from .deadline import CallAborted, deadline
+
 # An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
 # can only ever name one object: it cannot climb out of the lookup's path or change its host.
 _OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
@@ -53,8 +55,11 @@ def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datet
     url = f"{lookup.base_url}/crm/v3/objects/contacts/{quote(object_id, safe='')}"
     params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
     try:
-        response = session.get(url, params=params, timeout=timeouts,
-                               headers={"Authorization": f"Bearer {lookup.token}"})
+        with deadline(timeouts[1]):
+            response = session.get(url, params=params, timeout=timeouts,
+                                   headers={"Authorization": f"Bearer {lookup.token}"})
+    except CallAborted as err:
+        raise LookupRetry(f"lookup: cut short: {err.why}") from None
     except requests.RequestException as err:
         raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
     if response.status_code == 404:

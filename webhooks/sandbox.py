@@ -4,18 +4,24 @@ list of the recalls it received.
 
 Control endpoints (JSON): GET /_sandbox/recalls, DELETE /_sandbox/recalls (reset),
 GET /_sandbox/stats, POST /_sandbox/config {"latency": s, "tokens": [...], "daily_limit": n,
-"script": [500, "timeout", "html", 202, ...]} (each scripted answer is used once, in order).
+"script": [500, "timeout", "html", "trickle", {"status": 429, "retry_after": "5"}, 202, ...]}
+(each scripted answer is used once, in order; "trickle" sends a 202 one byte a second, as a
+server that answers too slowly would; the call stays in flight until the last byte).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -47,6 +53,7 @@ class SandboxState:
         self.recalls: list[dict[str, Any]] = []
         self.in_flight: Counter[str] = Counter()
         self.max_seen: Counter[str] = Counter()
+        self.max_asked: Counter[str] = Counter()  # calls in flight when one arrived, + 1
         self.refused: Counter[str] = Counter()
         self.used: Counter[str] = Counter()
         self.script: list[Any] = []
@@ -70,6 +77,7 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
                 return _error("no_api")
             if token not in state.tokens:
                 return _error("bad_token")
+            state.max_asked[token] = max(state.max_asked[token], state.in_flight[token] + 1)
             if state.in_flight[token] >= state.max_in_flight:
                 state.refused[token] += 1
                 return _error("concurrency")
@@ -79,6 +87,10 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
             state.max_seen[token] = max(state.max_seen[token], state.in_flight[token])
             state.used[token] += 1
             scripted = state.script.pop(0) if state.script else None
+        if scripted == "trickle":  # in flight until its generator ends (or the client leaves)
+            client = request.environ.get("werkzeug.socket")
+            return Response(_trickle(state, token, client), status=202,
+                            mimetype="application/json")
         try:
             if state.latency:  # the call takes `latency` in all, counted from its arrival
                 arrived = request.environ.get("sandbox.arrived", time.perf_counter())
@@ -110,6 +122,7 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
         with state.lock:
             return jsonify({"requests": state.requests, "recalls": len(state.recalls),
                             "max_in_flight": dict(state.max_seen),
+                            "max_asked": dict(state.max_asked),
                             "refused_for_concurrency": sum(state.refused.values()),
                             "used": dict(state.used)})
 
@@ -130,7 +143,44 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
     return app
 
 
+TRICKLE_INTERVAL = 1.0  # seconds between the bytes of a "trickle" answer
+
+
+def _trickle(state: SandboxState, token: str, client: Any) -> Iterator[bytes]:
+    """The answer, a byte every TRICKLE_INTERVAL; it ends as soon as the client hangs up (as
+    a server that notices a closed connection does), so the call stops counting in flight."""
+    body = json.dumps({"code": 202, "error": None, "msg": "TRICKLED " + "." * 200}).encode()
+    try:
+        for index in range(len(body)):
+            yield body[index:index + 1]
+            if _hung_up(client, TRICKLE_INTERVAL):
+                return
+    finally:
+        with state.lock:
+            state.in_flight[token] -= 1
+
+
+def _hung_up(client: Any, wait: float) -> bool:
+    """Wait up to `wait` seconds; True as soon as the client closed its connection."""
+    if client is None:
+        time.sleep(wait)
+        return False
+    readable, _, _ = select.select([client], [], [], wait)
+    if not readable:
+        return False
+    try:
+        return client.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _answer(state: SandboxState, token: str, scripted: Any) -> ResponseReturnValue:
+    if isinstance(scripted, dict):
+        status = int(scripted["status"])
+        headers = {"Retry-After": str(scripted["retry_after"])} if "retry_after" in scripted \
+            else {}
+        return jsonify({"code": status, "error": "Error", "msg": f"SCRIPTED {status}"}), \
+            status, headers
     if scripted == "timeout":
         time.sleep(3600)  # the client's read timeout ends it
     if scripted == "html":

@@ -7,18 +7,21 @@ what the worker should do. requests' exceptions are translated here and go no fu
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
+from .deadline import Call, CallAborted, deadline
 from .recall import Target, request_parts
 
 RECALL_PATH = "/api/v2/campaign.php"
 MSG_LIMIT = 500  # longest wolkvox msg or body excerpt kept with an attempt
+ANSWER_LIMIT = 64 * 1024  # wolkvox answers in a few hundred bytes; more is not read
+MAX_RETRY_AFTER = 6 * 3600.0  # a Retry-After further out than this is taken as this
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,12 @@ class WolkvoxError(Exception):
 
 
 class RetryLater(WolkvoxError):
-    """Transient (transport error, timeout, 5xx, maintenance 403, unreadable body): back off."""
+    """Transient (transport error, timeout, 5xx, maintenance 403, unreadable body): back off,
+    and not before `after` seconds when wolkvox said so (429 or 503 with Retry-After)."""
+
+    def __init__(self, reason: str, answer: Answer, after: float = 0.0):
+        super().__init__(reason, answer)
+        self.after = after
 
 
 class RetrySoon(WolkvoxError):
@@ -73,38 +81,37 @@ class Delivered:
     answer: Answer
 
 
-def new_session(base_url: str) -> requests.Session:
-    """A session for one worker thread. Proxy and CA settings are read from the environment
-    once, here, instead of on every call (requests' trust_env costs ~1 ms a call)."""
-    session = requests.Session()
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-        "CURL_CA_BUNDLE") or True
-    session.trust_env = False
-    return session
-
-
 def send_recall(session: requests.Session, target: Target, recall: Mapping[str, str],
-                timeouts: tuple[float, float]) -> Delivered:
-    """PUT one recall; return Delivered or raise the WolkvoxError kind that says what to do."""
+                timeouts: tuple[float, float], call: Call | None = None) -> Delivered:
+    """PUT one recall; return Delivered or raise the WolkvoxError kind that says what to do.
+
+    The whole call, connect to last byte, ends within the read timeout (`timeouts[1]`, 60 s:
+    wolkvox's own limit for one call), however slowly wolkvox answers; `call` lets another
+    thread cut it short sooner (a lost slot)."""
     query, body = request_parts(recall)
     started = time.perf_counter()
     try:
-        response = session.put(
-            target.base_url + RECALL_PATH, params=query, json=body, timeout=timeouts,
-            headers={"wolkvox-token": target.token}, allow_redirects=False,
-        )
-    except requests.Timeout as err:
+        with deadline(timeouts[1], call):
+            response = session.put(
+                target.base_url + RECALL_PATH, params=query, json=body, timeout=timeouts,
+                headers={"wolkvox-token": target.token}, allow_redirects=False, stream=True)
+            with response:
+                content = response.raw.read(ANSWER_LIMIT, decode_content=True)
+    except CallAborted as err:
         # Ambiguous (the recall may be set), but re-sending the same recall is harmless.
+        raise RetryLater(f"cut short: {err.why}", _answer(None, None, "", started)) from None
+    except requests.Timeout as err:
         answer = _answer(None, None, "", started)
         raise RetryLater(f"timeout: {type(err).__name__}", answer) from None
-    except requests.RequestException as err:
+    except (requests.RequestException, OSError) as err:
         raise RetryLater(f"transport error: {type(err).__name__}",
                          _answer(None, None, "", started)) from None
-    return classify(response.status_code, response.content, _elapsed(started))
+    return classify(response.status_code, content, _elapsed(started),
+                    response.headers.get("Retry-After"))
 
 
-def classify(http_status: int, content: bytes, latency_ms: float) -> Delivered:
+def classify(http_status: int, content: bytes, latency_ms: float,
+             retry_after: str | None = None) -> Delivered:
     """wolkvox-api.md's error table as code: Delivered, or raise the matching WolkvoxError."""
     data = _json(content)
     code = _int(data.get("code")) if data is not None else None
@@ -115,6 +122,10 @@ def classify(http_status: int, content: bytes, latency_ms: float) -> Delivered:
         if code == 202:
             return Delivered(answer)
         raise RetryLater(f"HTTP {http_status} without code 202 in the body", answer)
+    if http_status in (429, 503):
+        after = seconds_after(retry_after)
+        said = f"; Retry-After {after:g} s" if after else ""
+        raise RetryLater(f"HTTP {http_status}: {answer.msg or 'busy'}{said}", answer, after)
     if data is None and http_status not in (400, 401):
         raise RetryLater(f"HTTP {http_status} with a body that is not wolkvox JSON", answer)
     if http_status == 400:
@@ -126,6 +137,20 @@ def classify(http_status: int, content: bytes, latency_ms: float) -> Delivered:
     if http_status == 403 and "TOKEN LIMIT EXCEEDED" in upper:
         raise QuotaExceeded(f"daily quota used up: {msg}", answer)
     raise RetryLater(f"HTTP {http_status}: {answer.msg or 'no message'}", answer)
+
+
+def seconds_after(value: str | None, now: float | None = None) -> float:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now; 0 when absent or
+    unreadable; at most MAX_RETRY_AFTER."""
+    text = (value or "").strip()
+    if not text:
+        return 0.0
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else (
+            parsedate_to_datetime(text).timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _json(content: bytes) -> dict[str, Any] | None:

@@ -1,0 +1,160 @@
+"""Outbound HTTP calls that cannot outlive a deadline, and can be cut short from another thread.
+
+requests' read timeout bounds each read, not the call: a server that trickles its answer a
+byte at a time keeps a call open for as long as it likes. The concurrency limit of a wolkvox
+token rests on a call never outliving the slot it was started in, so every outbound call runs
+inside `deadline()`: a timer (or a keeper that lost the slot: `Call.abort`) shuts the call's
+socket down, the read in progress ends at once, and the call raises `CallAborted`.
+
+Sessions come from `new_session()`, whose connections tell the thread's current `Call` which
+socket they are using; a call outside `deadline()` behaves as plain requests does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_local = threading.local()
+
+
+class CallAborted(Exception):
+    """The call was cut short: its deadline passed, or its slot was lost. `why` says which."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class Call:
+    """One outbound call in flight: the connections it uses, and whether it was cut short."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # The sockets themselves: http.client hands a close-delimited answer's socket to the
+        # response and forgets it on the connection, which must not hide it from abort().
+        self._sockets: list[socket.socket] = []
+        self.aborted = ""  # why, once cut short
+
+    def attach(self, connection: Any) -> None:
+        sock = getattr(connection, "sock", None)
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            aborted = self.aborted
+        if aborted:  # cut short while connecting: do not let it go on
+            _shutdown(sock)
+
+    def abort(self, why: str) -> None:
+        """Cut the call short (any thread): its socket is shut down, its read ends now."""
+        with self._lock:
+            if self.aborted:
+                return
+            self.aborted = why
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, call: Call | None = None) -> Iterator[Call]:
+    """Run the block's calls (from `new_session()` sessions, in this thread) as one `Call` that
+    is aborted after `seconds`. Raises CallAborted when it was cut short, whatever requests
+    raised meanwhile (a broken connection is how the abort shows inside requests)."""
+    call = call or Call()
+    timer = threading.Timer(seconds, call.abort, args=(f"no complete answer within the "
+                                                       f"call's deadline of {seconds:g} s",))
+    timer.daemon = True
+    previous = getattr(_local, "call", None)
+    _local.call = call
+    timer.start()
+    try:
+        yield call
+    except Exception:
+        if call.aborted:
+            raise CallAborted(call.aborted) from None
+        raise
+    finally:
+        timer.cancel()
+        _local.call = previous
+    if call.aborted:
+        raise CallAborted(call.aborted)
+
+
+def new_session(base_url: str) -> requests.Session:
+    """A session for one worker thread whose calls `deadline()` can cut short. Proxy and CA
+    settings are read from the environment once, here, instead of on every call (requests'
+    trust_env costs ~1 ms a call)."""
+    session = requests.Session()
+    adapter = _Adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+        "CURL_CA_BUNDLE") or True
+    session.trust_env = False
+    return session
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _track(connection: Any) -> None:
+    call = getattr(_local, "call", None)
+    if call is not None:
+        call.attach(connection)
+
+
+class _TrackedHTTP(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.sock is not None:  # a kept-alive connection: connect() is not called again
+            _track(self)
+        super().request(*args, **kwargs)
+
+
+class _TrackedHTTPS(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.sock is not None:
+            _track(self)
+        super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTP
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPS
+
+
+class _Adapter(HTTPAdapter):
+    _pools = {"http": _HTTPPool, "https": _HTTPSPool}  # noqa: RUF012
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
