@@ -3,15 +3,23 @@
 import os
 import sys
 
+from webhooks.server import SafeLogger, WholeRequestWorker
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gthread whose threads get only whole requests: a client that stalls mid-request holds a
+# buffer, not a thread, and gets a 408 after REQUEST_TIMEOUT seconds (webhooks/server.py).
+worker_class = WholeRequestWorker.configured(
+    request_timeout=float(os.environ.get("REQUEST_TIMEOUT", "10")))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))  # ?wait= holds a thread while it waits
 timeout = 60
 graceful_timeout = 90  # lets a delivery thread finish its call and give back what it claimed
 accesslog = "-"
 # The query string can carry a shared secret (token schemes): log the path only.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# Escapes control characters in the access log (no forged lines) and redacts query strings
+# in both logs (gunicorn quotes a malformed request line, query string and all).
+logger_class = SafeLogger
 
 
 def on_starting(server):
@@ -27,13 +35,12 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Each web worker also delivers, unless DELIVERY_WORKER=false (separate `deliver`)."""
-    bridge = worker.wsgi.extensions["recall_bridge"]
-    if bridge.settings.delivery_worker:
-        bridge.start_delivery()
+    """Each web worker replays its spool and also delivers, unless DELIVERY_WORKER=false
+    (separate `deliver` processes)."""
+    worker.wsgi.extensions["recall_bridge"].start_background()
 
 
 def worker_exit(server, worker):
     bridge = getattr(worker, "wsgi", None)
     if bridge is not None and hasattr(bridge, "extensions"):
-        bridge.extensions["recall_bridge"].stop_delivery()
+        bridge.extensions["recall_bridge"].stop_background()
