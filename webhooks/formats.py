@@ -219,6 +219,9 @@ def _parse_salesforce(body: bytes) -> dict[str, Any]:
     except ParseError as e:
         line, column = e.position
         raise FormatError(f"body is not well-formed XML (line {line}, column {column})") from None
+    except (LookupError, ValueError):  # expat asks Python's codecs for an unusual encoding
+        raise FormatError("body is not readable XML: its declared encoding is unknown or "
+                          "not one XML can be read in") from None
     body_el = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
     if body_el is None:
         raise FormatError("body is not a SOAP 1.1 envelope")

@@ -45,7 +45,7 @@ class RecallInvalid(ValueError):
 
 
 def _real_date(value: str) -> None:
-    if not re.fullmatch(r"\d{14}", value):
+    if not re.fullmatch(r"[0-9]{14}", value):
         raise ValidationError("must be 14 digits, YYYYmmddHHMMSS")
     try:
         datetime.strptime(value, DATE_FORMAT)
@@ -54,14 +54,17 @@ def _real_date(value: str) -> None:
 
 
 class RecallSchema(Schema):
-    """What wolkvox-api.md says of each field, as checks with readable messages."""
+    """What wolkvox-api.md says of each field, as checks with readable messages.
+
+    Digits are ASCII 0-9 to the very end of the text: not any script's digits, and no trailing
+    newline (which a `$` lets through); wolkvox takes neither."""
 
     type_campaign = fields.String(
         required=True,
         validate=validate.OneOf(["predictive"], error="must be 'predictive' "
                                 "(wolkvox recalls work for predictive campaigns only)"))
     campaign_id = fields.String(required=True, validate=[
-        validate.Regexp(r"^\d*$", error="must be a numeric id"),
+        validate.Regexp(r"[0-9]*\Z", error="must be a numeric id"),
         validate.Length(min=1, error="must not be empty"),
         validate.Length(max=18, error="is too long (at most 18 digits)")])
     customer_id = fields.String(required=True, validate=[
@@ -69,7 +72,7 @@ class RecallSchema(Schema):
         validate.Length(max=255, error="is too long (at most 255 characters)")])
     recall_telephone = fields.String(
         required=True,
-        validate=validate.Regexp(r"^\d{5,20}$", error="must be 5 to 20 digits, nothing else"))
+        validate=validate.Regexp(r"[0-9]{5,20}\Z", error="must be 5 to 20 digits, nothing else"))
     recall_date = fields.String(required=True, validate=_real_date)
 
 

@@ -88,7 +88,7 @@ def to_phone(value: Any, *, region: str, prefix: str = "") -> str:
         if _is_valid(rest) and rest.country_code == home_code:
             number = rest
     if number is None or not _is_valid(number):
-        raise ConversionError(_invalid_phone_reason(number, region))
+        raise ConversionError(_invalid_phone_reason(number, text, region))
 
     national = phonenumbers.national_significant_number(number)
     if number.country_code == home_code:
@@ -190,10 +190,17 @@ def _is_valid(number: PhoneNumber | None) -> bool:
     return number is not None and phonenumbers.is_valid_number(number)
 
 
-def _invalid_phone_reason(number: PhoneNumber | None, region: str) -> str:
-    if number is not None and number.country_code != phonenumbers.country_code_for_region(region):
+def _invalid_phone_reason(number: PhoneNumber | None, text: str, region: str) -> str:
+    if number is None:  # unparsable: say "too long" when that is why
+        try:
+            phonenumbers.parse(text, region)
+        except NumberParseException as err:
+            if err.error_type == NumberParseException.TOO_LONG:
+                return f"too long for a {region} phone number"
+        return f"not a valid {region} phone number"
+    if number.country_code != phonenumbers.country_code_for_region(region):
         return "not a valid international phone number"
-    length = number and phonenumbers.is_possible_number_with_reason(number)
+    length = phonenumbers.is_possible_number_with_reason(number)
     return {
         ValidationResult.TOO_SHORT: f"too short for a {region} phone number",
         ValidationResult.TOO_LONG: f"too long for a {region} phone number",
@@ -225,7 +232,10 @@ def _to_datetime(value: Any, *, format: str | None, now: datetime | None) -> dat
     if text.lower() == "now":
         return now if now is not None else datetime.now(UTC)
     if match := _MS_JSON_DATE.fullmatch(text):
-        return _EPOCH + timedelta(milliseconds=int(match.group(1)))
+        try:
+            return _EPOCH + timedelta(milliseconds=int(match.group(1)))
+        except (OverflowError, ValueError):  # past datetime's years, or too many digits
+            raise ConversionError("date is out of range") from None
     if format:
         try:
             return datetime.strptime(text, format)
