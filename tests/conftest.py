@@ -180,7 +180,7 @@ def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Pa
             "database_url": database_url, "mappings_dir": str(mappings_dir),
             "wolkvox_token": SANDBOX_TOKEN, "wolkvox_base_url": sandbox.url,
             "environ": environ, "clock": clock, "poll_interval": 0.05,
-            "wolkvox_timeout": 5.0, "lease_margin": 1.0,
+            "wolkvox_timeout": 5.0, "lease": 1.0,
             "spool_dir": str(tmp_path / "spool"), **overrides,
         }
         app = create_app(config)

@@ -33,7 +33,7 @@ from webhooks.wolkvox import seconds_after
 def test_a_trickling_wolkvox_never_gets_more_calls_in_flight_than_the_limit(make_app, sandbox):
     # Real time: leases run out while a call trickles, which is what let a third call start.
     app = make_app(clock=utcnow, wolkvox_timeout=1.5, wolkvox_connect_timeout=0.5,
-                   lookup_timeout=0.5, lease_margin=0.5)
+                   lookup_timeout=0.5, lease=1.5)
     ids = receive(app, *[zap(lead=n) for n in range(12)])
     sandbox.configure(script=["trickle"] * 200)
     bridge = bridge_of(app)

@@ -28,11 +28,13 @@ _local = threading.local()
 
 
 class CallAborted(Exception):
-    """The call was cut short: its deadline passed, or its slot was lost. `why` says which."""
+    """The call was cut short: its deadline passed, or its slot was lost. `why` says which;
+    `counted` is False when the bridge, not the server, cut it short (a lost slot)."""
 
-    def __init__(self, why: str):
+    def __init__(self, why: str, counted: bool = True):
         super().__init__(why)
         self.why = why
+        self.counted = counted
 
 
 class Call:
@@ -44,6 +46,7 @@ class Call:
         # response and forgets it on the connection, which must not hide it from abort().
         self._sockets: list[socket.socket] = []
         self.aborted = ""  # why, once cut short
+        self.counted = True  # the server's fault (too slow), rather than the bridge's
 
     def attach(self, connection: Any) -> None:
         sock = getattr(connection, "sock", None)
@@ -55,12 +58,13 @@ class Call:
         if aborted:  # cut short while connecting: do not let it go on
             _shutdown(sock)
 
-    def abort(self, why: str) -> None:
-        """Cut the call short (any thread): its socket is shut down, its read ends now."""
+    def abort(self, why: str, counted: bool = True) -> None:
+        """Cut the call short (any thread): its socket is shut down, its read ends now.
+        `counted` False: not the server's fault (the bridge gave up the slot)."""
         with self._lock:
             if self.aborted:
                 return
-            self.aborted = why
+            self.aborted, self.counted = why, counted
             sockets = list(self._sockets)
         for sock in sockets:
             _shutdown(sock)
@@ -82,13 +86,13 @@ def deadline(seconds: float, call: Call | None = None) -> Iterator[Call]:
         yield call
     except Exception:
         if call.aborted:
-            raise CallAborted(call.aborted) from None
+            raise CallAborted(call.aborted, call.counted) from None
         raise
     finally:
         timer.cancel()
         _local.call = previous
     if call.aborted:
-        raise CallAborted(call.aborted)
+        raise CallAborted(call.aborted, call.counted)
 
 
 def new_session(base_url: str) -> requests.Session:

@@ -9,9 +9,7 @@ Every decision is written to the event (`reason`) and, for calls, to its attempt
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,17 +17,19 @@ from typing import Any
 import requests
 
 from . import timerules, wolkvox
-from .deadline import new_session
+from .deadline import Call, new_session
 from .drain import Batch, Drain
+from .keeper import Keeper, Tenure
 from .lifecycle import RETRY_SOON, Status, backoff_delay
 from .lookup import LookupFailed, LookupRetry, fetch_and_map
 from .recall import RecallInvalid, Target, mask_phones_in
 from .settings import Settings
 from .store import Store, StoreUnavailable
 from .store.events import Attempt, Claimed, Decision
+from .store.life import process_name
 
 log = logging.getLogger(__name__)
-SWEEP_EVERY = 5.0  # seconds between looks for events abandoned by a dead worker
+SWEEP_EVERY = 1.0  # seconds between looks for events a dead worker had claimed
 
 
 @dataclass
@@ -48,8 +48,9 @@ class Worker:
         self.store = store
         self.sources = sources
         self.settings = settings
-        # holder names fit the 64-character column whatever the host name (pods have long ones)
-        self.name = name or f"{socket.gethostname()[:40]}:{os.getpid()}"
+        # host:pid:start (store/life.py): a dead process's slots and claims are free at once
+        self.name = name or process_name()
+        self.keeper: Keeper | None = None
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))
@@ -61,6 +62,9 @@ class Worker:
 
     # --- running -----------------------------------------------------------------------
     def start(self, threads: int | None = None) -> None:
+        """Start the keeper (this process's leases), then the delivery threads."""
+        self.keeper = Keeper(self.store, self.name, self.settings)
+        self.keeper.start()
         for n in range(threads or self.settings.worker_threads):
             thread = threading.Thread(target=self._loop, name=f"deliver-{n}", daemon=True)
             thread.start()
@@ -68,11 +72,13 @@ class Worker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the calls in flight; waits up to their longest duration by default,
-        so that claimed, unsent events are given back rather than left to their lease."""
-        timeout = self.settings.lease_seconds if timeout is None else timeout
+        so that claimed, unsent events are given back rather than left to other processes."""
+        timeout = self.settings.longest_handling + 1 if timeout is None else timeout
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self.keeper is not None:
+            self.keeper.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -100,7 +106,7 @@ class Worker:
         if now - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = now
             if self.store.requeue_abandoned(now):
-                log.info("re-queued events whose worker lease ran out")
+                log.info("re-queued events claimed by a worker that stopped")
         holds = self.store.holds()
         worked = False
         for key, group in random.sample(list(self.groups.items()), len(self.groups)):
@@ -124,17 +130,25 @@ class Worker:
         return True
 
     def _with_slot(self, key: str, group: TokenGroup, probing: dict[str, Any] | None) -> bool:
-        holder = f"{self.name}:{threading.get_native_id()}"
-        lease = self.settings.lease_seconds
-        taken_at = self.now()
+        if self.keeper is not None and not self.keeper.healthy:
+            return False  # leases cannot be kept now: take no slot
+        holder = f"{self.name}/{threading.get_native_id()}"
         slot = self.store.take_slot(key, self.settings.wolkvox_max_concurrency, holder,
-                                    taken_at, lease)
+                                    self.now(), self.settings.lease)
         if slot is None:
             return False
+        tenure = (self.keeper.enter(key, slot, holder) if self.keeper is not None
+                  else Tenure(key, slot, holder))
         try:
-            return Drain(self, key, group, slot, holder, probing, taken_at).run()
+            return Drain(self, key, group, tenure, probing).run()
         finally:
+            if self.keeper is not None:
+                self.keeper.leave(tenure)
             self.store.release_slot(key, slot, holder)
+
+    def trouble(self, tenure: Tenure) -> str:
+        """Why the thread holding `tenure` must not start a call now ("" when it may)."""
+        return self.keeper.trouble(tenure) if self.keeper is not None else tenure.lost
 
     def claim(self, key: str, group: TokenGroup, holder: str) -> Batch:
         """The token's next due events, with the quota day their units were reserved on;
@@ -143,7 +157,7 @@ class Worker:
         zone = group.target.timezone
         day = timerules.day(zone, now)
         limit = self.settings.wolkvox_daily_limit
-        events = self.store.claim(group.sources, holder, now, self.settings.lease_seconds,
+        events = self.store.claim(group.sources, holder, now, self.settings.lease,
                                   self.settings.claim_batch, (key, day, limit) if limit else None)
         if events is None:  # the day's quota is used up before wolkvox had to say so
             until = timerules.next_day(zone, now)
@@ -171,12 +185,13 @@ class Worker:
         log.warning("token %s held until %s UTC: %s", key, timerules.local(until, "UTC"), reason)
 
     # --- one event ---------------------------------------------------------------------
-    def decide(self, key: str, event: Claimed, day: str) -> tuple[Decision, Hold | None]:
+    def decide(self, key: str, event: Claimed, day: str,
+               call: Call | None = None) -> tuple[Decision, Hold | None]:
         """Send one claimed event: what becomes of it, and a token hold if one is due. Only
         wolkvox (and the CRM, for lookups) is called here; the caller writes the outcome.
         Never raises: a bug with one event fails that event, not the token's queue."""
         try:
-            return self._decide(key, event, day)
+            return self._decide(key, event, day, call)
         except StoreUnavailable:
             raise  # not this event's fault: the drain gives it back
         except Exception as err:
@@ -185,7 +200,8 @@ class Worker:
             reason = f"failed: unexpected {type(err).__name__} (see the worker log)"
             return Decision(Status.FAILED, reason, Attempt("failed", reason)), None
 
-    def _decide(self, key: str, event: Claimed, day: str) -> tuple[Decision, Hold | None]:
+    def _decide(self, key: str, event: Claimed, day: str,
+                call: Call | None) -> tuple[Decision, Hold | None]:
         now = self.now()
         source = self.sources[event.source]
         target = source.target
@@ -193,7 +209,7 @@ class Worker:
         if recall is None:  # a lookup source: the CRM object is fetched here, not on receipt
             try:
                 recall = fetch_and_map(source, event.raw, self._session(source.lookup.base_url),
-                                       self.settings.clock(), self.settings.lookup_timeouts)
+                                       self.settings.clock(), self.settings.lookup_timeouts, call)
             except LookupRetry as err:
                 self.refund(key, day)
                 return self._retry(event, str(err), Attempt("retry", str(err)), now,
@@ -210,7 +226,7 @@ class Worker:
             return Decision(Status.EXPIRED, note, Attempt("expired", note)), None
         try:
             result = wolkvox.send_recall(self._session(target.base_url), target, recall,
-                                         self.settings.wolkvox_timeouts)
+                                         self.settings.wolkvox_timeouts, call)
         except wolkvox.WolkvoxError as err:
             return self._on_error(key, target, event, recall, err, day)
         reason = f"delivered: {mask_phones_in(result.answer.msg)}" + (f" ({note})" if note else "")

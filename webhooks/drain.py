@@ -2,7 +2,7 @@
 
 The worker (delivery.py) decides what becomes of each event; this module keeps the slot busy:
 claims, the outcome writer beside the next call, the next batch claimed during the last
-call, leases kept valid, and what to give back when something fails.
+call, no call started on a slot that may be lost, and what to give back when something fails.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import timerules
+from .deadline import Call
 from .store.events import Claimed, Decision
 
 if TYPE_CHECKING:
     from .delivery import TokenGroup, Worker
+    from .keeper import Tenure
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,15 @@ class Drain:
     A helper thread writes each outcome while the next call is in flight, and claims the
     next batch during the last call of the current one: at full speed the slot waits on
     wolkvox alone. At most one outcome is unwritten at any time, so a crash can re-send at
-    most the event in flight and the one just answered. A call starts only while its event's
-    lease and the slot's lease both outlast the longest call by LEASE_MARGIN / 2."""
+    most the event in flight and the one just answered. The keeper renews the slot's and the
+    claims' leases; a call starts only while the keeper says the slot is still ours, and the
+    keeper cuts it short (through `tenure.call`) when it no longer is."""
 
-    def __init__(self, worker: Worker, key: str, group: TokenGroup, slot: int, holder: str,
-                 probing: dict[str, Any] | None, slot_taken_at: float):
+    def __init__(self, worker: Worker, key: str, group: TokenGroup, tenure: Tenure,
+                 probing: dict[str, Any] | None):
         self.worker, self.key, self.group = worker, key, group
-        self.slot, self.holder, self.probing = slot, holder, probing
+        self.tenure, self.holder, self.probing = tenure, tenure.holder, probing
         self.store = worker.store
-        self.margin = worker.settings.lease_margin
-        self.renewed = slot_taken_at  # the slot's lease runs from the time it was written
         self.handled = 0
         self.held = ""
         self.pending: Future | None = None  # the outcome being written
@@ -76,23 +77,18 @@ class Drain:
         worker, events = self.worker, batch.events
         zone = self.group.target.timezone
         for index, event in enumerate(events):
-            now = worker.now()
-            if now - self.renewed > self.margin / 2:
-                self.renewed = now
-                if not self.store.renew_slot(self.key, self.slot, self.holder,
-                                             now + worker.settings.lease_seconds):
-                    self.held = "the slot's lease was lost; claimed again later"
-            started = worker.now()  # after any renewal: both leases are measured from here
-            if (self.held or worker.stopping or started - batch.claimed_at > self.margin / 2
-                    or started - self.renewed > self.margin / 2
-                    or timerules.day(zone, started) != batch.day):
+            self.held = self.held or worker.trouble(self.tenure)
+            if (self.held or worker.stopping
+                    or timerules.day(zone, worker.now()) != batch.day):
                 worker.give_back(self.key, batch, events[index:], self.holder, self.held)
                 batch.events[index:] = []
                 return
             if index == len(events) - 1:
                 self.ahead = self.recorder.submit(worker.claim, self.key, self.group,
                                                   self.holder)
-            decision, hold = worker.decide(self.key, event, batch.day)
+            self.tenure.call = Call()
+            decision, hold = worker.decide(self.key, event, batch.day, self.tenure.call)
+            self.tenure.call = None
             self.handled += 1
             self.unwritten.append((event.id, decision))
             self._written()  # the previous outcome; at most one is in writing
@@ -128,7 +124,7 @@ class Drain:
     def _salvage(self, batch: Batch) -> None:
         """After an error (the store down, most likely): write the outcomes not known to be
         written, and give back what was claimed but not sent, so that nothing waits for a
-        lease to run out. Best effort: what fails here comes back with its lease."""
+        lease to run out. Best effort: what fails here comes back by the sweep."""
         if self.pending is not None:
             with contextlib.suppress(Exception):
                 self.pending.result()
@@ -144,7 +140,7 @@ class Drain:
                 step()
             except Exception as err:
                 log.warning("could not settle claimed events (%s); they return to the queue "
-                            "when their lease runs out", err)
+                            "once another worker sees this one stopped", err)
                 return
 
 

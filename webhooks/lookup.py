@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import requests
 
-from .deadline import CallAborted, deadline
+from .deadline import Call, CallAborted, deadline
 
 # An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
 # can only ever name one object: it cannot climb out of the lookup's path or change its host.
@@ -47,7 +47,7 @@ def object_id_of(value: Any) -> str:
 
 
 def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
-                  timeouts: tuple[float, float]) -> dict[str, str]:
+                  timeouts: tuple[float, float], call: Call | None = None) -> dict[str, str]:
     """The event's recall fields after fetching its object; raises the errors above or
     recall.RecallInvalid."""
     lookup = source.lookup
@@ -55,7 +55,7 @@ def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datet
     url = f"{lookup.base_url}/crm/v3/objects/contacts/{quote(object_id, safe='')}"
     params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
     try:
-        with deadline(timeouts[1]):
+        with deadline(timeouts[1], call):
             response = session.get(url, params=params, timeout=timeouts,
                                    headers={"Authorization": f"Bearer {lookup.token}"})
     except CallAborted as err:

@@ -26,7 +26,7 @@ EXPIRE_AFTER = 2 * 3600  # a callback more than this far in the past is worthles
 MAX_EVENT_AGE = 24 * 3600  # stop retrying an event this old (transient errors only), seconds
 MAX_BODY_BYTES = 1024 * 1024  # larger webhook bodies are refused with 413
 TOKEN_PROBE_INTERVAL = 5 * 60  # a held bad token is probed this often, seconds
-LEASE_MARGIN = 15.0  # a slot / sending lease outlives the request timeout by this, seconds
+LEASE = 3.0  # a slot or claimed event stays its holder's this long after its last renewal, s
 POLL_INTERVAL = 0.5  # an idle worker looks for due events this often, seconds
 WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enough)
 CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
@@ -61,7 +61,7 @@ class Settings:
     max_event_age: float = MAX_EVENT_AGE
     max_body_bytes: int = MAX_BODY_BYTES
     token_probe_interval: float = TOKEN_PROBE_INTERVAL
-    lease_margin: float = LEASE_MARGIN
+    lease: float = LEASE
     poll_interval: float = POLL_INTERVAL
     worker_threads: int = WORKER_THREADS
     claim_batch: int = CLAIM_BATCH
@@ -107,10 +107,10 @@ class Settings:
         return (self.wolkvox_connect_timeout, self.lookup_timeout)
 
     @property
-    def lease_seconds(self) -> float:
-        """How long a claimed event or slot stays ours without being renewed: its longest
-        handling (a lookup, then the wolkvox call) plus LEASE_MARGIN."""
-        return sum(self.lookup_timeouts) + sum(self.wolkvox_timeouts) + self.lease_margin
+    def longest_handling(self) -> float:
+        """The longest one event can take in a worker: a CRM lookup, then the wolkvox call,
+        each bounded by its deadline (plus the connect timeouts)."""
+        return sum(self.lookup_timeouts) + sum(self.wolkvox_timeouts)
 
 
 def _kind(default: Any) -> type:

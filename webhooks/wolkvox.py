@@ -99,7 +99,8 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
                 content = response.raw.read(ANSWER_LIMIT, decode_content=True)
     except CallAborted as err:
         # Ambiguous (the recall may be set), but re-sending the same recall is harmless.
-        raise RetryLater(f"cut short: {err.why}", _answer(None, None, "", started)) from None
+        kind = RetryLater if err.counted else RetrySoon
+        raise kind(f"cut short: {err.why}", _answer(None, None, "", started)) from None
     except requests.Timeout as err:
         answer = _answer(None, None, "", started)
         raise RetryLater(f"timeout: {type(err).__name__}", answer) from None

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
 from .errors import translate
+from .life import lapsed_holders
 from .tables import attempts, events
 
 
@@ -243,13 +244,16 @@ class EventStore:
             ).values(reason=reason, updated_at=now)).rowcount
 
     def requeue_abandoned(self, now: float) -> int:
-        """`sending` events whose lease ran out (their worker died) go back to the queue,
-        or are superseded when a newer event of the same lead has arrived meanwhile."""
-        lapsed = (events.c.status == Status.SENDING, events.c.lease_until < now)
+        """`sending` events whose holder is dead (life.py) go back to the queue, or are
+        superseded when a newer event of the same lead has arrived meanwhile."""
         with self._tx() as db:
+            dead = lapsed_holders(db, self.dialect, now)
+            if not dead:
+                return 0
+            lapsed = (events.c.status == Status.SENDING, events.c.holder.in_(sorted(dead)))
             return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
                             "arrived while this one was with a worker that stopped",
-                            "claimed again: the worker's lease ran out")
+                            "claimed again: its worker stopped")
 
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:

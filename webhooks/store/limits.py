@@ -1,7 +1,7 @@
 """wolkvox's limits as rows, so they hold across threads, processes and machines.
 
-- slots: N rows per token; a worker owns one by writing its lease. A lease that runs out
-  (a crashed worker) is free again, so a slot is never lost.
+- slots: N rows per token; a worker owns one by writing its lease, which its process renews.
+  A dead holder's slot is free again (see life.py), so a slot is never lost.
 - quota: one counter per token per day; a unit is reserved before each call.
 - holds: a token that must not be called until a time (quota reset, next probe).
 """
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
+from .life import Life, dead_holders
 from .tables import events, holds, probe, quota, slots
 
 
@@ -31,34 +32,42 @@ class LimitStore:
     # --- slots -------------------------------------------------------------------------
     def take_slot(self, token_key: str, size: int, holder: str, now: float,
                   lease: float) -> int | None:
-        """Own one of the token's `size` slots until now + lease; None when all are taken."""
+        """Own one of the token's `size` slots until now + lease (renewed by the keeper); a
+        slot is free when released, or when its holder is dead (life.py). None when all are
+        taken."""
         order = list(range(size))
         random.shuffle(order)  # spread contention over the rows
         with self._tx() as db:
             db.execute(self._upsert(slots).values(
                 [{"token_key": token_key, "slot": n, "lease_until": 0.0} for n in range(size)]
             ).on_conflict_do_nothing(index_elements=["token_key", "slot"]))
+            rows = {r.slot: r for r in db.execute(select(slots).where(
+                slots.c.token_key == token_key, slots.c.slot < size))}
+            held = {r.holder: r.lease_until for r in rows.values() if r.holder is not None}
+            dead = dead_holders(db, self.dialect, held, now, held) if held else set()
             for n in order:
+                row = rows[n]
+                if row.holder is not None and row.holder not in dead:
+                    continue
+                same = (slots.c.holder.is_(None) if row.holder is None
+                        else slots.c.holder == row.holder)
                 taken = db.execute(update(slots).where(
-                    slots.c.token_key == token_key, slots.c.slot == n,
-                    slots.c.lease_until < now,
+                    slots.c.token_key == token_key, slots.c.slot == n, same,
+                    slots.c.lease_until == row.lease_until,
                 ).values(holder=holder, lease_until=now + lease)).rowcount
                 if taken:
                     return n
         return None
-
-    def renew_slot(self, token_key: str, slot: int, holder: str, until: float) -> bool:
-        """Extend our lease; False if it ran out and someone else took the slot."""
-        with self._tx() as db:
-            return bool(db.execute(update(slots).where(
-                slots.c.token_key == token_key, slots.c.slot == slot,
-                slots.c.holder == holder).values(lease_until=until)).rowcount)
 
     def release_slot(self, token_key: str, slot: int, holder: str) -> None:
         with self._tx() as db:
             db.execute(update(slots).where(
                 slots.c.token_key == token_key, slots.c.slot == slot,
                 slots.c.holder == holder).values(holder=None, lease_until=0.0))
+
+    def hold_life(self, name: str) -> Life:
+        """This process's tenure: its lock on PostgreSQL, its lease renewals everywhere."""
+        return Life(self, name)
 
     # --- quota -------------------------------------------------------------------------
     def _reserve(self, db: Any, token_key: str, day: str, limit: int, units: int = 1) -> int:
