@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from jmespath.exceptions import JMESPathError
 
-from . import formats, intake
+from . import formats, intake, timerules
 from .lifecycle import TERMINAL, Status
 from .operations import RetryRefused, retry_event
 from .recall import mask_phone
@@ -92,6 +92,7 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
             click.echo(head.format("ok"))
             for field, value in recall.items():
                 click.echo(f"  {field}: {safe(value)}")
+            click.echo(f"  {_when_sent(bridge, source, recall, now)}")
 
 
 @click.command("deliver")
@@ -123,7 +124,7 @@ def events_list(status: str | None, source: str | None, limit: int) -> None:
     for row in rows:
         click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
                    f"{safe(row['source']):<18} {safe(row['customer_id'] or '-'):<14} "
-                   f"{safe(row['reason'])[:100]}")
+                   f"{safe(row['reason'])[:160]}")
     if not rows:
         click.echo("no events")
 
@@ -199,6 +200,19 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
                f"({len(valid)} token(s), latency {latency:g} s)")
     server.serve_forever()
+
+
+def _when_sent(bridge: Any, source: Any, recall: dict[str, str], now: Any) -> str:
+    """The date asked and the date that would be sent now, with the rule that moved it."""
+    settings = bridge.settings
+    plan = timerules.schedule(recall, source.target.timezone, now.timestamp(),
+                              settings.wolkvox_min_lead, settings.expire_after, source.hours)
+    caps = " (contact caps are counted when it is sent)" if source.caps else ""
+    if plan.recall is None:
+        return f"sent: never, {plan.note}"
+    sent = plan.recall["recall_date"]
+    return (f"sent: {sent}, as asked{caps}" if sent == plan.asked
+            else f"sent: {sent}, moved from {plan.asked}: {plan.note.split(': ', 1)[1]}{caps}")
 
 
 def safe(text: str) -> str:

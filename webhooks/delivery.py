@@ -218,20 +218,32 @@ class Worker:
                 self.refund(key, day)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
                 return Decision(status, str(err), Attempt("failed", str(err))), None
-        recall, note = timerules.schedule(recall, target.timezone, now,
-                                          self.settings.wolkvox_min_lead,
-                                          self.settings.expire_after)
-        if recall is None:
+        plan = self.plan(key, source, recall, now)
+        if plan.recall is None:
             self.refund(key, day)
-            return Decision(Status.EXPIRED, note, Attempt("expired", note)), None
+            status = Status.EXPIRED if plan.action == "expired" else Status.FAILED
+            return Decision(status, plan.note, Attempt(plan.action, plan.note)), None
+        recall, note = plan.recall, plan.note
         try:
             result = wolkvox.send_recall(self._session(target.base_url), target, recall,
                                          self.settings.wolkvox_timeouts, call)
         except wolkvox.WolkvoxError as err:
             return self._on_error(key, target, event, recall, err, day)
-        reason = f"delivered: {mask_phones_in(result.answer.msg)}" + (f" ({note})" if note else "")
+        said = mask_phones_in(result.answer.msg)
+        reason = f"delivered, {note}; wolkvox: {said}" if note else f"delivered: {said}"
         return Decision(Status.DELIVERED, reason, _attempt("delivered", reason, result.answer),
-                        recall=recall), None
+                        recall=recall, scheduled_for=timerules.epoch(recall, target.timezone)), None
+
+    def plan(self, key: str, source: Any, recall: dict[str, str], now: float) -> timerules.Plan:
+        """When to send `recall`: the time rules, the source's calling hours, and its contact
+        caps counted over the lead's recalls already due (from the store: every process)."""
+        dialled: list[float] = []
+        if source.caps is not None:
+            dialled = self.store.dialled(key, recall["campaign_id"], recall["customer_id"],
+                                         now - 8 * 86400, now)
+        return timerules.schedule(recall, source.target.timezone, now,
+                                  self.settings.wolkvox_min_lead, self.settings.expire_after,
+                                  source.hours, source.caps, dialled)
 
     def _on_error(self, key: str, target: Target, event: Claimed, recall: dict[str, str],
                   err: wolkvox.WolkvoxError, day: str) -> tuple[Decision, Hold | None]:

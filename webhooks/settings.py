@@ -71,6 +71,7 @@ class Settings:
     max_wait: float = MAX_WAIT
     max_events_per_request: int = MAX_EVENTS_PER_REQUEST
     spool_dir: str = SPOOL_DIR
+    calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for ${NAME}
     clock: Callable[[], datetime] = field(default=utcnow, repr=False, compare=False)
 

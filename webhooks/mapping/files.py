@@ -17,12 +17,15 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from .. import auth
+from ..calling_hours import CallingHours, CallingHoursError, load_calling_hours
 from ..recall import Target
+from ..timerules import Caps
 from .schema import (
     DateOptions,
     FieldSpec,
     LookupBlock,
     MappingFile,
+    MaxRecalls,
     PhoneOptions,
     RecallSpec,
     WolkvoxBlock,
@@ -97,6 +100,8 @@ def load_source(path: Path, settings: Any) -> Source:
     except auth.AuthConfigError as err:
         raise ConfigError([f"{label}: {err}"]) from None
     target = _target(spec["wolkvox"], settings, label)
+    hours = _hours(spec, raw, settings, target.timezone, label)
+    caps = spec["max_recalls"]
     lookup = spec["lookup"]
     return Source(
         name=path.stem,
@@ -108,12 +113,43 @@ def load_source(path: Path, settings: Any) -> Source:
         when=jmespath.compile(spec["when"]) if spec["when"] else None,
         rules=rules_for(spec["recall"], target.timezone),
         target=target,
+        hours=hours,
+        caps=Caps(caps["per_day"], caps["per_week"]) if caps else None,
         lookup=Lookup(
             kind=lookup["kind"], object_id=jmespath.compile(lookup["object_id"]),
             token=lookup["token"], properties=tuple(lookup["properties"]),
             base_url=lookup["base_url"].rstrip("/"), into=lookup["into"],
         ) if lookup else None,
     )
+
+
+OFF = (None, False, "none", "off")  # calling_hours: none turns the CALLING_HOURS default off
+
+
+def _hours(spec: Mapping[str, Any], raw: Mapping[str, Any], settings: Any, timezone: str,
+           label: str) -> CallingHours | None:
+    """The source's calling hours: its own `calling_hours:`, else CALLING_HOURS, else none."""
+    if "calling_hours" in raw:
+        value, key = spec["calling_hours"], "calling_hours"
+    else:
+        value, key = default_calling_hours(getattr(settings, "calling_hours", "")), "CALLING_HOURS"
+    if value in OFF or value == "":
+        return None
+    try:
+        return load_calling_hours(value, timezone, key=key)
+    except CallingHoursError as err:
+        raise ConfigError([f"{label}: {err}"]) from None
+
+
+def default_calling_hours(setting: str) -> Any:
+    """CALLING_HOURS: a preset name (co-ley-2300), or inline YAML ({preset: business, ...})."""
+    text = setting.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"CALLING_HOURS: not readable YAML: {err}"]) from None
 
 
 def _target(block: Mapping[str, str], settings: Any, label: str) -> Target:
@@ -156,7 +192,7 @@ def _expand(value: Any, environ: Mapping[str, str], key: str, problems: list[str
 _SCHEMAS: dict[str, type[Schema]] = {
     "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
-    "lookup": LookupBlock,
+    "lookup": LookupBlock, "max_recalls": MaxRecalls,
 }
 
 

@@ -128,6 +128,15 @@ class LookupBlock(Schema):
     into = fields.String(load_default="contact")
 
 
+class MaxRecalls(Schema):
+    """Contact caps per lead, counted in the store."""
+
+    per_day = fields.Integer(load_default=None, validate=validate.Range(
+        min=1, error="must be a whole number, at least 1"))
+    per_week = fields.Integer(load_default=None, validate=validate.Range(
+        min=1, error="must be a whole number, at least 1"))
+
+
 class MappingFile(Schema):
     description = fields.String(load_default="")
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
@@ -138,6 +147,9 @@ class MappingFile(Schema):
     lookup = fields.Nested(LookupBlock, load_default=None)
     recall = fields.Nested(RecallSpec, required=True)
     wolkvox = fields.Nested(WolkvoxBlock, load_default=dict)
+    # a preset name, a mapping (see calling_hours.py), or none/false for no calling hours
+    calling_hours = fields.Raw(load_default=None, allow_none=True)
+    max_recalls = fields.Nested(MaxRecalls, load_default=None)
 
 
 assert set(RecallSpec().fields) == set(FIELDS)

@@ -17,7 +17,9 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from ..calling_hours import CallingHours
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
+from ..timerules import Caps
 from . import converters
 from .paths import missing_paths
 
@@ -83,6 +85,8 @@ class Source:
     rules: tuple[FieldRule, ...]
     target: Target
     lookup: Lookup | None = None
+    hours: CallingHours | None = None  # when a recall may ring; None: any time
+    caps: Caps | None = None  # how often one lead may be called
 
     def split(self, payload: Any) -> list[Any]:
         """The events in one request body: a list, or the single object the path found."""

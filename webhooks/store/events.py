@@ -67,6 +67,7 @@ class Decision:
     count: bool = False  # a failed attempt that counts toward the backoff
     next_attempt_at: float | None = None
     recall: dict[str, str] | None = None  # the recall as sent (dates may have moved)
+    scheduled_for: float | None = None  # delivered: the epoch its recall_date names
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -208,6 +209,8 @@ class EventStore:
             values["next_attempt_at"] = decision.next_attempt_at
         if decision.recall is not None:
             values.update(_lead_values(decision.recall))
+        if decision.scheduled_for is not None:
+            values["scheduled_for"] = decision.scheduled_for
         with self._tx() as db:
             if decision.status == Status.QUEUED:
                 newer = db.execute(select(events.c.id).where(
@@ -254,6 +257,16 @@ class EventStore:
             return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
                             "arrived while this one was with a worker that stopped",
                             "claimed again: its worker stopped")
+
+    def dialled(self, token_key: str, campaign_id: str, customer_id: str, since: float,
+                until: float) -> list[float]:
+        """When the lead's delivered recalls were set to ring, between `since` and `until`
+        (recalls still ahead are left out: the next one sent replaces them in wolkvox)."""
+        with self._tx() as db:
+            return list(db.execute(select(events.c.scheduled_for).where(
+                events.c.token_key == token_key, events.c.campaign_id == campaign_id,
+                events.c.customer_id == customer_id, events.c.status == Status.DELIVERED,
+                events.c.scheduled_for >= since, events.c.scheduled_for <= until)).scalars())
 
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:

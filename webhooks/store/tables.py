@@ -44,6 +44,7 @@ events = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("requeued_at", Float),  # an operator's last retry: MAX_EVENT_AGE counts from here
+    Column("scheduled_for", Float),  # delivered: when the recall was set to ring (caps count it)
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
     Index("ix_events_due", "status", "next_attempt_at"),
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
