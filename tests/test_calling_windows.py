@@ -162,3 +162,64 @@ def test_store_keeps_when_each_delivered_recall_rings(make_app, sandbox, clock):
     assert bridge_of(app).store.dialled(event(app, event_id)["token_key"], "4638", "1",
                                         0, clock().timestamp() + 7200) == [
         datetime(2026, 11, 30, 10, 0, tzinfo=BOGOTA).timestamp()]
+
+
+# --- the time rules together, as pure functions (hypothesis) ----------------------------------
+from datetime import UTC, timedelta  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from webhooks.calling_hours import load_calling_hours  # noqa: E402
+from webhooks.timerules import Caps, schedule  # noqa: E402
+
+ZONES = ["America/Bogota", "America/Santiago", "America/Mexico_City", "America/Lima",
+         "America/Sao_Paulo", "UTC"]
+moments = st.datetimes(min_value=datetime(2021, 1, 1), max_value=datetime(2034, 12, 1),
+                       timezones=st.just(UTC))
+
+
+@settings(max_examples=400, deadline=None)
+@given(now=moments, ahead=st.integers(-3 * 3600, 30 * 86400), zone=st.sampled_from(ZONES),
+       preset=st.sampled_from(["co-ley-2300", "business"]),
+       lead=st.integers(0, 4 * 3600))
+def test_schedule_sends_inside_the_hours_never_before_asked_plus_lead_and_at_the_first_chance(
+        now, ahead, zone, preset, lead):
+    hours = load_calling_hours(preset, zone)
+    asked = (now + timedelta(seconds=ahead)).astimezone(ZoneInfo(zone)).replace(microsecond=0)
+    recall = {"recall_date": asked.strftime("%Y%m%d%H%M%S")}
+    plan = schedule(recall, zone, now.timestamp(), lead, 7200, hours)
+    if plan.action == "expired":
+        assert ahead < -7200
+        return
+    sent = datetime.strptime(plan.recall["recall_date"], "%Y%m%d%H%M%S").replace(
+        tzinfo=ZoneInfo(zone))
+    asked_read = datetime.strptime(recall["recall_date"], "%Y%m%d%H%M%S").replace(
+        tzinfo=ZoneInfo(zone))
+    earliest = max(asked_read, now + timedelta(seconds=lead))
+    assert hours.is_open(sent)
+    assert sent >= earliest - timedelta(seconds=1)  # recall dates have whole seconds
+    assert sent <= hours.next_open(earliest) + timedelta(seconds=1)  # the first chance
+    assert (plan.note == "") == (plan.recall["recall_date"] == recall["recall_date"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(now=moments, per_day=st.integers(1, 2), per_week=st.none() | st.integers(2, 5),
+       calls=st.lists(st.integers(0, 6 * 86400), max_size=8))
+def test_schedule_with_caps_lands_in_a_day_and_week_with_room(now, per_day, per_week, calls):
+    zone = ZoneInfo("America/Bogota")
+    hours = load_calling_hours("co-ley-2300", "America/Bogota")
+    dialled = [now.timestamp() - t for t in calls]
+    recall = {"recall_date": (now + timedelta(hours=1)).astimezone(zone).strftime(
+        "%Y%m%d%H%M%S")}
+    plan = schedule(recall, "America/Bogota", now.timestamp(), 1800, 7200, hours,
+                    Caps(per_day, per_week), dialled)
+    sent = datetime.strptime(plan.recall["recall_date"], "%Y%m%d%H%M%S").replace(tzinfo=zone)
+    same_day = [t for t in dialled
+                if datetime.fromtimestamp(t, zone).date() == sent.date()]
+    assert len(same_day) < per_day
+    if per_week is not None:
+        week = sent.date().isocalendar()[:2]
+        assert len([t for t in dialled
+                    if datetime.fromtimestamp(t, zone).date().isocalendar()[:2] == week]) < per_week
+    assert hours.is_open(sent)
