@@ -24,6 +24,8 @@ logger_class = SafeLogger
 
 def on_starting(server):
     """Refuse to start, in one line per problem, before any worker boots."""
+    if getattr(server.app, "app_uri", "wsgi:app") != "wsgi:app":
+        return  # another app under the same settings (the ingest benchmark's baseline)
     from webhooks import ConfigError, load_config
 
     try:
@@ -37,7 +39,9 @@ def on_starting(server):
 def post_worker_init(worker):
     """Each web worker replays its spool and also delivers, unless DELIVERY_WORKER=false
     (separate `deliver` processes)."""
-    worker.wsgi.extensions["recall_bridge"].start_background()
+    bridge = worker.wsgi.extensions.get("recall_bridge")
+    if bridge is not None:
+        bridge.start_background()
 
 
 def worker_exit(server, worker):

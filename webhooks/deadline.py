@@ -13,9 +13,12 @@ socket they are using; a call outside `deadline()` behaves as plain requests doe
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,18 +73,53 @@ class Call:
             _shutdown(sock)
 
 
+class _Watchdog:
+    """One thread per process that aborts the calls whose deadline has passed (a timer thread
+    per call would cost a thread start on every call)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Call, float]] = []  # (monotonic deadline, n, call, s)
+        self._wake = threading.Condition()
+        self._pid = 0
+
+    def watch(self, call: Call, seconds: float) -> tuple[float, int, Call, float]:
+        entry = (time.monotonic() + seconds, next(_numbers), call, seconds)
+        with self._wake:
+            if self._pid != os.getpid():  # first use, or a forked child: start its own thread
+                self._due, self._pid = [], os.getpid()
+                threading.Thread(target=self._run, name="deadlines", daemon=True).start()
+            heapq.heappush(self._due, entry)
+            self._wake.notify()
+        return entry
+
+    def forget(self, entry: tuple[float, int, Call, float]) -> None:
+        with self._wake, contextlib.suppress(ValueError):
+            self._due.remove(entry)
+            heapq.heapify(self._due)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                while self._due and self._due[0][0] <= now:
+                    _, _, call, seconds = heapq.heappop(self._due)
+                    call.abort(f"no complete answer within the call's deadline of {seconds:g} s")
+                self._wake.wait(self._due[0][0] - now if self._due else None)
+
+
+_watchdog = _Watchdog()
+_numbers = itertools.count()
+
+
 @contextlib.contextmanager
 def deadline(seconds: float, call: Call | None = None) -> Iterator[Call]:
     """Run the block's calls (from `new_session()` sessions, in this thread) as one `Call` that
     is aborted after `seconds`. Raises CallAborted when it was cut short, whatever requests
     raised meanwhile (a broken connection is how the abort shows inside requests)."""
     call = call or Call()
-    timer = threading.Timer(seconds, call.abort, args=(f"no complete answer within the "
-                                                       f"call's deadline of {seconds:g} s",))
-    timer.daemon = True
     previous = getattr(_local, "call", None)
     _local.call = call
-    timer.start()
+    entry = _watchdog.watch(call, seconds)
     try:
         yield call
     except Exception:
@@ -89,7 +127,7 @@ def deadline(seconds: float, call: Call | None = None) -> Iterator[Call]:
             raise CallAborted(call.aborted, call.counted) from None
         raise
     finally:
-        timer.cancel()
+        _watchdog.forget(entry)
         _local.call = previous
     if call.aborted:
         raise CallAborted(call.aborted, call.counted)

@@ -79,15 +79,17 @@ def to_phone(value: Any, *, region: str, prefix: str = "") -> str:
     home_code = phonenumbers.country_code_for_region(region)
 
     number = _parse(text, region)
-    digits = to_digits(text)
-    if not _is_valid(number) and digits.startswith("00"):
+    valid = _is_valid(number)  # checked once per candidate: it is the costly part
+    digits = to_digits(text) if not valid else ""
+    if not valid and digits.startswith("00"):
         # "0057 ..." means +57 to most people, but CO reads 005 as a carrier code.
         number = _parse("+" + digits[2:], region) or number
-    if not _is_valid(number) and prefix and digits.startswith(prefix) and "+" not in text:
+        valid = _is_valid(number)
+    if not valid and prefix and digits.startswith(prefix) and "+" not in text:
         rest = _parse(digits[len(prefix) :], region)
         if _is_valid(rest) and rest.country_code == home_code:
-            number = rest
-    if number is None or not _is_valid(number):
+            number, valid = rest, True
+    if number is None or not valid:
         raise ConversionError(_invalid_phone_reason(number, text, region))
 
     national = phonenumbers.national_significant_number(number)

@@ -8,7 +8,6 @@ slot leases, quota counters and token holds. Every database error leaves here as
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -16,8 +15,10 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from . import sqlite
 from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
+from .group import GroupCommit
 from .limits import LimitStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -33,34 +34,21 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine tuned per database: WAL and immediate transactions on SQLite."""
+    """An engine tuned per database: on SQLite, WAL and one writer at a time (sqlite.py)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         database = make_url(url).database
+        lock = None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            lock = sqlite.WriteLock(database)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
+        for name, listener in sqlite.listeners(lock).items():
+            event.listen(engine, name, listener)
         return engine
     # No pre-ping: it would double the round trips of the delivery loop; a dropped
     # connection fails one transaction (retried by the caller) and invalidates the pool.
     return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _sqlite_begin(connection: Any) -> None:
-    # Take the write lock up front: a read that later writes would otherwise deadlock with
-    # another process doing the same, and SQLite would fail one of them at once.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Store(EventStore, LimitStore):
@@ -70,6 +58,9 @@ class Store(EventStore, LimitStore):
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self._prepared = {}
+        if self.dialect == "sqlite" and ":memory:" not in self.url:
+            self.group = GroupCommit(self._tx, self._store)
 
     def migrate(self) -> None:
         """Bring the schema to the newest version; safe to run from many processes at once."""

@@ -9,14 +9,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
 from .errors import translate
+from .fast import Prepared
 from .life import lapsed_holders
+from .sqlite import READ_ONLY
 from .tables import attempts, events
 
 
@@ -73,6 +75,11 @@ class Decision:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
+# A new event's older queued siblings (one per request on the hot path: built once).
+_OLDER_QUEUED = select(events.c.id).where(
+    events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
+    events.c.customer_id == bindparam("u"), events.c.status == Status.QUEUED,
+    events.c.id < bindparam("n"))
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,22 @@ class EventStore:
 
     engine: Any
     dialect: str
+    group: Any = None  # GroupCommit on SQLite: several requests' events in one transaction
+    _insert: Any = None
+    _prepared: dict[str, Prepared]  # the hot path's statements, compiled once (fast.py)
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, read: bool = False) -> Iterator[Connection]:
+        """A transaction; `read`: one that only reads (on SQLite it takes no write lock)."""
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            if read:
+                with self.engine.connect() as connection:
+                    connection.execution_options(**{READ_ONLY: True})
+                    with connection.begin():
+                        yield connection
+            else:
+                with self.engine.begin() as connection:
+                    yield connection
         except SQLAlchemyError as err:
             raise translate(err) from err
 
@@ -106,50 +123,74 @@ class EventStore:
         StoreUnavailable if the database cannot be written now; StoreRefused if it refuses
         the values themselves (nothing is written either way)."""
         now = time.time() if now is None else now
-        outcomes: list[Outcome] = []
+        if self.group is not None:
+            return self.group.submit(new, now)
         with self._tx() as db:
-            for item in new:
-                campaign_id, customer_id = item.lead or ("", None)
-                if item.recall:
-                    campaign_id = item.recall["campaign_id"]
-                    customer_id = item.recall["customer_id"]
-                row = {
-                    "source": item.source, "dedup_key": text(item.dedup_key),
-                    "status": item.status, "token_key": item.token_key,
-                    "campaign_id": campaign_id, "customer_id": customer_id, "raw": item.raw,
-                    "recall": item.recall, "reason": text(item.reason), "attempts": 0,
-                    "next_attempt_at": item.next_attempt_at or now,
-                    "created_at": now, "updated_at": now,
-                }
-                new_id = db.execute(self._insert_new(row)).scalar()
-                if new_id is None:
-                    existing = db.execute(select(events.c.id, events.c.status).where(
-                        events.c.source == item.source,
-                        events.c.dedup_key == row["dedup_key"])).one()
-                    outcomes.append(Outcome("duplicate", existing.id, existing.status))
-                    continue
-                superseded: tuple[int, ...] = ()
-                if item.status == Status.QUEUED and customer_id:
-                    superseded = self._supersede(db, new_id, item.token_key, campaign_id,
-                                                 customer_id, now)
-                result = {Status.INVALID: "invalid", Status.IGNORED: "ignored"}.get(
-                    item.status, "accepted")
-                outcomes.append(Outcome(result, new_id, item.status, superseded))
+            return self._store(db, new, now)
+
+    def _store(self, db: Connection, new: Sequence[NewEvent], now: float) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for item in new:
+            campaign_id, customer_id = item.lead or ("", None)
+            if item.recall:
+                campaign_id = item.recall["campaign_id"]
+                customer_id = item.recall["customer_id"]
+            row = {
+                "source": item.source, "dedup_key": text(item.dedup_key),
+                "status": item.status, "token_key": item.token_key,
+                "campaign_id": campaign_id, "customer_id": customer_id, "raw": item.raw,
+                "recall": item.recall, "reason": text(item.reason), "attempts": 0,
+                "next_attempt_at": item.next_attempt_at or now,
+                "created_at": now, "updated_at": now,
+            }
+            new_id = self._insert_row(db, row)
+            if new_id is None:
+                existing = db.execute(select(events.c.id, events.c.status).where(
+                    events.c.source == item.source,
+                    events.c.dedup_key == row["dedup_key"])).one()
+                outcomes.append(Outcome("duplicate", existing.id, existing.status))
+                continue
+            superseded: tuple[int, ...] = ()
+            if item.status == Status.QUEUED and customer_id:
+                superseded = self._supersede(db, new_id, item.token_key, campaign_id,
+                                             customer_id, now)
+            result = {Status.INVALID: "invalid", Status.IGNORED: "ignored"}.get(
+                item.status, "accepted")
+            outcomes.append(Outcome(result, new_id, item.status, superseded))
         return outcomes
 
-    def _insert_new(self, row: dict[str, Any]) -> Any:
-        make = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        return (make(events).values(**row)
-                .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
-                .returning(events.c.id))
+    def _insert_row(self, db: Connection, row: dict[str, Any]) -> int | None:
+        """Insert one event; its id, or None when (source, dedup_key) exists already."""
+        if self.dialect != "sqlite":
+            return db.execute(self._insert_new(), row).scalar()
+        found = self._fast("insert", self._insert_new(), row, ("raw", "recall")).run(
+            db, row).fetchone()
+        return found[0] if found else None
+
+    def _fast(self, name: str, statement: Any, keys: Iterable[str] | None = None,
+              json_keys: Iterable[str] = ()) -> Prepared:
+        prepared = self._prepared.get(name)
+        if prepared is None:
+            prepared = self._prepared[name] = Prepared(statement, self.engine.dialect, keys,
+                                                       json_keys)
+        return prepared
+
+    def _insert_new(self) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values come as
+        parameters, so SQLAlchemy compiles it once and reuses it)."""
+        if self._insert is None:
+            make = pg_insert if self.dialect == "postgresql" else sqlite_insert
+            self._insert = (make(events).on_conflict_do_nothing(
+                index_elements=["source", "dedup_key"]).returning(events.c.id))
+        return self._insert
 
     def _supersede(self, db: Connection, new_id: int, token_key: str,
                    campaign_id: str, customer_id: str, now: float) -> tuple[int, ...]:
-        older = and_(events.c.token_key == token_key,
-                     events.c.campaign_id == campaign_id,
-                     events.c.customer_id == customer_id,
-                     events.c.status == Status.QUEUED, events.c.id < new_id)
-        ids = tuple(db.execute(select(events.c.id).where(older)).scalars())
+        lead = {"t": token_key, "c": campaign_id, "u": customer_id, "n": new_id}
+        if self.dialect == "sqlite":
+            ids = tuple(row[0] for row in self._fast("older", _OLDER_QUEUED).run(db, lead))
+        else:
+            ids = tuple(db.execute(_OLDER_QUEUED, lead).scalars())
         if ids:  # still queued: a row claimed meanwhile is left to its worker
             db.execute(update(events).where(events.c.id.in_(ids),
                                             events.c.status == Status.QUEUED).values(
@@ -262,7 +303,7 @@ class EventStore:
                 until: float) -> list[float]:
         """When the lead's delivered recalls were set to ring, between `since` and `until`
         (recalls still ahead are left out: the next one sent replaces them in wolkvox)."""
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             return list(db.execute(select(events.c.scheduled_for).where(
                 events.c.token_key == token_key, events.c.campaign_id == campaign_id,
                 events.c.customer_id == customer_id, events.c.status == Status.DELIVERED,
@@ -270,13 +311,13 @@ class EventStore:
 
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             row = db.execute(select(events).where(events.c.id == event_id)).mappings().first()
             return dict(row) if row else None
 
     def statuses(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """{id: (status, reason)} for the given ids."""
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             rows = db.execute(select(events.c.id, events.c.status, events.c.reason)
                               .where(events.c.id.in_(list(ids)))).all()
         return {r.id: (r.status, r.reason) for r in rows}
@@ -288,24 +329,24 @@ class EventStore:
             query = query.where(events.c.status == status)
         if source:
             query = query.where(events.c.source == source)
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             return [dict(r) for r in db.execute(query).mappings()]
 
     def attempts_of(self, event_id: int) -> list[dict[str, Any]]:
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             return [dict(r) for r in db.execute(
                 select(attempts).where(attempts.c.event_id == event_id)
                 .order_by(attempts.c.id)).mappings()]
 
     def last_answer(self, event_id: int) -> dict[str, Any] | None:
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             row = db.execute(select(attempts).where(attempts.c.event_id == event_id)
                              .order_by(attempts.c.id.desc()).limit(1)).mappings().first()
             return dict(row) if row else None
 
     def counts(self) -> dict[str, int]:
         """How many events are in each status."""
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             rows = db.execute(select(events.c.status, func.count()).group_by(events.c.status))
             return {status: n for status, n in rows}
 

@@ -117,7 +117,7 @@ class LimitStore:
 
     def holds(self) -> dict[str, dict[str, Any]]:
         """{token_key: {kind, reason, until, since, daily_limit}} for every held token."""
-        with self._tx() as db:
+        with self._tx(read=True) as db:
             rows = db.execute(select(holds)).mappings()
             return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "until", "since",
                                                        "daily_limit")} for r in rows}

@@ -1,0 +1,215 @@
+"""Ingest benchmark: signed webhooks answered per second, and their latency tail, against a bare
+Flask JSON endpoint under the same gunicorn settings, measured side by side in one run.
+
+Set-up, all real processes on loopback: the sandbox wolkvox (latency 0.1 s, so the web
+workers' delivery threads send while webhooks arrive, as in production), the bridge with the
+shipped gunicorn settings (gunicorn.conf.py: 2 workers x 8 threads, delivery in each), and the
+bare app (bench/bare.py) under the same settings. The load comes from wrk (Debian's package)
+when it is installed, else from a Python load generator (slower: its own limits show).
+
+Usage: python bench/ingest.py [--seconds 10] [--connections 4,16] [--database sqlite|URL]
+       [--instances 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.drain import ENV, TOKEN, _up, drop_postgres, fresh_postgres  # noqa: E402
+from tests.procs import ROOT, Proc, free_port, gunicorn, wait_until  # noqa: E402
+
+LUA = Path(__file__).with_name("post.lua")
+
+
+def load(url: str, connections: int, seconds: float) -> dict:
+    """Post signed webhooks to `url` for `seconds` over `connections` keep-alive connections."""
+    if shutil.which("wrk"):
+        return _wrk(url, connections, seconds)
+    return _python_load(url, connections, seconds)
+
+
+def spread(urls: list[str], connections: int, seconds: float) -> dict:
+    """`load` over several instances at once, the connections shared out: requests add up,
+    latencies are the worst instance's (a conservative merge of percentiles)."""
+    if len(urls) == 1:
+        return load(urls[0], connections, seconds)
+    shares = [connections // len(urls) + (n < connections % len(urls)) for n in range(len(urls))]
+    found: list[dict] = [{} for _ in urls]
+
+    def one(n: int) -> None:
+        found[n] = load(urls[n], shares[n], seconds)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged = {key: max(r[key] for r in found) for key in ("p50_ms", "p90_ms", "p99_ms",
+                                                           "max_ms", "seconds")}
+    merged.update({key: sum(r[key] for r in found) for key in ("requests", "errors",
+                                                               "non_2xx", "per_s")})
+    merged["generator"] = found[0]["generator"]
+    return merged
+
+
+def _wrk(url: str, connections: int, seconds: float) -> dict:
+    env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:8]}
+    out = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections),
+                          "-d", f"{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url],
+                         capture_output=True, text=True, env=env, timeout=seconds + 60)
+    found = re.search(r"WRK_JSON (\{.*\})", out.stdout)
+    if not found:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(found.group(1))
+    result["per_s"] = round(result["requests"] / result["seconds"], 1)
+    result["generator"] = "wrk"
+    return result
+
+
+def _python_load(url: str, connections: int, seconds: float) -> dict:
+    """The fallback: one thread and keep-alive session per connection."""
+    run, latencies, errors = uuid.uuid4().hex[:8], [], [0]
+    stop = time.monotonic() + seconds
+
+    def connection(n: int) -> None:
+        session, i = requests.Session(), 0
+        while time.monotonic() < stop:
+            i += 1
+            body = {"request_id": f"{run}-{n}-{i}", "lead_id": n * 10_000_000 + i,
+                    "phone": "300 123 4567", "callback_at": "2030-12-01T10:30:00-05:00"}
+            started = time.perf_counter()
+            response = session.post(f"{url}/hooks/zapier", json=body, timeout=10,
+                                    headers={"X-Bridge-Token": "bench-secret"})
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors[0] += response.status_code >= 300
+
+    threads = [threading.Thread(target=connection, args=(n,)) for n in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.monotonic() - started
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
+
+    return {"requests": len(ordered), "seconds": round(took, 3), "p50_ms": pct(50),
+            "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": round(ordered[-1], 2),
+            "errors": 0, "non_2xx": errors[0], "per_s": round(len(ordered) / took, 1),
+            "generator": "python"}
+
+
+def run(seconds: float, connections: list[int], database: str, workdir: Path,
+        instances: int = 1) -> dict:
+    """Bridge and bare app, each at every connection count; the figures and their ratios."""
+    if database.startswith("postgres"):
+        url = fresh_postgres(database)
+    else:
+        url = f"sqlite:///{workdir / 'bridge.db'}"
+    port = free_port()
+    mappings = workdir / "mappings"
+    mappings.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "mappings" / "zapier.yaml", mappings)
+    env = {**ENV, "DATABASE_URL": url, "WOLKVOX_BASE_URL": f"http://127.0.0.1:{port}",
+           "MAPPINGS_DIR": str(mappings), "SPOOL_DIR": str(workdir / "spool")}
+    procs: list[Proc] = []
+    results: dict = {"database": url.split("://")[0].split("+")[0], "instances": instances,
+                     "seconds": seconds, "runs": []}
+    try:
+        bin_dir = Path(sys.executable).parent
+        sandbox = Proc([str(bin_dir / "flask"), "--app", "wsgi", "sandbox", "--port", str(port),
+                        "--latency", "0.1", "--token", TOKEN], env, workdir / "sandbox.log")
+        procs.append(sandbox)
+        wait_until(lambda: _up(f"http://127.0.0.1:{port}"), 30, sandbox)
+        bare_proc, bare = _bare(env, workdir)
+        procs.append(bare_proc)
+        bridges = []
+        for n in range(instances):
+            proc, web = gunicorn(env, workdir / f"web{n}.log")
+            procs.append(proc)
+            bridges.append(web)
+        for count in connections:
+            for name, targets in (("bare", [bare]), ("bridge", bridges)):
+                spread(targets, count, 1)  # warm up: imports, connections, caches
+                figures = spread(targets, count, seconds)
+                results["runs"].append({"app": name, "connections": count, **figures})
+        for count in connections:
+            bare_run = _find(results, "bare", count)
+            bridge_run = _find(results, "bridge", count)
+            results[f"ratio_{count}"] = round(bridge_run["per_s"] / bare_run["per_s"], 3)
+    finally:
+        for proc in reversed(procs):
+            proc.kill()
+        if url.startswith("postgresql"):
+            drop_postgres(url)
+    return results
+
+
+def _bare(env: dict, workdir: Path) -> tuple[Proc, str]:
+    port = free_port()
+    proc = Proc([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+                 "bench.bare:app"],
+                {**env, "PORT": str(port), "HOST": "127.0.0.1"}, workdir / "bare.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), 30, proc)
+    return proc, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def _find(results: dict, app: str, count: int) -> dict:
+    return next(r for r in results["runs"] if r["app"] == app and r["connections"] == count)
+
+
+def table(results: dict) -> str:
+    lines = [f"ingest on {results['database']} ({results['instances']} web instance(s)), "
+             f"{results['seconds']:g} s a run, load from {results['runs'][0]['generator']}",
+             f"{'app':<8}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+             f"{'non-2xx':>9}"]
+    for r in results["runs"]:
+        lines.append(f"{r['app']:<8}{r['connections']:>6}{r['per_s']:>10.1f}{r['p50_ms']:>9.2f}"
+                     f"{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['non_2xx']:>9}")
+    for key, value in results.items():
+        if key.startswith("ratio_"):
+            lines.append(f"bridge / bare at {key[6:]} connections: {value:.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", default="4,16")
+    parser.add_argument("--database", default="sqlite")
+    parser.add_argument("--instances", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run(args.seconds, [int(c) for c in args.connections.split(",")],
+                     args.database, Path(workdir), args.instances)
+    print(table(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
