@@ -7,9 +7,8 @@ import hmac
 import json
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from tests.conftest import bridge_of, drain
+from webhooks.store import StoreUnavailable
 
 ZAP_HEADERS = {"X-Bridge-Token": "zap-secret"}
 
@@ -165,9 +164,9 @@ def test_store_down_and_spool_unwritable_answers_503_with_retry_after(make_app, 
     store = bridge_of(app).store
 
     def broken(*_args, **_kwargs):
-        raise OperationalError("INSERT", {}, Exception("database is locked"))
+        raise StoreUnavailable("database is locked")
 
-    monkeypatch.setattr(store.engine, "begin", broken)
+    monkeypatch.setattr(store, "add_events", broken)
     response = app.test_client().post("/hooks/zapier", json=zap(), headers=ZAP_HEADERS)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
 
 from tests.conftest import SANDBOX_TOKEN, bridge_of, drain
 from tests.test_crms import (  # noqa: F401 - fixtures used by name
@@ -25,6 +24,7 @@ from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, hubspot_v3, zap
 from webhooks.delivery import Worker
 from webhooks.settings import utcnow
+from webhooks.store import StoreUnavailable
 from webhooks.wolkvox import seconds_after
 
 
@@ -84,10 +84,12 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 # --- 6. a store outage loses nothing ------------------------------------------------------------
 def _break_store(monkeypatch, app):
+    """The store answers every write with StoreUnavailable, as a database that is down does
+    (a real outage of PostgreSQL is in the read-only test below)."""
     def broken(*_args, **_kwargs):
-        raise OperationalError("INSERT", {}, Exception("could not connect to server"))
+        raise StoreUnavailable("could not connect to server")
 
-    monkeypatch.setattr(bridge_of(app).store.engine, "begin", broken)
+    monkeypatch.setattr(bridge_of(app).store, "add_events", broken)
 
 
 def test_requests_during_a_store_outage_are_spooled_acknowledged_and_replayed_in_order(

@@ -104,6 +104,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             log.warning("source %s accepts unauthenticated requests (auth: none)", source.name)
 
     app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep their fields' order
     # One byte over the limit is read, so that a chunked body (no Content-Length), which
     # werkzeug cuts at the limit without an error, can be told from one that fits.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1

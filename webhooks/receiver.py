@@ -44,7 +44,8 @@ def receive(name: str) -> Response | tuple[Response, int]:
     if body is None or len(body) > limit:
         return _refuse(soap, 413, f"body larger than {limit} bytes")
     now = bridge.settings.clock()
-    signed = SignedRequest(method=request.method, url=public_url(bridge.settings),
+    url = public_url(bridge.settings) if source.verifier.url_bound else request.path
+    signed = SignedRequest(method=request.method, url=url,
                            headers=request.headers, query=request.args, body=body,
                            now=now.timestamp(), remote_addr=request.remote_addr or "")
     try:

@@ -19,6 +19,7 @@ from . import sqlite
 from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
 from .group import GroupCommit
+from .ingest import IngestStore, store_events
 from .limits import LimitStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -33,15 +34,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned per database: on SQLite, WAL and one writer at a time (sqlite.py)."""
+def make_engine(url: str, lock: sqlite.WriteLock | None = None) -> Engine:
+    """An engine tuned per database: on SQLite, WAL and one writer at a time under `lock`
+    (sqlite.py)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         database = make_url(url).database
-        lock = None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            lock = sqlite.WriteLock(database)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         for name, listener in sqlite.listeners(lock).items():
             event.listen(engine, name, listener)
@@ -51,16 +51,17 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
-class Store(EventStore, LimitStore):
+class Store(IngestStore, EventStore, LimitStore):
     """Events, attempts, slots, quota and holds, on one engine."""
 
     def __init__(self, url: str):
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        database = make_url(self.url).database if self.url.startswith("sqlite") else None
+        lock = sqlite.WriteLock(database) if database and database != ":memory:" else None
+        self.engine = make_engine(self.url, lock)
         self.dialect = self.engine.dialect.name
-        self._prepared = {}
-        if self.dialect == "sqlite" and ":memory:" not in self.url:
-            self.group = GroupCommit(self._tx, self._store)
+        self.group = (GroupCommit(database, lock, self.prepared, store_events)
+                      if lock is not None and database else None)
 
     def migrate(self) -> None:
         """Bring the schema to the newest version; safe to run from many processes at once."""

@@ -1,22 +1,19 @@
-"""Event and attempt queries: store a request's events, claim due ones, record outcomes."""
+"""Event and attempt queries: claim due events, record outcomes, read them (storing a
+request's events is ingest.py)."""
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
 from .errors import translate
-from .fast import Prepared
 from .life import lapsed_holders
 from .sqlite import READ_ONLY
 from .tables import attempts, events
@@ -75,13 +72,6 @@ class Decision:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
-# A new event's older queued siblings (one per request on the hot path: built once).
-_OLDER_QUEUED = select(events.c.id).where(
-    events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
-    events.c.customer_id == bindparam("u"), events.c.status == Status.QUEUED,
-    events.c.id < bindparam("n"))
-
-
 @dataclass(frozen=True)
 class Claimed:
     id: int
@@ -97,9 +87,6 @@ class EventStore:
 
     engine: Any
     dialect: str
-    group: Any = None  # GroupCommit on SQLite: several requests' events in one transaction
-    _insert: Any = None
-    _prepared: dict[str, Prepared]  # the hot path's statements, compiled once (fast.py)
 
     @contextmanager
     def _tx(self, read: bool = False) -> Iterator[Connection]:
@@ -115,88 +102,6 @@ class EventStore:
                     yield connection
         except SQLAlchemyError as err:
             raise translate(err) from err
-
-    # --- receiving ---------------------------------------------------------------------
-    def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
-        """Store a request's events in one transaction; a repeated (source, dedup_key) is a
-        duplicate, and a new queued event supersedes older queued ones of the same lead.
-        StoreUnavailable if the database cannot be written now; StoreRefused if it refuses
-        the values themselves (nothing is written either way)."""
-        now = time.time() if now is None else now
-        if self.group is not None:
-            return self.group.submit(new, now)
-        with self._tx() as db:
-            return self._store(db, new, now)
-
-    def _store(self, db: Connection, new: Sequence[NewEvent], now: float) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for item in new:
-            campaign_id, customer_id = item.lead or ("", None)
-            if item.recall:
-                campaign_id = item.recall["campaign_id"]
-                customer_id = item.recall["customer_id"]
-            row = {
-                "source": item.source, "dedup_key": text(item.dedup_key),
-                "status": item.status, "token_key": item.token_key,
-                "campaign_id": campaign_id, "customer_id": customer_id, "raw": item.raw,
-                "recall": item.recall, "reason": text(item.reason), "attempts": 0,
-                "next_attempt_at": item.next_attempt_at or now,
-                "created_at": now, "updated_at": now,
-            }
-            new_id = self._insert_row(db, row)
-            if new_id is None:
-                existing = db.execute(select(events.c.id, events.c.status).where(
-                    events.c.source == item.source,
-                    events.c.dedup_key == row["dedup_key"])).one()
-                outcomes.append(Outcome("duplicate", existing.id, existing.status))
-                continue
-            superseded: tuple[int, ...] = ()
-            if item.status == Status.QUEUED and customer_id:
-                superseded = self._supersede(db, new_id, item.token_key, campaign_id,
-                                             customer_id, now)
-            result = {Status.INVALID: "invalid", Status.IGNORED: "ignored"}.get(
-                item.status, "accepted")
-            outcomes.append(Outcome(result, new_id, item.status, superseded))
-        return outcomes
-
-    def _insert_row(self, db: Connection, row: dict[str, Any]) -> int | None:
-        """Insert one event; its id, or None when (source, dedup_key) exists already."""
-        if self.dialect != "sqlite":
-            return db.execute(self._insert_new(), row).scalar()
-        found = self._fast("insert", self._insert_new(), row, ("raw", "recall")).run(
-            db, row).fetchone()
-        return found[0] if found else None
-
-    def _fast(self, name: str, statement: Any, keys: Iterable[str] | None = None,
-              json_keys: Iterable[str] = ()) -> Prepared:
-        prepared = self._prepared.get(name)
-        if prepared is None:
-            prepared = self._prepared[name] = Prepared(statement, self.engine.dialect, keys,
-                                                       json_keys)
-        return prepared
-
-    def _insert_new(self) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values come as
-        parameters, so SQLAlchemy compiles it once and reuses it)."""
-        if self._insert is None:
-            make = pg_insert if self.dialect == "postgresql" else sqlite_insert
-            self._insert = (make(events).on_conflict_do_nothing(
-                index_elements=["source", "dedup_key"]).returning(events.c.id))
-        return self._insert
-
-    def _supersede(self, db: Connection, new_id: int, token_key: str,
-                   campaign_id: str, customer_id: str, now: float) -> tuple[int, ...]:
-        lead = {"t": token_key, "c": campaign_id, "u": customer_id, "n": new_id}
-        if self.dialect == "sqlite":
-            ids = tuple(row[0] for row in self._fast("older", _OLDER_QUEUED).run(db, lead))
-        else:
-            ids = tuple(db.execute(_OLDER_QUEUED, lead).scalars())
-        if ids:  # still queued: a row claimed meanwhile is left to its worker
-            db.execute(update(events).where(events.c.id.in_(ids),
-                                            events.c.status == Status.QUEUED).values(
-                status=Status.SUPERSEDED, updated_at=now,
-                reason=f"superseded by event {new_id} for the same lead"))
-        return ids
 
     # --- delivery ----------------------------------------------------------------------
     def claim(self, sources: Iterable[str], holder: str, now: float, lease: float,

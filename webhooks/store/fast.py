@@ -1,5 +1,5 @@
-"""The ingest hot path on SQLite: prebuilt Core statements compiled once and run straight on
-the DBAPI cursor.
+"""Prebuilt Core statements compiled once and run straight on a DBAPI connection (the ingest
+hot path on SQLite).
 
 SQLAlchemy's per-execution work (cache key, result set-up, type processing) costs several
 times what SQLite itself spends on a one-row insert, and under a burst every webhook pays it
@@ -25,14 +25,12 @@ class Prepared:
         self.defaults = dict(compiled.params)
         self.json = frozenset(json_keys)  # JSON columns: serialized as SQLAlchemy's JSON does
 
-    def run(self, db: Any, values: dict[str, Any]) -> Any:
-        """Execute inside `db`'s transaction (a SQLAlchemy Connection); the DBAPI cursor."""
+    def run(self, connection: Any, values: dict[str, Any]) -> list[Any]:
+        """Execute on a DBAPI `connection` (inside its transaction); the rows it returns."""
         merged = {**self.defaults, **values}
         args = [json.dumps(merged[key]) if key in self.json else _plain(merged[key])
                 for key in self.order]
-        cursor = db.connection.driver_connection.cursor()
-        cursor.execute(self.sql, args)
-        return cursor
+        return connection.execute(self.sql, args).fetchall()
 
 
 def _plain(value: Any) -> Any:

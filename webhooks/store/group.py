@@ -4,20 +4,24 @@ waiting, in one transaction, and each request is answered once that transaction 
 SQLite writes one transaction at a time. Each webhook alone would take the write lock, write,
 commit (an fsync) and let the next one in; under a burst the lock passes between many threads
 slowed down by each other's Python. Batched, a burst of N requests costs one lock hand-over
-and one commit, and the queue drains as fast as it fills. Nothing is answered before its
-commit, so durability is that of a single request's transaction.
+and one commit, and the queue drains as fast as it fills. The writer has a plain sqlite3
+connection of its own and runs compiled statements on it (ingest.py, fast.py): while it holds
+the write lock, it runs as little Python as possible. Nothing is answered before its commit,
+so durability is that of a single request's transaction (synchronous=FULL).
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreRefused, StoreUnavailable
+from .sqlite import WriteLock, pragmas
 
 MAX_BATCH = 64  # requests in one transaction at most
 
@@ -32,10 +36,13 @@ class _Job:
 
 
 class GroupCommit:
-    """Writes jobs with `write(connection, new, now) -> outcomes` inside `transaction()`."""
+    """Writes jobs with `write(run, new, now) -> outcomes`, `run` executing a compiled
+    statement by name on the writer's connection, under `lock`."""
 
-    def __init__(self, transaction: Callable[[], Any], write: Callable[..., Any]):
-        self._transaction, self._write = transaction, write
+    def __init__(self, database: str, lock: WriteLock,
+                 prepared: Callable[[], dict[str, Any]], write: Callable[..., Any]):
+        self._database, self._lock = database, lock
+        self._prepared, self._write = prepared, write
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._pid = 0
         self._start = threading.Lock()
@@ -61,6 +68,8 @@ class GroupCommit:
                 self._pid = os.getpid()
 
     def _run(self) -> None:
+        connection = None
+        statements = self._prepared()
         while True:
             jobs = [self._queue.get()]
             while len(jobs) < MAX_BATCH:
@@ -68,24 +77,55 @@ class GroupCommit:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._commit(jobs)
+            try:
+                if connection is None:
+                    connection = self._connect()
+                self._commit(connection, statements, jobs)
+            except sqlite3.Error as err:  # cannot even connect: every job is told
+                for job in jobs:
+                    job.error = job.error or StoreUnavailable(str(err)[:200])
+                connection = None
             for job in jobs:
                 job.done.set()
 
-    def _commit(self, jobs: list[_Job]) -> None:
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._database, isolation_level=None, timeout=30,
+                                     check_same_thread=False)
+        pragmas(connection)
+        return connection
+
+    def _commit(self, connection: sqlite3.Connection, statements: dict[str, Any],
+                jobs: list[_Job]) -> None:
+        def run(name: str, values: dict[str, Any]) -> list[Any]:
+            return statements[name].run(connection, values)
+
+        refused: Exception | None = None
+        self._lock.acquire()
         try:
-            with self._transaction() as db:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
                 for job in jobs:
-                    job.result = self._write(db, job.new, job.now)
-        except StoreRefused as err:
-            if len(jobs) == 1:
-                jobs[0].error = err
-                return
-            for job in jobs:  # one request's values are at fault: find it, store the rest
-                self._commit([job])
-        except StoreUnavailable as err:
+                    job.result = self._write(run, job.new, job.now)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
+                ValueError) as err:
+            refused = err
+        except sqlite3.Error as err:
             for job in jobs:
-                job.error = err
+                job.error = StoreUnavailable(str(err)[:200])
         except Exception as err:  # a bug must not leave requests waiting forever
             for job in jobs:
                 job.error = StoreUnavailable(f"unexpected {type(err).__name__}")
+        finally:
+            self._lock.release()
+        if refused is None:
+            return
+        if len(jobs) == 1:
+            jobs[0].error = StoreRefused(str(refused)[:200])
+            return
+        for job in jobs:  # one request's values are at fault: find it, store the rest
+            self._commit(connection, statements, [job])

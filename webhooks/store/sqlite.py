@@ -49,13 +49,18 @@ class WriteLock:
             self._mutex.release()
 
 
-def connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-    cursor = dbapi_connection.cursor()
+def pragmas(connection: Any) -> None:
+    """WAL, a busy timeout for writers outside this lock (another tool), foreign keys."""
+    connection.isolation_level = None  # we issue BEGIN ourselves (below)
+    cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")  # writers outside this lock (another tool)
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def connect(dbapi_connection: Any, _record: Any) -> None:
+    pragmas(dbapi_connection)
 
 
 def listeners(lock: WriteLock | None) -> dict[str, Any]:
