@@ -106,6 +106,9 @@ class Life:
         """Extend the leases of our holders' slots (token_key, slot, holder) and of their
         `sending` events to `until`; the holders whose slot is no longer theirs."""
         holders = [holder for _, _, holder in tenures]
+        if self._connection is not None and self._connection.invalidated:
+            # SQLAlchemy would reconnect on the next use, without our lock: never renew there
+            raise StoreUnavailable("the connection holding this process's lock was lost")
         try:
             if self._connection is not None:
                 with self._connection.begin():
