@@ -1,8 +1,9 @@
 """Event states and the rules for moving between them.
 
 `queued` -> `sending` -> `delivered`; `sending` -> `queued` again (retry, hold); terminal:
-`delivered`, `failed`, `superseded`, `expired`, `invalid`, `ignored`. Only an operator's retry
-brings a terminal `failed`, `expired`, `invalid` or `ignored` event back to `queued`.
+`delivered`, `failed`, `superseded`, `expired`, `invalid`, `ignored`, `cancelled`, `test`. Only
+an operator's retry brings a terminal `failed`, `expired`, `invalid` or `ignored` event back to
+`queued`; only a queued one can be cancelled.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ class Status(StrEnum):
     EXPIRED = "expired"  # its callback time passed before it could be sent
     INVALID = "invalid"  # the mapping could not produce a valid recall; kept for replay
     IGNORED = "ignored"  # the mapping's `when` is false: not a callback request; kept, not sent
+    CANCELLED = "cancelled"  # an operator stopped it before it was sent, with a reason
+    TEST = "test"  # captured at /hooks/<source>/test: judged like a real one, never sent
 
 
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,
-                      Status.INVALID, Status.IGNORED})
+                      Status.INVALID, Status.IGNORED, Status.CANCELLED, Status.TEST})
+CANCELLABLE = frozenset({Status.QUEUED})
 RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.INVALID, Status.EXPIRED,
                                    Status.IGNORED})
 REJUDGED_ON_RETRY = frozenset({Status.INVALID, Status.IGNORED})  # mapped again with today's file

@@ -1,5 +1,6 @@
 """What an operator can do to an event, the same from the command line, the console and the
-admin API: each action checks what it may do, does it through the store, and says what it did.
+admin API: each action checks what it may do, does it through the store, writes it to the audit
+log (who, when, what), and says what it did.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from zoneinfo import ZoneInfo
 
 from . import intake
 from .lifecycle import REJUDGED_ON_RETRY, RETRYABLE_BY_OPERATOR, Status
-from .mapping.converters import ConversionError, to_date
+from .mapping.converters import ConversionError, to_date, to_phone
 from .recall import DATE_FORMAT
 
 
 class RetryRefused(Exception):
-    """The event cannot be retried as asked; str(error) says why, for the operator."""
+    """The event cannot be retried (or cancelled) as asked; str(error) says why."""
 
 
-def retry_event(bridge: Any, event_id: int, at: str | None = None) -> str:
+BULK_LIMIT = 5000  # events one bulk retry may touch; more: narrow the filter
+
+
+def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = "cli") -> str:
     """Queue a failed, expired, invalid or ignored event again and say what was done.
 
     An invalid or ignored event is judged again with today's mapping (it may stay ignored or
@@ -57,7 +61,70 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None) -> str:
             moved = f"; callback time {asked} -> {due}"
     reason = f"re-queued by an operator (was {status}){moved}"
     bridge.store.requeue(event_id, now.timestamp(), reason, recall)
+    bridge.store.audit(actor, "retry", f"{status} -> queued{moved}", now.timestamp(), event_id)
     return f"event {event_id} queued{moved}"
+
+
+def cancel_event(bridge: Any, event_id: int, why: str, actor: str) -> str:
+    """Cancel a queued event (it is never sent), with the operator's reason."""
+    why = " ".join(why.split())[:300]
+    if not why:
+        raise RetryRefused("say why the event is cancelled")
+    now = bridge.settings.clock().timestamp()
+    if not bridge.store.cancel(event_id, f"cancelled by an operator: {why}", now):
+        row = bridge.store.get(event_id)
+        status = row["status"] if row else None
+        raise RetryRefused(f"no event {event_id}" if row is None else
+                           f"event {event_id} is {status}; only queued events can be cancelled")
+    bridge.store.audit(actor, "cancel", why, now, event_id)
+    return f"event {event_id} cancelled"
+
+
+def reveal_phone(bridge: Any, event_id: int, actor: str) -> str | None:
+    """The event's phone in full, written to the audit log as an operator's action."""
+    row = bridge.store.get(event_id)
+    phone = (row or {}).get("phone") or ((row or {}).get("recall") or {}).get("recall_telephone")
+    if phone:
+        bridge.store.audit(actor, "reveal", "phone shown in full",
+                           bridge.settings.clock().timestamp(), event_id)
+    return phone
+
+
+def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
+    """Retry every failed, invalid or ignored event `where` selects (its status must be one
+    of those); counts of what happened, and the first few refusals."""
+    if where.status not in ("failed", "invalid", "ignored"):
+        raise RetryRefused("a bulk retry takes failed, invalid or ignored events: choose one")
+    ids = bridge.store.ids(where, BULK_LIMIT + 1)
+    if len(ids) > BULK_LIMIT:
+        raise RetryRefused(f"more than {BULK_LIMIT} events: narrow the time range or source")
+    done: dict[str, Any] = {"queued": 0, "refused": 0, "reasons": []}
+    for event_id in ids:
+        try:
+            retry_event(bridge, event_id, actor=actor)
+            done["queued"] += 1
+        except RetryRefused as err:
+            done["refused"] += 1
+            if len(done["reasons"]) < 5:
+                done["reasons"].append(str(err))
+    bridge.store.audit(actor, "bulk-retry", f"{where.status} of {where.source or 'every source'}"
+                       f": {done['queued']} queued, {done['refused']} refused",
+                       bridge.settings.clock().timestamp())
+    return done
+
+
+def phone_candidates(bridge: Any, typed: str) -> tuple[str, ...]:
+    """A phone number as a person types it, normalized the way each source's mapping does
+    (region and route prefix): what it would be stored as."""
+    found = {d for d in ["".join(ch for ch in typed if ch.isdigit())] if d}
+    for source in bridge.sources.values():
+        for rule in source.rules:
+            if rule.phone is not None:
+                try:
+                    found.add(to_phone(typed, region=rule.phone[0], prefix=rule.phone[1]))
+                except ConversionError:
+                    continue
+    return tuple(sorted(found))
 
 
 def _when(at: str, timezone: str, now: datetime) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,17 @@ WAIT_POLL = 0.05  # seconds between looks at an event's status during ?wait=
 
 @bp.post("/hooks/<name>")
 def receive(name: str) -> Response | tuple[Response, int]:
+    return _receive(name, test=False)
+
+
+@bp.post("/hooks/<name>/test")
+def capture(name: str) -> Response | tuple[Response, int]:
+    """The same checks as the real URL (authenticity, format, mapping), but each event is
+    stored as `test`: shown in the console's capture page, never sent, removed by retention."""
+    return _receive(name, test=True)
+
+
+def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     bridge = current_app.extensions["recall_bridge"]
     source = bridge.sources.get(name)
     if source is None:
@@ -72,6 +84,8 @@ def receive(name: str) -> Response | tuple[Response, int]:
         return _refuse(soap, 400, f"the mapping's `events` path fails on this body: {err}")
     new = [intake.judge(source, event, index, proof.delivery_id, now)
            for index, event in enumerate(events)]
+    if test:
+        new = [as_test(event) for event in new]
     try:
         outcomes = bridge.store.add_events(new, now.timestamp())
     except StoreRefused as err:  # the values themselves: retrying the same body cannot help
@@ -89,11 +103,23 @@ def receive(name: str) -> Response | tuple[Response, int]:
         return _soap(formats.salesforce_ack(), 200)
     answer: dict[str, Any] = {"source": name, "received": len(results), "counts": counts,
                               "events": results}
+    if test:
+        answer["test"] = True
+        return _json(answer, 202)
     waited = _wait_for_delivery(bridge, results)
     if waited:
         answer["events"] = waited
         return _json(answer, 200)
     return _json(answer, 202)
+
+
+def as_test(event: NewEvent) -> NewEvent:
+    """A judged event kept as a capture: status `test`, what it would have been in the reason,
+    and a dedup key of its own (a test never hides a real event, nor the other way round)."""
+    verdict = "would be queued" if event.status == Status.QUEUED else f"would be {event.status}"
+    detail = f": {event.reason}" if event.reason else ""
+    return replace(event, status=Status.TEST, dedup_key=f"test:{event.dedup_key}"[:255],
+                   reason=f"test: {verdict}{detail}")
 
 
 def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
@@ -144,7 +170,7 @@ def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> No
 def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
     item: dict[str, Any] = {"index": index, "result": outcome.result, "id": outcome.id,
                             "status": outcome.status}
-    if outcome.result in ("invalid", "ignored"):
+    if outcome.result in ("invalid", "ignored", "test"):
         item["reason"] = event.reason
     if outcome.superseded:
         item["superseded"] = list(outcome.superseded)

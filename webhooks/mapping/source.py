@@ -38,6 +38,7 @@ class FieldRule:
     table: Mapping[str, Any] | None = None
     convert: Converter | None = None
     sensitive: bool = False  # a phone: never echo its value in a reason
+    phone: tuple[str, str] | None = None  # (region, prefix) of a `phone:` converter
 
     def apply(self, event: Any, now: datetime) -> Any:
         """The field's value for `event`; raises ValueError with a reason that is safe to log."""
@@ -159,6 +160,7 @@ def compile_rule(name: str, spec: Mapping[str, Any], timezone: str) -> FieldRule
         if table is not None else None,
         convert=convert,
         sensitive=name == "recall_telephone",
+        phone=(spec["phone"]["region"], spec["phone"]["prefix"]) if spec.get("phone") else None,
     )
 
 

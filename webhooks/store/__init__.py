@@ -21,6 +21,7 @@ from .events import EventStore, NewEvent, Outcome
 from .group import GroupCommit
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
+from .views import EventFilter, ViewStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 727_001  # PostgreSQL advisory lock id: one migrating process at a time
@@ -51,7 +52,7 @@ def make_engine(url: str, lock: sqlite.WriteLock | None = None) -> Engine:
     return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
-class Store(IngestStore, EventStore, LimitStore):
+class Store(IngestStore, EventStore, LimitStore, ViewStore):
     """Events, attempts, slots, quota and holds, on one engine."""
 
     def __init__(self, url: str):
@@ -89,4 +90,5 @@ class Store(IngestStore, EventStore, LimitStore):
         self.engine.dispose()
 
 
-__all__ = ["NewEvent", "Outcome", "Store", "StoreRefused", "StoreUnavailable", "make_engine"]
+__all__ = ["EventFilter", "NewEvent", "Outcome", "Store", "StoreRefused", "StoreUnavailable",
+           "make_engine"]

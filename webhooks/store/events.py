@@ -302,7 +302,7 @@ def _attempt_row(attempt: Attempt) -> dict[str, Any]:
 def _lead_values(recall: dict[str, str]) -> dict[str, Any]:
     """The recall and the lead columns that supersede and ordering work on."""
     return {"recall": recall, "campaign_id": recall.get("campaign_id"),
-            "customer_id": recall.get("customer_id")}
+            "customer_id": recall.get("customer_id"), "phone": recall.get("recall_telephone")}
 
 
 def _unclaim(db: Connection, which: tuple[Any, ...], now: float, superseded_reason: str,

@@ -33,8 +33,8 @@ SUPERSEDE = update(events).where(
     events.c.id < bindparam("n"),
 ).values(status=Status.SUPERSEDED, updated_at=bindparam("now"),
          reason=bindparam("why")).returning(events.c.id)
-ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "raw",
-            "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at")
+ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
+            "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at")
 
 
 class IngestStore:
@@ -92,8 +92,8 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
                 "t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
                 "n": new_id, "now": now,
                 "why": f"superseded by event {new_id} for the same lead"}))
-        result = {Status.INVALID: "invalid", Status.IGNORED: "ignored"}.get(
-            item.status, "accepted")
+        result = {Status.INVALID: "invalid", Status.IGNORED: "ignored",
+                  Status.TEST: "test"}.get(item.status, "accepted")
         outcomes.append(Outcome(result, new_id, item.status, superseded))
     return outcomes
 
@@ -105,6 +105,7 @@ def _row(item: NewEvent, now: float) -> dict[str, Any]:
     return {"source": item.source, "dedup_key": text(item.dedup_key), "status": item.status,
             "token_key": item.token_key, "campaign_id": campaign_id,
             "customer_id": customer_id, "raw": item.raw, "recall": item.recall,
+            "phone": item.recall["recall_telephone"] if item.recall else None,
             "reason": text(item.reason), "attempts": 0,
             "next_attempt_at": item.next_attempt_at or now, "created_at": now,
             "updated_at": now}

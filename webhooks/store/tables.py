@@ -45,9 +45,15 @@ events = Table(
     Column("updated_at", Float, nullable=False),
     Column("requeued_at", Float),  # an operator's last retry: MAX_EVENT_AGE counts from here
     Column("scheduled_for", Float),  # delivered: when the recall was set to ring (caps count it)
+    Column("phone", String(32)),  # the recall's telephone as dialled: what operators search
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
     Index("ix_events_due", "status", "next_attempt_at"),
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
+    Index("ix_events_phone", "phone"),
+    Index("ix_events_customer", "customer_id"),
+    Index("ix_events_status_id", "status", "id"),
+    Index("ix_events_source_id", "source", "id"),
+    Index("ix_events_created", "created_at"),
 )
 
 attempts = Table(
@@ -62,6 +68,7 @@ attempts = Table(
     Column("outcome", String(16), nullable=False),  # delivered | retry | held | failed
     Column("reason", Text, nullable=False),
     Index("ix_attempts_event", "event_id"),
+    Index("ix_attempts_at", "at"),
 )
 
 slots = Table(  # one row per (token, slot number): a lease on one of the token's calls
@@ -93,4 +100,14 @@ probe = Table(  # one row, rewritten by /readyz: the database takes writes, not 
     "probe", metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("at", Float, nullable=False),
+)
+
+audit = Table(  # what operators did: who, when, what
+    "audit", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(64), nullable=False),  # admin | viewer | cli (and how they logged in)
+    Column("action", String(32), nullable=False),  # retry | cancel | reveal | bulk-retry | ...
+    Column("event_id", ID),
+    Column("detail", Text, nullable=False),
 )
