@@ -114,11 +114,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["recall_bridge"] = Bridge(settings, sources, store, Spool(settings.spool_dir))
     _logging()
 
-    from . import cli, health, receiver
+    from . import api, cli, console, health, metrics, receiver
 
     app.register_blueprint(receiver.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
+    metrics.init_app(app)
+    console.init_app(app)
+    api.init_app(app)
     return app
 
 

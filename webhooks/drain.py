@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import timerules
+from . import metrics, timerules
 from .deadline import Call
 from .store.events import Claimed, Decision
 
@@ -89,6 +89,7 @@ class Drain:
             self.tenure.call = Call()
             decision, hold = worker.decide(self.key, event, batch.day, self.tenure.call)
             self.tenure.call = None
+            _observe(decision)
             self.handled += 1
             self.unwritten.append((event.id, decision))
             self._written()  # the previous outcome; at most one is in writing
@@ -142,6 +143,13 @@ class Drain:
                 log.warning("could not settle claimed events (%s); they return to the queue "
                             "once another worker sees this one stopped", err)
                 return
+
+
+def _observe(decision: Decision) -> None:
+    attempt = decision.attempt
+    metrics.delivery_outcome(attempt.outcome if attempt else decision.status.value)
+    if attempt is not None and attempt.http_status is not None and attempt.latency_ms:
+        metrics.wolkvox_call(attempt.latency_ms / 1000)
 
 
 def _token_works(decision: Decision) -> bool:

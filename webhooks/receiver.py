@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import formats, intake
+from . import formats, intake, metrics
 from .auth import AuthFailed, SignedRequest, matching_variant
 from .lifecycle import TERMINAL, Status
 from .spool import SpoolFull
@@ -96,6 +96,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     results = [_describe(index, *pair) for index, pair in enumerate(zip(new, outcomes,
                                                                          strict=True))]
     counts = Counter(r["result"] for r in results)
+    for result, count in counts.items():
+        metrics.webhook_received(name, result, count)
     # the access log has every request: a line of our own only for what is not plain
     (log.debug if set(counts) <= {"accepted"} else log.info)(
         "hook %s: %s", name, dict(counts) or "no events")

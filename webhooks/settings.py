@@ -72,6 +72,10 @@ class Settings:
     max_events_per_request: int = MAX_EVENTS_PER_REQUEST
     spool_dir: str = SPOOL_DIR
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
+    admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
+    viewer_token: str = field(default="", repr=False)  # read-only access to both
+    metrics_token: str = field(default="", repr=False)  # if set, /metrics wants it (bearer)
+    log_format: str = "text"  # text | json
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for ${NAME}
     clock: Callable[[], datetime] = field(default=utcnow, repr=False, compare=False)
 
