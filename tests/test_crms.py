@@ -381,7 +381,7 @@ def test_hubspot_contact_not_in_the_crm_fails_the_event_with_the_reason(make_app
     drain(app)
     row = bridge_of(app).store.get(event_id)
     assert row["status"] == "failed"
-    assert "contact 404404 not found in HubSpot (404)" in row["reason"]
+    assert "lookup: HubSpot contact 404404 not found (HTTP 404)" in row["reason"]
     assert sandbox.recalls() == []
 
 
@@ -522,13 +522,24 @@ def test_hubspot_rate_limit_is_retried_no_sooner_than_its_retry_after(make_app, 
     assert bridge_of(app).store.get(event_id)["status"] == "delivered"
 
 
-def test_hubspot_refusing_the_private_app_token_says_so_in_the_reason(make_app, clock,
-                                                                      hubspot_api):
-    app = make_app(environ={"HUBSPOT_PRIVATE_APP_TOKEN": "revoked-token"})
-    response = post_hubspot(app, clock, [hubspot_event(1)])
-    event_id = response.get_json()["events"][0]["id"]
+def test_hubspot_refusing_the_lookup_token_holds_it_and_says_so_without_burning_attempts(
+        make_app, clock, hubspot_api):
+    app = make_app(environ={"HUBSPOT_PRIVATE_APP_TOKEN": "revoked-token"},
+                   token_probe_interval=60)
+    hubspot_api.add_contact(77, phone="+57 301 555 1234", callback_at="2030-12-01T15:30:00Z")
+    response = post_hubspot(app, clock, [hubspot_event(1), hubspot_event(2, object_id=77)])
+    ids = [e["id"] for e in response.get_json()["events"]]
     drain(app)
-    row = bridge_of(app).store.get(event_id)
-    assert row["status"] == "queued"
-    assert "refused the private app token" in row["reason"]
-    assert "revoked-token" not in row["reason"]
+    rows = [bridge_of(app).store.get(i) for i in ids]
+    assert all(row["status"] == "queued" and row["attempts"] == 0 for row in rows)
+    assert all("refused the credentials for HubSpot contact (HTTP 401)" in row["reason"]
+               for row in rows)
+    assert all("revoked-token" not in row["reason"] for row in rows)
+    assert len(hubspot_api.calls) <= 1  # one refusal, then the credentials are held
+    [hold] = [h for key, h in bridge_of(app).store.holds().items() if key.startswith("lookup:")]
+    assert hold["kind"] == "lookup"
+    fixed = make_app()  # the right token, same database: the next probe works, the hold goes
+    clock.advance(seconds=61)
+    drain(fixed)
+    assert all(bridge_of(fixed).store.get(i)["status"] == "delivered" for i in ids)
+    assert bridge_of(fixed).store.holds() == {}

@@ -58,7 +58,7 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
     content_type = {"json": "application/json", "salesforce": "text/xml",
                     "form": "application/x-www-form-urlencoded"}[source.format]
     try:
-        payload = formats.parse_body(source.format, file.read_bytes(), content_type)
+        payload = source.parse(file.read_bytes(), content_type)
         split = source.split(payload)
     except formats.FormatError as err:
         raise click.ClickException(f"{file}: {err}") from None
@@ -83,8 +83,8 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
             click.echo(head.format(judged.status.upper()))
             click.echo(f"  {safe(judged.reason)}")
         elif judged.recall is None:
-            click.echo(head.format("ok") + f"; fields come after the {source.lookup.kind} "
-                       "lookup (done by the worker)")
+            click.echo(head.format("ok") + "; fields come after the CRM lookup (done by the "
+                       "worker)")
         else:
             recall = judged.recall
             if not show_phone:

@@ -21,7 +21,7 @@ from .deadline import Call, new_session
 from .drain import Batch, Drain
 from .keeper import Keeper, Tenure
 from .lifecycle import RETRY_SOON, Status, backoff_delay
-from .lookup import LookupFailed, LookupRetry, fetch_and_map
+from .lookup import LookupFailed, LookupRefused, LookupRetry, fetch_and_map
 from .recall import RecallInvalid, Target, mask_phones_in
 from .settings import Settings
 from .store import Store, StoreUnavailable
@@ -59,6 +59,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
         self._last_sweep = 0.0
+        self._lookup_holds: dict[str, dict[str, Any]] = {}
+        self._paused: set[str] = set()
 
     # --- running -----------------------------------------------------------------------
     def start(self, threads: int | None = None) -> None:
@@ -108,6 +110,11 @@ class Worker:
             if self.store.requeue_abandoned(now):
                 log.info("re-queued events claimed by a worker that stopped")
         holds = self.store.holds()
+        # sources whose CRM lookup credentials are held (refused) wait, unless a probe is due
+        self._lookup_holds = {key: hold for key, hold in holds.items()
+                              if key.startswith("lookup:")}
+        self._paused = {name for name in self.sources
+                        if self._lookup_holds.get(lookup_key(name), {}).get("until", 0) > now}
         worked = False
         for key, group in random.sample(list(self.groups.items()), len(self.groups)):
             hold = holds.get(key)
@@ -157,7 +164,10 @@ class Worker:
         zone = group.target.timezone
         day = timerules.day(zone, now)
         limit = self.settings.wolkvox_daily_limit
-        events = self.store.claim(group.sources, holder, now, self.settings.lease,
+        sources = [name for name in group.sources if name not in self._paused]
+        if not sources:
+            return Batch(now, day, [])
+        events = self.store.claim(sources, holder, now, self.settings.lease,
                                   self.settings.claim_batch, (key, day, limit) if limit else None)
         if events is None:  # the day's quota is used up before wolkvox had to say so
             until = timerules.next_day(zone, now)
@@ -180,8 +190,12 @@ class Worker:
 
     def hold(self, key: str, kind: str, reason: str, until: float, now: float,
              daily_limit: int | None = None) -> None:
+        """Hold a wolkvox token, or a CRM lookup's credentials (`lookup:` keys), and say so
+        on the events that wait for it."""
         self.store.hold(key, kind, reason, until, now, daily_limit)
-        self.store.note_waiting(self.groups[key].sources, reason, now)
+        waiting = (self.groups[key].sources if key in self.groups else
+                   [name for name in self.sources if lookup_key(name) == key])
+        self.store.note_waiting(waiting, reason, now)
         log.warning("token %s held until %s UTC: %s", key, timerules.local(until, "UTC"), reason)
 
     # --- one event ---------------------------------------------------------------------
@@ -208,8 +222,16 @@ class Worker:
         recall = event.recall
         if recall is None:  # a lookup source: the CRM object is fetched here, not on receipt
             try:
-                recall = fetch_and_map(source, event.raw, self._session(source.lookup.base_url),
+                lookup = source.lookup
+                recall = fetch_and_map(source, event.raw, self._session(lookup.steps[0].url),
                                        self.settings.clock(), self.settings.lookup_timeouts, call)
+            except LookupRefused as err:  # the CRM refused our credentials: hold them
+                self.refund(key, day)
+                interval = self.settings.token_probe_interval
+                reason = f"held: {err}; probing every {interval:g} s"
+                return (Decision(Status.QUEUED, reason, Attempt("held", reason),
+                                 next_attempt_at=now),
+                        Hold("lookup", reason, now + interval, lookup_key(source.name)))
             except LookupRetry as err:
                 self.refund(key, day)
                 return self._retry(event, str(err), Attempt("retry", str(err)), now,
@@ -218,6 +240,9 @@ class Worker:
                 self.refund(key, day)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
                 return Decision(status, str(err), Attempt("failed", str(err))), None
+            held = self._lookup_holds.get(lookup_key(source.name))
+            if held and self.store.release_hold(lookup_key(source.name), since=held["since"]):
+                log.info("lookup of %s works again: hold released", source.name)
         plan = self.plan(key, source, recall, now)
         if plan.recall is None:
             self.refund(key, day)
@@ -291,11 +316,18 @@ class Worker:
 
 @dataclass(frozen=True)
 class Hold:
-    """Stop using a token until `until`: `kind` quota (reset) or token (next probe)."""
+    """Stop using a token until `until`: `kind` quota (reset), token (next probe), or lookup
+    (a CRM's credentials, held under `key` instead of the wolkvox token's)."""
 
     kind: str
     reason: str
     until: float
+    key: str | None = None
+
+
+def lookup_key(source: str) -> str:
+    """The hold key of a source's CRM lookup credentials."""
+    return f"lookup:{source}"
 
 
 def _attempt(outcome: str, reason: str, answer: wolkvox.Answer | None) -> Attempt:

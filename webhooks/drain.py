@@ -96,7 +96,8 @@ class Drain:
             self.pending = self.recorder.submit(self.store.finish, event.id, self.holder,
                                                 decision, worker.now())
             if hold is not None:
-                worker.hold(self.key, hold.kind, hold.reason, hold.until, worker.now())
+                worker.hold(hold.key or self.key, hold.kind, hold.reason, hold.until,
+                            worker.now())
                 self.held = hold.reason
             elif self.probing and _token_works(decision):
                 self.store.release_hold(self.key, since=self.probing["since"])

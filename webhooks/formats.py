@@ -90,6 +90,47 @@ def parse_body(fmt: str, body: bytes, content_type: str | None) -> Any:
     raise ValueError(f"unknown body format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
+_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+
+
+def unflatten(fields: dict[str, str]) -> dict[str, Any]:
+    """Bracketed form keys as nested objects, the way PHP reads them (Kommo, Bitrix24 and
+    ActiveCampaign post them): `leads[status][0][id]=1` gives
+    {"leads": {"status": [{"id": "1"}]}}. A level whose keys are exactly 0..n-1 becomes a
+    list. Raises FormatError when one key is both a value and an object (`a=1&a[b]=2`), or
+    nests deeper than MAX_DEPTH."""
+    root: dict[str, Any] = {}
+    for key, value in fields.items():
+        head, _, rest = key.partition("[")
+        parts = [head] + (_BRACKETS.findall("[" + rest) if rest else [])
+        if len(parts) > MAX_DEPTH:
+            raise FormatError(f"form key nests more than {MAX_DEPTH} levels")
+        node = root
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            here = node.get(part)
+            if last:
+                if isinstance(here, dict):
+                    raise FormatError("a form key is both a value and an object")
+                node[part] = value
+            elif here is None:
+                node[part] = node = {}
+            elif isinstance(here, dict):
+                node = here
+            else:
+                raise FormatError("a form key is both a value and an object")
+    return _lists(root)
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {key: _lists(value) for key, value in node.items()}
+    if items and set(items) == {str(n) for n in range(len(items))}:
+        return [items[str(n)] for n in range(len(items))]
+    return items
+
+
 def salesforce_ack() -> bytes:
     """The SOAP acknowledgement Salesforce needs (``<Ack>true</Ack>``) to stop redelivering."""
     return _ACK

@@ -34,7 +34,8 @@ def readyz() -> ResponseReturnValue:
     try:
         bridge.store.probe_write(now)
         for key, hold in bridge.store.holds().items():
-            sources = sorted(s.name for s in bridge.sources.values() if s.target.key == key)
+            sources = ([key.split(":", 1)[1]] if key.startswith("lookup:") else  # a CRM's
+                       sorted(s.name for s in bridge.sources.values() if s.target.key == key))
             body["held_tokens"].append({
                 "token": key, "sources": sources, "kind": hold["kind"], "reason": hold["reason"],
                 "until": datetime.fromtimestamp(hold["until"], UTC).isoformat(),

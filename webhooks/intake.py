@@ -56,7 +56,8 @@ def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
     """`judge`, with the mapping's errors per field when it failed (for `mappings try` and the
     console's playground)."""
     event, unstorable = storable(event)
-    common = {"source": source.name, "token_key": source.target.key, "raw": event}
+    common = {"source": source.name, "token_key": source.target.key, "raw": event,
+              "occurred_at": source.occurred(event)}
     try:
         common["dedup_key"] = source.dedup_key(event, index, delivery_id)
     except JMESPathError as err:
@@ -79,7 +80,7 @@ def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
         except (LookupFailed, JMESPathError) as err:
             return _invalid(common, f"invalid: {err}")
         return Verdict(NewEvent(**common, reason="waiting for the CRM lookup",
-                                lead=("", f"{source.lookup.kind}:{object_id}")))
+                                lead=("", f"{source.name}:{object_id}")))
     try:
         return Verdict(NewEvent(**common, recall=source.map(event, now)))
     except RecallInvalid as err:

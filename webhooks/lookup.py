@@ -1,43 +1,83 @@
-"""Fetch the CRM object a thin event points at, then map it. Runs in the worker only.
+"""Fetch what a thin event lacks from its CRM, then map it. Runs in the worker only.
 
-HubSpot's webhooks API sends `contact.propertyChange` events with an object id and no phone;
-the mapping's `lookup:` block names the object id path and the properties to fetch, and the
-fetched properties are placed under `lookup.into` (default `contact`) beside the event.
+A mapping's `lookup:` declares one or two GETs (HubSpot: the contact; Kommo: the lead, then
+its main contact; Bitrix24: the lead through the portal's REST webhook): each takes an id from
+the event (or from the step before), puts it in its URL, and places the picked part of the
+JSON answer in the event under `into`, where the recall fields read it. No CRM is coded here.
+
+An id is validated and percent-encoded before it goes into a URL: it can name one object, it
+can never change the path or the host (`../../v3/owners` is refused). Answers are classified
+like wolkvox's: 429 honours Retry-After, 401/403 holds that CRM's credentials (LookupRefused),
+404 fails the event, anything else is retried with backoff.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
+from jmespath.parser import ParsedResult
 
 from .deadline import Call, CallAborted, deadline
+from .wolkvox import seconds_after
 
 # An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
 # can only ever name one object: it cannot climb out of the lookup's path or change its host.
 _OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
+ANSWER_LIMIT = 2 * 1024 * 1024  # a CRM record is a few KB; more is not read
+
+
+@dataclass(frozen=True)
+class LookupStep:
+    """One GET: `url` has one `{id}`; `id` finds the id; `pick` the part of the answer kept
+    under `into`."""
+
+    url: str = field(repr=False)  # may carry a secret (Bitrix24's webhook URL)
+    id: ParsedResult
+    headers: dict[str, str] = field(repr=False)
+    pick: ParsedResult
+    into: str
+    name: str = ""  # what it fetches, for reasons ("HubSpot contact"); default: the host
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A source's lookup: its steps (its credentials are held as `lookup:<source>`)."""
+
+    steps: tuple[LookupStep, ...]
+
+    @property
+    def object_id(self) -> ParsedResult:
+        return self.steps[0].id
 
 
 class LookupRetry(Exception):
-    """The CRM did not answer usefully now (transport, 429, 5xx, auth): retry with backoff,
-    and not before `after` seconds when the CRM said so (429 Retry-After)."""
+    """The CRM did not answer usefully now (transport, 429, 5xx): retry with backoff, and not
+    before `after` seconds when the CRM said so (429 Retry-After)."""
 
     def __init__(self, reason: str, after: float = 0.0):
         super().__init__(reason)
         self.after = after
 
 
+class LookupRefused(Exception):
+    """The CRM refused the lookup's credentials (401/403): hold them, probe slowly; the events
+    wait and lose no attempt."""
+
+
 class LookupFailed(Exception):
-    """The object does not exist (404) or the event names none: the event fails."""
+    """The object does not exist (404), the event names none, or the answer holds nothing
+    where `pick` looks: the event fails with the reason."""
 
 
 def object_id_of(value: Any) -> str:
     """`value` as an object id for a lookup URL, or LookupFailed saying why it is not one."""
     if value is None or value == "":
-        raise LookupFailed("lookup: the event has no object id at the lookup's object_id path")
+        raise LookupFailed("lookup: the event has no object id where the lookup's id looks")
     text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
     if text is None or not _OBJECT_ID.fullmatch(text):
         shown = repr(value)[:40]
@@ -48,35 +88,48 @@ def object_id_of(value: Any) -> str:
 
 def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
                   timeouts: tuple[float, float], call: Call | None = None) -> dict[str, str]:
-    """The event's recall fields after fetching its object; raises the errors above or
+    """The event's recall fields after its lookup's steps; raises the errors above or
     recall.RecallInvalid."""
-    lookup = source.lookup
-    object_id = object_id_of(lookup.object_id.search(event))
-    url = f"{lookup.base_url}/crm/v3/objects/contacts/{quote(object_id, safe='')}"
-    params = {"properties": ",".join(lookup.properties)} if lookup.properties else None
+    enriched = dict(event) if isinstance(event, dict) else {"event": event}
+    for step in source.lookup.steps:
+        enriched[step.into] = fetch(step, enriched, session, timeouts, call)
+    return source.map(enriched, now)
+
+
+def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
+          timeouts: tuple[float, float], call: Call | None = None) -> Any:
+    """One step's GET, classified; the picked part of its answer."""
+    object_id = object_id_of(step.id.search(event))
+    url = step.url.replace("{id}", quote(object_id, safe=""))
+    host = urlsplit(url).netloc
+    what = step.name or f"the object at {host}"
     try:
         with deadline(timeouts[1], call):
-            response = session.get(url, params=params, timeout=timeouts,
-                                   headers={"Authorization": f"Bearer {lookup.token}"})
+            response = session.get(url, timeout=timeouts, headers=step.headers,
+                                   allow_redirects=False, stream=True)
+            with response:
+                content = response.raw.read(ANSWER_LIMIT, decode_content=True)
     except CallAborted as err:
         raise LookupRetry(f"lookup: cut short: {err.why}") from None
-    except requests.RequestException as err:
+    except (requests.RequestException, OSError) as err:
         raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
-    if response.status_code == 404:
-        raise LookupFailed(f"lookup: contact {object_id} not found in HubSpot (404)")
-    if response.status_code in (401, 403):
-        raise LookupRetry(f"lookup: HubSpot refused the private app token (HTTP "
-                          f"{response.status_code}); check the lookup's token and its scopes")
-    if response.status_code == 429:
-        after = response.headers.get("Retry-After", "")
-        raise LookupRetry("lookup: HubSpot rate limit (HTTP 429)",
-                          float(after) if after.replace(".", "", 1).isdigit() else 10.0)
-    if response.status_code != 200:
-        raise LookupRetry(f"lookup: HubSpot answered HTTP {response.status_code}")
+    status = response.status_code
+    if status == 404:
+        raise LookupFailed(f"lookup: {what} {object_id} not found (HTTP 404)")
+    if status in (401, 403):
+        raise LookupRefused(f"lookup: {host} refused the credentials for {what} (HTTP "
+                            f"{status}); check the token in the mapping's lookup and its scopes")
+    if status == 429:
+        after = seconds_after(response.headers.get("Retry-After")) or 10.0
+        raise LookupRetry(f"lookup: {host} rate limit (HTTP 429)", after)
+    if status != 200:
+        raise LookupRetry(f"lookup: {host} answered HTTP {status} for {what}")
     try:
-        properties = response.json().get("properties") or {}
-    except (ValueError, AttributeError):
-        raise LookupRetry("lookup: HubSpot's answer is not JSON") from None
-    enriched = {**event, lookup.into: properties} if isinstance(event, dict) else {
-        "event": event, lookup.into: properties}
-    return source.map(enriched, now)
+        answer = requests.compat.json.loads(content)
+    except ValueError:
+        raise LookupRetry(f"lookup: {host}'s answer for {what} is not JSON") from None
+    picked = step.pick.search(answer)
+    if picked is None:
+        raise LookupFailed(f"lookup: the answer for {what} {object_id} has nothing at "
+                           f"`{step.pick.expression}`")
+    return picked

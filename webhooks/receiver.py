@@ -62,7 +62,7 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
                            now=now.timestamp(), remote_addr=request.remote_addr or "")
     try:
         proof = source.verifier.verify(signed)
-        payload = formats.parse_body(source.format, body, request.content_type)
+        payload = source.parse(body, request.content_type)
         source.verifier.verify_payload(payload)
     except AuthFailed as err:
         log.warning("hook %s: refused: %s", name, err)
@@ -74,8 +74,14 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
 
     if isinstance(payload, dict) and source.verifier.strip_field:
         payload.pop(source.verifier.strip_field, None)  # a secret is not an event's data
+    handshake = source.handshake_answer(payload)
+    if handshake is not None:  # the CRM proving the endpoint (monday.com's challenge)
+        log.info("hook %s: handshake answered", name)
+        return _json(handshake if isinstance(handshake, dict) else {"answer": handshake}, 200)
     try:
-        events = intake.split(source, payload, bridge.settings.max_events_per_request)
+        events = source.with_headers(
+            intake.split(source, payload, bridge.settings.max_events_per_request),
+            request.headers)
     except intake.TooManyEvents as err:
         log.warning("hook %s: refused: %s", name, err)
         return _refuse(soap, 413, str(err))
@@ -108,7 +114,7 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     if test:
         answer["test"] = True
         return _json(answer, 202)
-    waited = _wait_for_delivery(bridge, results)
+    waited = _wait_for_delivery(bridge, results, source.answer_wait)
     if waited:
         answer["events"] = waited
         return _json(answer, 200)
@@ -179,12 +185,17 @@ def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
     return item
 
 
-def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None]) -> list | None:
-    """With ?wait=N: poll until every accepted event is settled; the events with wolkvox's
-    answers if all were delivered in time, else None (the caller answers 202)."""
+def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None],
+                       answer_wait: float = 0.0) -> list | None:
+    """With ?wait=N, or a mapping that answers after delivery: poll until every accepted
+    event is settled; the events with wolkvox's answers if all were delivered in time, else
+    None (the caller answers 202)."""
     try:
-        wait = min(float(request.args.get("wait", 0)), bridge.settings.max_wait)
+        asked = float(request.args.get("wait", 0))
     except ValueError:
+        asked = 0.0
+    wait = min(max(asked, answer_wait), bridge.settings.max_wait)
+    if wait != wait:  # NaN
         return None
     ids = [r["id"] for r in results if r and r["result"] == "accepted"]
     if wait <= 0 or not ids:

@@ -1,14 +1,67 @@
-"""The operator console under /console (see webhooks/console/views.py): on with ADMIN_TOKEN."""
+"""The operator console under /console: on with ADMIN_TOKEN (VIEWER_TOKEN: read only).
+
+Server-rendered pages (Jinja), usable without JavaScript, in English and Spanish. Every page
+reads through the store's views and every action goes through `webhooks.operations`, which
+writes the audit log; the console has no SQL of its own.
+
+Modules: `web.py` (the blueprint: who is signed in, CSRF, headers, helpers), `login.py`
+(sign in and out, the language switch), `throttle.py` (failed sign-ins slowed down per client),
+`overview.py` and `chart.py` (today's figures, the tokens, the 48 h chart), `events.py` (the
+events pages and the actions on one event), `bulk.py`, `sources.py` and `playground.py`
+(each mapping, and what it makes of a body), `capture.py` (test events as they arrive),
+`filters.py` (the events filter form), `i18n.py` (languages, labels).
+
+Translations: `translations/<lang>/LC_MESSAGES/console.po`, compiled to `.mo` (both kept in
+git). After changing a visible text, from the repository's root:
+
+    .venv/bin/pybabel extract -F webhooks/console/babel.cfg -o webhooks/console/translations/console.pot webhooks/console
+    .venv/bin/pybabel update -D console -i webhooks/console/translations/console.pot -d webhooks/console/translations
+    (translate the new entries in console.po)
+    .venv/bin/pybabel compile -D console -d webhooks/console/translations
+
+tests/test_console.py checks that every text has a Spanish translation and that the .mo files
+match their .po.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFProtect
 
 from ..access import enabled
+from . import i18n
+from .throttle import Throttle
+from .web import https
 
 log = logging.getLogger(__name__)
+SESSION_COOKIE = "console_session"
+SECRET_LABEL = b"recall-bridge console session key"  # HMAC message: the key's purpose
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """The console's signed session cookie: its own name and path, HttpOnly, SameSite=Strict,
+    and Secure when the bridge is reached over https (the request, or PUBLIC_URL)."""
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return SESSION_COOKIE
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return "/console"
+
+    def get_cookie_httponly(self, app: Flask) -> bool:
+        return True
+
+    def get_cookie_samesite(self, app: Flask) -> str:
+        return "Strict"
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return https()
 
 
 def init_app(app: Flask) -> None:
@@ -17,3 +70,28 @@ def init_app(app: Flask) -> None:
     if not enabled(settings):
         log.info("console off: set ADMIN_TOKEN (and optionally VIEWER_TOKEN) to open /console")
         return
+    if not app.secret_key:
+        # Derived, not random: every gunicorn worker (and machine) with the same ADMIN_TOKEN
+        # reads the others' session cookies, and changing the token signs everyone out.
+        app.secret_key = hmac.new(settings.admin_token.encode(), SECRET_LABEL,
+                                  hashlib.sha256).hexdigest()
+    if type(app.session_interface) is SecureCookieSessionInterface:
+        app.session_interface = ConsoleSessions()
+    # CSRF is checked by the console's own before_request (web.py), so that webhooks and the
+    # JSON API, which no browser form posts to, are never checked.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # as long as the session lasts
+    csrf = app.extensions.get("csrf") or CSRFProtect(app)
+    babel = app.extensions.get("babel")
+    if babel is None:
+        Babel(app, locale_selector=i18n.select_locale)
+    else:
+        babel.locale_selector = i18n.chained(babel.locale_selector)
+    app.extensions["console"] = {"csrf": csrf, "throttle": Throttle()}
+
+    from . import bulk, capture, events, login, overview, sources  # noqa: F401  (routes)
+    from .web import bp
+
+    app.register_blueprint(bp)
+    log.info("console on at /console (%s)", "admin and viewer tokens"
+             if settings.viewer_token else "admin token")

@@ -135,6 +135,20 @@ def to_date(
     return local.strftime(RECALL_DATE_FORMAT)
 
 
+def to_epoch(value: Any, timezone: str = "UTC") -> float | None:
+    """`value` (any form `to_date` reads) as epoch seconds; None for an empty value. A naive
+    time is read in `timezone`. Raises ConversionError when it cannot be read."""
+    if value is None or value == "":
+        return None
+    moment = _to_datetime(value, format=None, now=None)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=_zone(timezone))
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        raise ConversionError("date is out of range") from None
+
+
 def to_digits(value: Any) -> str:
     """Return only the digits of `value` (text or int), as ASCII 0-9.
 

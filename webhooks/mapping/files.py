@@ -18,11 +18,14 @@ from marshmallow import Schema, ValidationError
 
 from .. import auth
 from ..calling_hours import CallingHours, CallingHoursError, load_calling_hours
+from ..lookup import Lookup, LookupStep
 from ..recall import Target
 from ..timerules import Caps
 from .schema import (
+    Answer,
     DateOptions,
     FieldSpec,
+    Handshake,
     LookupBlock,
     MappingFile,
     MaxRecalls,
@@ -30,7 +33,7 @@ from .schema import (
     RecallSpec,
     WolkvoxBlock,
 )
-from .source import Lookup, Source, rules_for
+from .source import Source, rules_for
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}
@@ -115,12 +118,31 @@ def load_source(path: Path, settings: Any) -> Source:
         target=target,
         hours=hours,
         caps=Caps(caps["per_day"], caps["per_week"]) if caps else None,
-        lookup=Lookup(
-            kind=lookup["kind"], object_id=jmespath.compile(lookup["object_id"]),
-            token=lookup["token"], properties=tuple(lookup["properties"]),
-            base_url=lookup["base_url"].rstrip("/"), into=lookup["into"],
-        ) if lookup else None,
+        lookup=_lookup(lookup) if lookup else None,
+        unflatten=spec["unflatten"],
+        headers=tuple(name.lower() for name in spec["headers"]),
+        occurred_at=jmespath.compile(spec["occurred_at"]) if spec["occurred_at"] else None,
+        handshake=(jmespath.compile(spec["handshake"]["when"]),
+                   jmespath.compile(spec["handshake"]["answer"])) if spec["handshake"] else None,
+        answer_wait=spec["answer"]["wait"] if spec["answer"] and
+        spec["answer"]["after"] == "delivered" else 0.0,
     )
+
+
+def _lookup(block: Mapping[str, Any]) -> Lookup:
+    """The `lookup:` block's steps, compiled; the older HubSpot form is one step."""
+    steps = block["steps"]
+    if steps is None:  # kind: hubspot-contact, as mappings before generic lookups wrote it
+        query = f"?properties={','.join(block['properties'])}" if block["properties"] else ""
+        steps = [{"url": f"{block['base_url'].rstrip('/')}/crm/v3/objects/contacts/{{id}}{query}",
+                  "id": block["object_id"], "pick": "properties", "into": block["into"],
+                  "name": "HubSpot contact",
+                  "headers": {"Authorization": f"Bearer {block['token']}"}}]
+    return Lookup(tuple(LookupStep(url=step["url"], id=jmespath.compile(step["id"]),
+                                   headers=dict(step.get("headers") or {}),
+                                   pick=jmespath.compile(step.get("pick") or "@"),
+                                   into=step["into"], name=step.get("name") or "")
+                        for step in steps))
 
 
 OFF = (None, False, "none", "off")  # calling_hours: none turns the CALLING_HOURS default off
@@ -192,7 +214,7 @@ def _expand(value: Any, environ: Mapping[str, str], key: str, problems: list[str
 _SCHEMAS: dict[str, type[Schema]] = {
     "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
-    "lookup": LookupBlock, "max_recalls": MaxRecalls,
+    "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": Handshake, "answer": Answer,
 }
 
 

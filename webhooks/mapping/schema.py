@@ -55,6 +55,11 @@ class PhoneOptions(Schema):
 class DateOptions(Schema):
     timezone = fields.String(load_default=None, validate=_timezone)
     format = fields.String(load_default=None)
+    # the time zone the CRM sent with the value (Pipedrive's timezone_id): a JMESPath into the
+    # event, read as a zone name, or through `timezones` (the CRM's ids to zone names)
+    timezone_from = Path(load_default=None)
+    timezones = fields.Dict(keys=fields.String(), values=fields.String(validate=_timezone),
+                            load_default=None)
 
 
 class FieldSpec(Schema):
@@ -117,15 +122,60 @@ class WolkvoxBlock(Schema):
     base_url = fields.String(validate=validate.Length(min=1))
 
 
-class LookupBlock(Schema):
-    """Fetch a CRM object before mapping (HubSpot webhooks API events carry no phone)."""
+class LookupStep(Schema):
+    """One GET to the CRM: `url` with `{id}` filled from the event, its answer (JSON) picked
+    and placed in the event under `into`, for the recall fields (and the next step) to read."""
 
-    kind = fields.String(required=True, validate=validate.OneOf(["hubspot-contact"]))
-    object_id = Path(required=True)
-    token = fields.String(required=True, validate=validate.Length(min=1))
+    url = fields.String(required=True, validate=validate.Regexp(
+        r"^https?://[^{}]+(\{id\}[^{}]*)?$|^https?://[^{}]*\{id\}[^{}]*$",
+        error="must be an http(s) URL with one {id} placeholder (the object's id)"))
+    id = Path(required=True)
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    pick = Path(load_default="@")
+    into = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z_][A-Za-z0-9_]*$", error="must be a plain name (letters, digits, _)"))
+    name = fields.String(load_default="")  # what it fetches, for reasons: "Kommo lead"
+
+
+class LookupBlock(Schema):
+    """Fetch what a thin event lacks (its phone, its date) from the CRM before mapping: one or
+    two steps (Kommo: the lead, then its main contact). Done by the worker, never on the
+    request. The older HubSpot form (kind: hubspot-contact, object_id, token, properties,
+    base_url, into) is read as one step."""
+
+    steps = fields.List(fields.Nested(LookupStep), load_default=None,
+                        validate=validate.Length(min=1, max=2, error="one or two steps"))
+    kind = fields.String(load_default=None, validate=validate.OneOf(["hubspot-contact"]))
+    object_id = Path(load_default=None)
+    token = fields.String(load_default=None, validate=validate.Length(min=1))
     properties = fields.List(fields.String(), load_default=list)
     base_url = fields.String(load_default="https://api.hubapi.com")
     into = fields.String(load_default="contact")
+
+    @validates_schema
+    def _steps_or_kind(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("steps") is None and data.get("kind") is None:
+            raise ValidationError("needs `steps` (one or two GETs)")
+        if data.get("kind") and not (data.get("object_id") and data.get("token")):
+            raise ValidationError("kind: hubspot-contact needs object_id and token")
+
+
+class Handshake(Schema):
+    """A request that only proves the endpoint (monday.com's challenge): when `when` is true
+    of the body, answer 200 with the JSON `answer` makes of it, and store nothing."""
+
+    when = Path(required=True)
+    answer = Path(required=True)
+
+
+class Answer(Schema):
+    """When the CRM gets its answer: once stored (default), or once delivered, waiting at most
+    `wait` seconds (what ?wait= does, for a CRM that cannot add a query string)."""
+
+    after = fields.String(load_default="stored", validate=validate.OneOf(
+        ["stored", "delivered"], error="must be stored or delivered"))
+    wait = fields.Float(load_default=10.0, validate=validate.Range(
+        min=0, max=25, error="must be 0 to 25 seconds (CRMs wait 30 at most)"))
 
 
 class MaxRecalls(Schema):
@@ -145,6 +195,12 @@ class MappingFile(Schema):
     event_id = Path(load_default=None)
     when = Path(load_default=None)
     lookup = fields.Nested(LookupBlock, load_default=None)
+    unflatten = fields.Boolean(load_default=False)  # form: bracketed keys as nested objects
+    headers = fields.List(fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9-]{1,64}$", error="must be a header name")), load_default=list)
+    occurred_at = Path(load_default=None)  # the CRM's time of the change: orders a lead's events
+    handshake = fields.Nested(Handshake, load_default=None)
+    answer = fields.Nested(Answer, load_default=None)
     recall = fields.Nested(RecallSpec, required=True)
     wolkvox = fields.Nested(WolkvoxBlock, load_default=dict)
     # a preset name, a mapping (see calling_hours.py), or none/false for no calling hours

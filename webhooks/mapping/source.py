@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +17,15 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from .. import formats
 from ..calling_hours import CallingHours
+from ..lookup import Lookup
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from ..timerules import Caps
 from . import converters
 from .paths import missing_paths
 
-Converter = Callable[[Any, datetime], str]
+Converter = Callable[[Any, datetime, Any], str]  # (value, now, the event)
 KEY_LIMIT = 255  # the dedup key column; a longer key is hashed, never cut (cut keys collide)
 
 
@@ -57,19 +59,7 @@ class FieldRule:
                 shown = "this value" if self.sensitive else repr(key)
                 raise ValueError(f"{shown} is not in its map (known: {', '.join(self.table)})")
             value = self.table[key]
-        return self.convert(value, now) if self.convert else value
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """Fetch an object from the CRM before mapping; done by the worker, never on the request."""
-
-    kind: str
-    object_id: ParsedResult
-    token: str = field(repr=False)
-    properties: tuple[str, ...]
-    base_url: str
-    into: str
+        return self.convert(value, now, event) if self.convert else value
 
 
 @dataclass(frozen=True)
@@ -88,6 +78,44 @@ class Source:
     lookup: Lookup | None = None
     hours: CallingHours | None = None  # when a recall may ring; None: any time
     caps: Caps | None = None  # how often one lead may be called
+    unflatten: bool = False  # form: bracketed keys as nested objects
+    headers: tuple[str, ...] = ()  # request headers copied into each event (lower case)
+    occurred_at: ParsedResult | None = None  # the CRM's time of the change
+    handshake: tuple[ParsedResult, ParsedResult] | None = None  # (when, answer)
+    answer_wait: float = 0.0  # answer after delivery, waiting at most this long
+
+    def parse(self, body: bytes, content_type: str | None) -> Any:
+        """The body in this source's format (FormatError when it cannot be read)."""
+        payload = formats.parse_body(self.format, body, content_type)
+        return formats.unflatten(payload) if self.unflatten else payload
+
+    def with_headers(self, events: list[Any], headers: Mapping[str, str]) -> list[Any]:
+        """Each event with the mapping's `headers:` beside it, as `headers.<name>` (only those
+        named: no credential reaches the stored event)."""
+        if not self.headers:
+            return events
+        chosen = {name: headers.get(name, "") for name in self.headers if name in headers}
+        return [{**event, "headers": chosen} if isinstance(event, dict) else event
+                for event in events]
+
+    def handshake_answer(self, payload: Any) -> Any:
+        """The body to answer with when `payload` is the CRM's handshake, else None."""
+        if self.handshake is None:
+            return None
+        when, answer = self.handshake
+        try:
+            return answer.search(payload) if _truthy(when.search(payload)) else None
+        except JMESPathError:
+            return None
+
+    def occurred(self, event: Any) -> float | None:
+        """The CRM's time of the change in `event` (epoch s), or None when not told."""
+        if self.occurred_at is None:
+            return None
+        try:
+            return converters.to_epoch(self.occurred_at.search(event))
+        except (JMESPathError, converters.ConversionError):
+            return None
 
     def split(self, payload: Any) -> list[Any]:
         """The events in one request body: a list, or the single object the path found."""
@@ -147,7 +175,9 @@ def compile_rule(name: str, spec: Mapping[str, Any], timezone: str) -> FieldRule
         convert = _phone(opts["region"], opts["prefix"])
     elif spec.get("date") is not None:
         opts = spec["date"]
-        convert = _date(opts.get("timezone") or timezone, opts.get("format"))
+        zone_from = opts.get("timezone_from")
+        convert = _date(opts.get("timezone") or timezone, opts.get("format"),
+                        jmespath.compile(zone_from) if zone_from else None, opts.get("timezones"))
     elif spec.get("digits"):
         convert = _digits
     path = spec.get("path")
@@ -169,18 +199,28 @@ def rules_for(recall: Mapping[str, Any], timezone: str) -> tuple[FieldRule, ...]
 
 
 def _phone(region: str, prefix: str) -> Converter:
-    def convert(value: Any, now: datetime) -> str:
+    def convert(value: Any, now: datetime, event: Any) -> str:
         return converters.to_phone(value, region=region, prefix=prefix)
     return convert
 
 
-def _date(timezone: str, fmt: str | None) -> Converter:
-    def convert(value: Any, now: datetime) -> str:
-        return converters.to_date(value, timezone=timezone, format=fmt, now=now)
+def _date(timezone: str, fmt: str | None, zone_from: ParsedResult | None = None,
+          zones: Mapping[str, str] | None = None) -> Converter:
+    def convert(value: Any, now: datetime, event: Any) -> str:
+        zone = timezone
+        if zone_from is not None:  # the zone the CRM sent with the value, when it did
+            given = zone_from.search(event)
+            if given not in (None, ""):
+                key = str(given)
+                if zones is not None and key not in zones:
+                    raise converters.ConversionError(
+                        f"time zone id {key[:20]!r} is not in the date's `timezones` table")
+                zone = zones[key] if zones is not None else key
+        return converters.to_date(value, timezone=zone, format=fmt, now=now)
     return convert
 
 
-def _digits(value: Any, now: datetime) -> str:
+def _digits(value: Any, now: datetime, event: Any) -> str:
     return converters.to_digits(value)
 
 

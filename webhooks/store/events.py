@@ -32,6 +32,7 @@ class NewEvent:
     reason: str = ""
     next_attempt_at: float | None = None
     lead: tuple[str, str] | None = None  # (campaign, customer) before mapping (lookups)
+    occurred_at: float | None = None  # the CRM's time of the change, when the mapping says
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Float, bindparam, cast, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,14 +28,24 @@ Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> 
 
 EXISTING = select(events.c.id, events.c.status).where(
     events.c.source == bindparam("source"), events.c.dedup_key == bindparam("dedup_key"))
+_LEAD = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
+         events.c.customer_id == bindparam("u"))
+# the new event's occurred_at, or None: cast, so that PostgreSQL knows its type even when null
+_WHEN = cast(bindparam("o", type_=Float), Float)
 SUPERSEDE = update(events).where(
-    events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
-    events.c.customer_id == bindparam("u"), events.c.status == Status.QUEUED,
-    events.c.id < bindparam("n"),
+    *_LEAD, events.c.status == Status.QUEUED, events.c.id < bindparam("n"),
+    or_(_WHEN.is_(None), events.c.occurred_at.is_(None), events.c.occurred_at <= _WHEN),
 ).values(status=Status.SUPERSEDED, updated_at=bindparam("now"),
          reason=bindparam("why")).returning(events.c.id)
+# A change of the lead the CRM made later than this event's, already known: this one is late.
+LATER = select(events.c.id, events.c.occurred_at).where(
+    *_LEAD, events.c.occurred_at > bindparam("o", type_=Float), events.c.id != bindparam("n"),
+    events.c.status.in_([Status.QUEUED, Status.SENDING, Status.DELIVERED])).limit(1)
+LATE = update(events).where(events.c.id == bindparam("n")).values(
+    status=Status.SUPERSEDED, reason=bindparam("why"))
 ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
-            "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at")
+            "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at",
+            "occurred_at")
 
 
 class IngestStore:
@@ -63,15 +74,17 @@ class IngestStore:
         make = pg_insert if self.dialect == "postgresql" else sqlite_insert
         insert = make(events).on_conflict_do_nothing(
             index_elements=["source", "dedup_key"]).returning(events.c.id)
-        return {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE}
+        return {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE, "later": LATER,
+                "late": LATE}
 
     def prepared(self) -> dict[str, Prepared]:
         """The statements compiled for the DBAPI cursor (SQLite's group commit)."""
         found = self.statements()
         dialect = self.engine.dialect
-        return {"insert": Prepared(found["insert"], dialect, ROW_KEYS, ("raw", "recall")),
-                "existing": Prepared(found["existing"], dialect),
-                "supersede": Prepared(found["supersede"], dialect)}
+        prepared = {name: Prepared(statement, dialect) for name, statement in found.items()
+                    if name != "insert"}
+        prepared["insert"] = Prepared(found["insert"], dialect, ROW_KEYS, ("raw", "recall"))
+        return prepared
 
 
 def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]:
@@ -88,14 +101,25 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
         new_id = found[0][0]
         superseded: tuple[int, ...] = ()
         if item.status == Status.QUEUED and row["customer_id"]:
+            lead = {"t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
+                    "n": new_id, "o": item.occurred_at}
+            later = run("later", lead) if item.occurred_at is not None else []
+            if later:  # a late redelivery of an older change: kept, never sent
+                run("late", {"n": new_id, "why": (
+                    f"superseded on arrival: event {later[0][0]} of the same lead reports a "
+                    f"later change ({_utc(later[0][1])} against {_utc(item.occurred_at)})")})
+                outcomes.append(Outcome("superseded", new_id, Status.SUPERSEDED))
+                continue
             superseded = tuple(r[0] for r in run("supersede", {
-                "t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
-                "n": new_id, "now": now,
-                "why": f"superseded by event {new_id} for the same lead"}))
+                **lead, "now": now, "why": f"superseded by event {new_id} for the same lead"}))
         result = {Status.INVALID: "invalid", Status.IGNORED: "ignored",
                   Status.TEST: "test"}.get(item.status, "accepted")
         outcomes.append(Outcome(result, new_id, item.status, superseded))
     return outcomes
+
+
+def _utc(epoch: float | None) -> str:
+    return "-" if epoch is None else f"{datetime.fromtimestamp(epoch, UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 def _row(item: NewEvent, now: float) -> dict[str, Any]:
@@ -106,6 +130,7 @@ def _row(item: NewEvent, now: float) -> dict[str, Any]:
             "token_key": item.token_key, "campaign_id": campaign_id,
             "customer_id": customer_id, "raw": item.raw, "recall": item.recall,
             "phone": item.recall["recall_telephone"] if item.recall else None,
+            "occurred_at": item.occurred_at,
             "reason": text(item.reason), "attempts": 0,
             "next_attempt_at": item.next_attempt_at or now, "created_at": now,
             "updated_at": now}

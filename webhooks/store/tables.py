@@ -46,6 +46,7 @@ events = Table(
     Column("requeued_at", Float),  # an operator's last retry: MAX_EVENT_AGE counts from here
     Column("scheduled_for", Float),  # delivered: when the recall was set to ring (caps count it)
     Column("phone", String(32)),  # the recall's telephone as dialled: what operators search
+    Column("occurred_at", Float),  # the CRM's own time of the change (mapping's occurred_at)
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
     Index("ix_events_due", "status", "next_attempt_at"),
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),

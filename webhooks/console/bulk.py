@@ -1,0 +1,56 @@
+"""Bulk retry: every failed, invalid or ignored event of a source in a time range, after a
+preview of how many (GET, nothing changes) and a confirmation (POST, operations.bulk_retry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
+from ..operations import BULK_LIMIT, RetryRefused, bulk_retry
+from . import filters
+from .web import acting, bp, bridge
+
+STATUSES = ("failed", "invalid", "ignored")  # what operations.bulk_retry takes
+FIELDS = ("status", "source", "since", "until")
+
+
+def _form(args: Any) -> filters.Form:
+    form = filters.read(bridge(), {name: args.get(name, "") for name in FIELDS}, STATUSES)
+    if not form.values["status"]:
+        form.errors["status"] = _("Choose failed, invalid or ignored.")
+    return form
+
+
+@bp.get("/bulk")
+def bulk() -> Any:
+    form = _form(request.args)
+    asked = "preview" in request.args
+    count = None
+    if asked and not form.errors:
+        count = bridge().store.count(form.where, cap=BULK_LIMIT)
+    return render_template("console/bulk.html", form=form, asked=asked, count=count,
+                           limit=BULK_LIMIT, statuses=STATUSES, sources=sorted(bridge().sources))
+
+
+@bp.post("/bulk")
+@acting
+def bulk_confirm() -> Any:
+    form = _form(request.form)
+    if form.errors:
+        return render_template("console/bulk.html", form=form, asked=True, count=None,
+                               limit=BULK_LIMIT, statuses=STATUSES,
+                               sources=sorted(bridge().sources)), 400
+    try:
+        done = bulk_retry(bridge(), form.where, actor=g.role)
+    except RetryRefused as err:
+        flash(_("Nothing was retried: %(why)s", why=str(err)), "error")
+    else:
+        flash(ngettext("%(num)d event queued again", "%(num)d events queued again",
+                       done["queued"]) + "; " +
+              ngettext("%(num)d refused", "%(num)d refused", done["refused"]) + ".", "ok")
+        for reason in done["reasons"]:
+            flash(_("Refused: %(why)s", why=reason), "error")
+    return redirect(url_for("console.bulk", **form.query()), 303)

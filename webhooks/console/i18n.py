@@ -1,0 +1,73 @@
+"""The console's languages: English and Spanish, chosen by the operator (a cookie set by the
+language links) or else by the browser's Accept-Language; and the labels of stored values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import request
+from flask_babel import Domain, lazy_gettext
+
+LANGUAGES = {"en": "English", "es": "Español"}  # each named in itself
+DEFAULT = "en"
+COOKIE = "console_lang"
+DOMAIN = Domain(str(Path(__file__).with_name("translations")), domain="console")
+
+STATUS_LABELS = {
+    "queued": lazy_gettext("queued"),
+    "sending": lazy_gettext("sending"),
+    "delivered": lazy_gettext("delivered"),
+    "failed": lazy_gettext("failed"),
+    "superseded": lazy_gettext("superseded"),
+    "expired": lazy_gettext("expired"),
+    "invalid": lazy_gettext("invalid"),
+    "ignored": lazy_gettext("ignored"),
+    "cancelled": lazy_gettext("cancelled"),
+    "test": lazy_gettext("test"),
+}
+ACTION_LABELS = {
+    "retry": lazy_gettext("retry"),
+    "cancel": lazy_gettext("cancel"),
+    "reveal": lazy_gettext("reveal phone"),
+    "bulk-retry": lazy_gettext("bulk retry"),
+}
+ROLE_LABELS = {"admin": lazy_gettext("administrator"), "viewer": lazy_gettext("viewer")}
+OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an operator's requeue)
+    "delivered": lazy_gettext("delivered"),
+    "retry": lazy_gettext("retry later"),
+    "held": lazy_gettext("token held"),
+    "failed": lazy_gettext("failed"),
+    "expired": lazy_gettext("expired"),
+    "requeued": lazy_gettext("re-queued"),
+}
+
+
+def label(table: dict[str, object], value: str | None) -> str:
+    """The translated label of a stored value, or the value itself when it has none."""
+    return str(table.get(value or "", value or ""))
+
+
+def current() -> str:
+    """The language of this request: the operator's choice, else the browser's, else English."""
+    chosen = request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT
+
+
+def select_locale() -> str | None:
+    """Flask-Babel's locale selector: the console's language on console pages."""
+    return current() if request.blueprint == "console" else None
+
+
+def chained(previous: Callable[[], str | None] | None) -> Callable[[], str | None]:
+    """When another part of the app set up Flask-Babel first: the console decides on its own
+    pages and leaves the others to the selector that was there."""
+
+    def select() -> str | None:
+        if request.blueprint == "console":
+            return current()
+        return previous() if previous else None
+
+    return select
