@@ -630,3 +630,18 @@ def test_config_is_a_value_error_for_callers_that_catch_those() -> None:
 def test_verifier_repr_does_not_show_secrets() -> None:
     verifier = build_verifier({"scheme": "basic", "username": "u", "password": "hunter2"})
     assert "hunter2" not in repr(verifier)
+
+
+def test_token_in_a_nested_body_field_is_checked_and_removed() -> None:
+    from webhooks.auth import strip
+
+    verifier = build_verifier({"scheme": "token", "secret": "t0ken",
+                               "field": "auth.application_token"})
+    payload = {"event": "ONCRMLEADUPDATE", "auth": {"application_token": "t0ken", "domain": "x"}}
+    verifier.verify_payload(payload)
+    with pytest.raises(AuthFailed, match="token does not match"):
+        verifier.verify_payload({"auth": {"application_token": "guess"}})
+    with pytest.raises(AuthFailed, match="missing token in field auth.application_token"):
+        verifier.verify_payload({"auth": "not an object"})
+    strip(payload, verifier.strip_field)
+    assert payload == {"event": "ONCRMLEADUPDATE", "auth": {"domain": "x"}}

@@ -129,6 +129,25 @@ def _header(request: SignedRequest, name: str, required: bool = True) -> str:
     return value
 
 
+def field_value(payload: Any, dotted: str) -> Any:
+    """The body field `dotted` names: `token`, or `auth.application_token` for a nested one
+    (a form body read with `unflatten`); None when absent."""
+    for part in dotted.split("."):
+        if not isinstance(payload, Mapping):
+            return None
+        payload = payload.get(part)
+    return payload
+
+
+def strip(payload: Any, dotted: str) -> None:
+    """Remove the body field `dotted` names (a secret is not an event's data)."""
+    *parents, last = dotted.split(".")
+    for part in parents:
+        payload = payload.get(part) if isinstance(payload, Mapping) else None
+    if isinstance(payload, dict):
+        payload.pop(last, None)
+
+
 def _check_fresh(timestamp: str, now: float, max_age: int, per_second: int = 1) -> None:
     """Refuse a timestamp (epoch s, or ms with per_second=1000) more than max_age s off now."""
     try:
@@ -224,8 +243,7 @@ class TokenVerifier(Verifier):
 
     def verify_payload(self, payload: Any) -> None:
         if self.field:
-            given = payload.get(self.field) if isinstance(payload, Mapping) else None
-            _check_token(given, self.secret, f"field {self.field}")
+            _check_token(field_value(payload, self.field), self.secret, f"field {self.field}")
 
 
 @dataclass(frozen=True)
