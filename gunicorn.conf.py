@@ -3,7 +3,8 @@
 import os
 import sys
 
-from webhooks.server import SafeLogger, WholeRequestWorker
+from webhooks.accesslog import SafeLogger
+from webhooks.server import WholeRequestWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

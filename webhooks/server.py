@@ -1,5 +1,5 @@
-"""The gunicorn side of the bridge: a worker that gives a thread only to a whole request, and a
-logger that cannot be made to forge a line or leak a query string.
+"""The gunicorn worker of the bridge: it gives a thread only to a whole request (its logger,
+which cannot be made to forge a line or leak a query string, is accesslog.py).
 
 Stalled clients. gunicorn's gthread worker gives a connection to a thread as soon as its first
 bytes arrive; the thread then blocks reading the headers and the body for as long as the client
@@ -35,26 +35,19 @@ not a setting, would decide how much can wait.
 Limits: TLS, PROXY protocol, uWSGI and HTTP/2 prior knowledge put other bytes before the request;
 with any of them on, the worker does exactly what gthread does (terminate TLS in front of it).
 
-Logs. `SafeLogger` escapes control and non-printable characters (and backslashes) in every
-access-log atom, so `/hooks/x%0d%0aFAKE` is logged as `/hooks/x\\r\\nFAKE`, not as two lines. It
-redacts query strings (which can carry a shared secret) in the access log's request line and
-query atoms, and in everything written to the error log: gunicorn quotes the whole request line
-of a malformed request there. Error-log messages keep their newlines (tracebacks, the config dump;
-gunicorn writes client data there with repr()) but lose every other control character.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import re
 import selectors
 import socket
 import time
 from functools import partial
 
-from gunicorn import glogging, util
+from gunicorn import util
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
@@ -401,64 +394,3 @@ class WholeRequestWorker(ThreadWorker):
         if getattr(conn, "continued", False):
             req._expected_100_continue = False  # the poller has already said "100 Continue"
         return super().handle_request(req, conn)
-
-
-# --- logs -----------------------------------------------------------------------------------
-QUERY = re.compile(r"\?\S+?(?=['\"]?(?:\s|$))")  # up to a space, or a quote that ends it
-REDACTED = "[redacted]"
-
-
-def printable(text: str, keep: str = "") -> str:
-    """`text` with control and other non-printable characters escaped (\\r, \\x1b, \\u2028)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
-
-
-def _escape(char: str) -> str:
-    named = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
-    code = ord(char)
-    if char in named:
-        return named[char]
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
-        else f"\\U{code:08x}"
-
-
-def redact_query(text: str) -> str:
-    """Every `?query` in `text` replaced by `?[redacted]` (a lone "?" stays)."""
-    return QUERY.sub("?" + REDACTED, text) if "?" in text else text
-
-
-class _Scrub(logging.Filter):
-    """Error-log records: controls escaped (newlines kept), query strings redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: the handler reports it, as usual
-            return True
-        record.msg = redact_query(printable(message, keep="\n\t"))
-        record.args = None
-        return True
-
-
-class SafeLogger(glogging.Logger):
-    """gunicorn's logger, safe to feed client input: see the module docstring."""
-
-    def setup(self, cfg):
-        super().setup(cfg)
-        if not any(isinstance(f, _Scrub) for f in self.error_log.filters):
-            self.error_log.addFilter(_Scrub())
-
-    def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "{raw_uri}e"):
-            if isinstance(atoms.get(key), str):
-                atoms[key] = redact_query(atoms[key])
-        for key in ("q", "{query_string}e"):
-            if atoms.get(key):
-                atoms[key] = REDACTED
-        for key, value in atoms.items():
-            if isinstance(value, str):
-                atoms[key] = printable(value.replace("\\", "\\\\"))
-        return atoms
