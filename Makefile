@@ -26,8 +26,8 @@ test: $(VENV)/.dev  ## every test, the slow multi-process ones too, and ruff
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow"
 
-bench: $(VENV)/.dev
-	$(BIN)/python bench/drain.py
+bench: $(VENV)/.dev  ## every figure against its baseline (docs/performance.md); ~5 minutes
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

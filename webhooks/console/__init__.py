@@ -11,16 +11,17 @@ events pages and the actions on one event), `bulk.py`, `sources.py` and `playgro
 (each mapping, and what it makes of a body), `capture.py` (test events as they arrive),
 `filters.py` (the events filter form), `i18n.py` (languages, labels).
 
-Translations: `translations/<lang>/LC_MESSAGES/console.po`, compiled to `.mo` (both kept in
-git). After changing a visible text, from the repository's root:
+Translations: `translations/es/LC_MESSAGES/console.po`, compiled to `console.mo` (both kept
+in git; English is the source text). After changing a visible text, from the repository's root:
 
-    .venv/bin/pybabel extract -F webhooks/console/babel.cfg -o webhooks/console/translations/console.pot webhooks/console
-    .venv/bin/pybabel update -D console -i webhooks/console/translations/console.pot -d webhooks/console/translations
+    .venv/bin/pybabel extract -F webhooks/console/babel.cfg -k lazy_gettext --no-location \
+        --sort-output -o /tmp/console.pot webhooks/console
+    .venv/bin/pybabel update -D console -N -i /tmp/console.pot -d webhooks/console/translations
     (translate the new entries in console.po)
     .venv/bin/pybabel compile -D console -d webhooks/console/translations
 
-tests/test_console.py checks that every text has a Spanish translation and that the .mo files
-match their .po.
+tests/test_console.py fails when a text has no Spanish translation or a .mo is older than its
+.po.
 """
 
 from __future__ import annotations

@@ -4,14 +4,13 @@ the page refreshes itself; with it, static/capture.js asks capture.json for what
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import jsonify, render_template, request
 
 from ..lifecycle import Status
 from ..recall import mask_phone
-from .events import _event_id
+from .events import _event_id, raw_text
 from .web import bp, bridge, local_time, now
 
 LATEST = 20  # test events shown
@@ -39,8 +38,7 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         shown.append({**row, "verdict": verdict if known else "",
                       "detail": detail if known else reason,
                       "recall": recall,
-                      "raw_text": json.dumps(row.get("raw"), indent=2, ensure_ascii=False,
-                                             default=str)})
+                      "raw_text": raw_text(row.get("raw"))})
     return shown
 
 

@@ -84,7 +84,7 @@ def hourly(series: dict[str, dict[int, int]], last_hour: int, hours: int,
                           y(delivered.get(hour, 0)), f"{start:%Y-%m-%d %H:%M}"))
         if start.hour % TICK_EVERY == 0:
             ticks.append(Tick(x, f"{start:%H:%M}", f"{start:%m-%d}" if start.hour == 0 else ""))
-    levels = sorted({0, top_value // 2, top_value}) if top_value > 1 else [0, 1]
+    levels = range(top_value + 1) if top_value <= 5 else (0, top_value // 2, top_value)
     return Chart(WIDTH, HEIGHT, LEFT, TOP, bottom, right, slots, ticks,
                  [(y(v), v) for v in levels],
                  sum(received.get(h, 0) for h in span), sum(delivered.get(h, 0) for h in span))

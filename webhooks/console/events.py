@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 
 from ..lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, Status
 from ..operations import RetryRefused, cancel_event, retry_event, reveal_phone
-from ..recall import mask_phone
+from ..recall import mask_phone, mask_phones_in
 from . import filters
 from .web import acting, bp, bridge
 
@@ -50,10 +50,11 @@ def _event_page(event_id: int, revealed: str | None = None) -> Any:
         recall["recall_telephone"] = mask_phone(recall["recall_telephone"])
     return render_template(
         "console/event.html", row=row, recall=recall, revealed=revealed,
-        raw=json.dumps(row["raw"], indent=2, ensure_ascii=False, default=str),
+        raw=raw_text(row["raw"]),
         attempts=store.attempts_of(event_id),
         audit=store.audit_log(limit=AUDIT_PAGE, event_id=event_id),
         phone=row.get("phone") or (row["recall"] or {}).get("recall_telephone"),
+        has_source=row["source"] in bridge().sources,
         can_retry=row["status"] in RETRYABLE_BY_OPERATOR,
         can_cancel=row["status"] in CANCELLABLE)
 
@@ -96,6 +97,12 @@ def reveal(event_id: int) -> Any:
 def audit() -> Any:
     return render_template("console/audit.html",
                            entries=bridge().store.audit_log(limit=AUDIT_PAGE))
+
+
+def raw_text(raw: object) -> str:
+    """An event's body for the page: indented JSON, every phone-length digit run masked (the
+    phone is shown in full only through the audited reveal)."""
+    return mask_phones_in(json.dumps(raw, indent=2, ensure_ascii=False, default=str))
 
 
 def _event_id(text: str | None) -> int | None:

@@ -33,6 +33,7 @@ ACTION_LABELS = {
     "bulk-retry": lazy_gettext("bulk retry"),
 }
 ROLE_LABELS = {"admin": lazy_gettext("administrator"), "viewer": lazy_gettext("viewer")}
+ACTOR_LABELS = {**ROLE_LABELS, "cli": lazy_gettext("command line")}  # who, in the audit log
 OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an operator's requeue)
     "delivered": lazy_gettext("delivered"),
     "retry": lazy_gettext("retry later"),

@@ -36,7 +36,7 @@ from . import i18n
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static")
-PUBLIC = frozenset({"console.login", "console.language", "console.static"})
+PUBLIC = frozenset({"console.login", "console.sign_in", "console.language", "console.static"})
 JSON_ENDPOINTS = frozenset({"console.capture_json"})
 SECTION = {"console.event": "console.events", "console.reveal": "console.events",
            "console.try_source": "console.sources", "console.bulk_confirm": "console.bulk"}
@@ -206,6 +206,7 @@ def page_context() -> dict[str, Any]:
                                           for v in values],
         "outcome_label": lambda s: i18n.label(i18n.OUTCOME_LABELS, s),
         "action_label": lambda s: i18n.label(i18n.ACTION_LABELS, s),
+        "actor_label": lambda s: i18n.label(i18n.ACTOR_LABELS, s),
         "pairs": lambda values: [(v, v) for v in values],
         "masked": mask_phone,
         "local": local_time,
