@@ -36,9 +36,10 @@ from webhooks.deadline import new_session  # noqa: E402
 from webhooks.store import normalize_url  # noqa: E402
 
 TOKEN = "bench-token-0001"
-ENV = {"WOLKVOX_CAMPAIGN_ID": "4638", "ZAPIER_SHARED_SECRET": "bench-secret",
-       "WOLKVOX_TOKEN": TOKEN,
-       "POLL_INTERVAL": "0.2"}
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+SHIPPED = {"WOLKVOX_CAMPAIGN_ID": "4638", "ZAPIER_SHARED_SECRET": "bench-secret",
+           "WOLKVOX_TOKEN": TOKEN, "SOURCES": "zapier"}  # every tunable at its default
+ENV = {**SHIPPED, "POLL_INTERVAL": "0.2"}  # throughput figures: idle polls do not count
 
 
 def fresh_postgres(base: str) -> str:
@@ -56,6 +57,45 @@ def drop_postgres(url: str) -> None:
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def postgres_base(database: str | None = None) -> str:
+    """The PostgreSQL server the benchmarks create their databases on."""
+    return database or os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
+
+
+def fresh_database(kind: str, workdir: Path) -> str:
+    """A new empty database: `sqlite` (a file in `workdir`), `postgresql` (on the server of
+    TEST_DATABASE_URL), or a postgresql:// URL of a server to create it on."""
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / f'bridge-{time.monotonic_ns()}.db'}"
+    return fresh_postgres(postgres_base(None if kind == "postgresql" else kind))
+
+
+def drop_database(url: str) -> None:
+    """Drop a database made by `fresh_database` (SQLite files go with their workdir)."""
+    if url.startswith("postgresql"):
+        drop_postgres(url)
+
+
+def zapier_only(workdir: Path) -> Path:
+    """A mappings folder with the shipped zapier mapping alone: no other secrets needed."""
+    mappings = workdir / "mappings"
+    mappings.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "mappings" / "zapier.yaml", mappings)
+    return mappings
+
+
+def start_sandbox(env: dict, workdir: Path, latency: float) -> tuple[Proc, str]:
+    """The wolkvox sandbox as its own process (`flask sandbox`, which builds the app: `env`
+    names the database and mappings); (proc, base url)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = Proc([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "sandbox",
+                 "--port", str(port), "--latency", str(latency), "--token", TOKEN],
+                {**env, "WOLKVOX_BASE_URL": url}, workdir / f"sandbox-{port}.log")
+    wait_until(lambda: _up(url), 30, proc)
+    return proc, url
 
 
 def baseline(sandbox: str, seconds: float = 3.0) -> float:
@@ -100,25 +140,15 @@ def post_events(urls: list[str], count: int) -> None:
 
 def run(events: int, latency: float, database: str | None, workdir: Path) -> dict:
     """Run the whole set-up once; return the figures (also used by the slow test)."""
-    pg_base = database or os.environ.get("TEST_DATABASE_URL",
-                                         "postgresql://postgres@127.0.0.1:5432/test")
+    pg_base = postgres_base(database)
     url = fresh_postgres(pg_base) if pg_base.startswith("postgres") else pg_base
-    port = free_port()
-    sandbox_url = f"http://127.0.0.1:{port}"
-    mappings = workdir / "mappings"  # the shipped zapier mapping alone: no other secrets
-    mappings.mkdir()
-    shutil.copy(ROOT / "mappings" / "zapier.yaml", mappings)
-    env = {**ENV, "DATABASE_URL": url, "WOLKVOX_BASE_URL": sandbox_url,
-           "MAPPINGS_DIR": str(mappings), "DELIVERY_WORKER": "false",
-           "WEB_CONCURRENCY": "2"}
+    env = {**ENV, "DATABASE_URL": url, "MAPPINGS_DIR": str(zapier_only(workdir)),
+           "DELIVERY_WORKER": "false", "WEB_CONCURRENCY": "2"}
     procs: list[Proc] = []
     try:
-        bin_dir = Path(sys.executable).parent
-        sandbox = Proc([str(bin_dir / "flask"), "--app", "wsgi", "sandbox", "--port", str(port),
-                        "--latency", str(latency), "--token", TOKEN], env,
-                       workdir / "sandbox.log")
+        sandbox, sandbox_url = start_sandbox(env, workdir, latency)
         procs.append(sandbox)
-        wait_until(lambda: _up(sandbox_url), 30, sandbox)
+        env["WOLKVOX_BASE_URL"] = sandbox_url
         base_rate = baseline(sandbox_url)
         requests.delete(f"{sandbox_url}/_sandbox/recalls", timeout=5)
         webs = []

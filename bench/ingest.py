@@ -4,7 +4,8 @@ Flask JSON endpoint under the same gunicorn settings, measured side by side in o
 Set-up, all real processes on loopback: the sandbox wolkvox (latency 0.1 s, so the web
 workers' delivery threads send while webhooks arrive, as in production), the bridge with the
 shipped gunicorn settings (gunicorn.conf.py: 2 workers x 8 threads, delivery in each), and the
-bare app (bench/bare.py) under the same settings. The load comes from wrk (Debian's package)
+bare app (bench/bare.py) under the same settings, as many instances of each as `--instances`
+(the load is shared out between them). The load comes from wrk (Debian's package)
 when it is installed, else from a Python load generator (slower: its own limits show).
 
 Usage: python bench/ingest.py [--seconds 10] [--connections 4,16] [--database sqlite|URL]
@@ -140,8 +141,11 @@ def run(seconds: float, connections: list[int], database: str, workdir: Path,
                         "--latency", "0.1", "--token", TOKEN], env, workdir / "sandbox.log")
         procs.append(sandbox)
         wait_until(lambda: _up(f"http://127.0.0.1:{port}"), 30, sandbox)
-        bare_proc, bare = _bare(env, workdir)
-        procs.append(bare_proc)
+        bares = []
+        for n in range(instances):  # the baseline gets as many servers as the bridge
+            proc, bare = _bare(env, workdir, n)
+            procs.append(proc)
+            bares.append(bare)
         bridges = []
         for n in range(instances):
             proc, web = gunicorn(env, workdir / f"web{n}.log")
@@ -150,7 +154,7 @@ def run(seconds: float, connections: list[int], database: str, workdir: Path,
         for count in connections:
             rounds: dict[str, list[dict]] = {"bare": [], "bridge": []}
             for _ in range(ROUNDS):  # interleaved, so that a noisy moment hits both
-                for name, targets in (("bare", [bare]), ("bridge", bridges)):
+                for name, targets in (("bare", bares), ("bridge", bridges)):
                     spread(targets, count, 1)  # warm up: imports, connections, caches
                     rounds[name].append(spread(targets, count, seconds / ROUNDS))
             for name, found in rounds.items():
@@ -168,11 +172,11 @@ def run(seconds: float, connections: list[int], database: str, workdir: Path,
     return results
 
 
-def _bare(env: dict, workdir: Path) -> tuple[Proc, str]:
+def _bare(env: dict, workdir: Path, n: int = 0) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
                  "bench.bare:app"],
-                {**env, "PORT": str(port), "HOST": "127.0.0.1"}, workdir / "bare.log")
+                {**env, "PORT": str(port), "HOST": "127.0.0.1"}, workdir / f"bare{n}.log")
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(url), 30, proc)
     return proc, url
