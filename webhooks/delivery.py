@@ -56,6 +56,7 @@ class Worker:
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))
             group.sources.append(source.name)
         self._stop = threading.Event()
+        self._nudge = threading.Event()  # set when an event is queued here: no poll to wait
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
         self._last_sweep = 0.0
@@ -77,6 +78,7 @@ class Worker:
         so that claimed, unsent events are given back rather than left to other processes."""
         timeout = self.settings.longest_handling + 1 if timeout is None else timeout
         self._stop.set()
+        self._nudge.set()
         for thread in self._threads:
             thread.join(timeout)
         if self.keeper is not None:
@@ -93,7 +95,13 @@ class Worker:
                 log.exception("delivery loop error")
                 worked = False
             if not worked:
-                self._stop.wait(self.settings.poll_interval * (0.5 + random.random()))
+                self._nudge.wait(self.settings.poll_interval * (0.5 + random.random()))
+                self._nudge.clear()
+
+    def wake(self) -> None:
+        """An event was queued in this process: idle delivery threads look now, instead of at
+        their next poll (other processes still find it at theirs)."""
+        self._nudge.set()
 
     def now(self) -> float:
         return self.settings.clock().timestamp()

@@ -99,6 +99,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
         return _refuse(soap, 400, f"the store refused this body's values: {err}")
     except StoreUnavailable as err:
         return _spool(bridge, source, new, now.timestamp(), err)
+    if bridge.worker is not None and any(o.result == "accepted" for o in outcomes):
+        bridge.worker.wake()
     results = [_describe(index, *pair) for index, pair in enumerate(zip(new, outcomes,
                                                                          strict=True))]
     counts = Counter(r["result"] for r in results)

@@ -48,7 +48,7 @@ events = Table(
     Column("phone", String(32)),  # the recall's telephone as dialled: what operators search
     Column("occurred_at", Float),  # the CRM's own time of the change (mapping's occurred_at)
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
-    Index("ix_events_due", "status", "next_attempt_at"),
+    Index("ix_events_due", "status", "next_attempt_at", "id"),  # the claim's order
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
     Index("ix_events_phone", "phone"),
     Index("ix_events_customer", "customer_id"),

@@ -113,8 +113,8 @@ class ViewStore:
         """{"received": {hour: n}, "delivered": {hour: n}}, hours as epoch seconds // 3600:
         events created, and recalls delivered (their successful attempt), since `since`."""
         created, done = self._hour(events.c.created_at), self._hour(attempts.c.at)
-        received = (select(created, func.count()).where(events.c.created_at >= since)
-                    .group_by(created))
+        received = (select(created, func.count()).where(
+            events.c.created_at >= since, events.c.status != Status.TEST).group_by(created))
         delivered = (select(done, func.count())
                      .where(attempts.c.at >= since, attempts.c.outcome == "delivered")
                      .group_by(done))
@@ -135,10 +135,15 @@ class ViewStore:
                                                   "oldest_due": None, "hold": None}
                                             for key in days}
         with self._tx(read=True) as db:
-            for key, n in db.execute(select(slots.c.token_key, func.count()).where(
-                    slots.c.holder.is_not(None), slots.c.lease_until > now)
-                    .group_by(slots.c.token_key)):
-                found.setdefault(key, {})["in_flight"] = n
+            # A delivery thread holds its slot while it looks for due events too: a call is
+            # in flight on a held slot only while the token has an event being sent.
+            held = dict(db.execute(select(slots.c.token_key, func.count()).where(
+                slots.c.holder.is_not(None), slots.c.lease_until > now)
+                .group_by(slots.c.token_key)).all())
+            sending = dict(db.execute(select(events.c.token_key, func.count()).where(
+                events.c.status == Status.SENDING).group_by(events.c.token_key)).all())
+            for key, n in held.items():
+                found.setdefault(key, {})["in_flight"] = min(n, sending.get(key, 0))
             for key, day in days.items():
                 used = db.execute(select(quota.c.used).where(
                     quota.c.token_key == key, quota.c.day == day)).scalar()
