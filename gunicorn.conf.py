@@ -49,3 +49,12 @@ def worker_exit(server, worker):
     bridge = getattr(worker, "wsgi", None)
     if bridge is not None and hasattr(bridge, "extensions"):
         bridge.extensions["recall_bridge"].stop_background()
+
+
+def child_exit(server, worker):
+    """prometheus-client's multiprocess mode: a dead worker's live gauges leave /metrics (its
+    counters stay in the sums). The directory is emptied by whoever starts the processes."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

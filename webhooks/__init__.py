@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import logs
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
 from .settings import Settings
@@ -112,7 +113,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     app.extensions["recall_bridge"] = Bridge(settings, sources, store, Spool(settings.spool_dir))
-    _logging()
+    logs.setup(settings)
 
     from . import api, cli, console, health, metrics, receiver
 
@@ -123,14 +124,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     console.init_app(app)
     api.init_app(app)
     return app
-
-
-def _logging() -> None:
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
 
 
 __all__ = ["Bridge", "ConfigError", "create_app", "load_config"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException
 
 from ..access import enabled
 from . import bridge, events
@@ -56,7 +56,5 @@ def _unrouted() -> Response | None:
     inside = request.path == PREFIX or request.path.startswith(PREFIX + "/")
     if not inside or not isinstance(failed, HTTPException) or (failed.code or 0) < 400:
         return None
-    allow = (MethodNotAllowed.get_headers(failed) if isinstance(failed, MethodNotAllowed)
-             else [])
-    return error(failed.code or 404, failed.description or "",
-                 {name: value for name, value in allow if name == "Allow"})
+    allow = {name: value for name, value in failed.get_headers() if name == "Allow"}
+    return error(failed.code or 404, failed.description or "", allow)

@@ -69,26 +69,27 @@ def sources() -> dict[str, Any]:
 def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
     """Judge a sample body as the source would, like `flask mappings try`: each event's
     verdict, with the recall (phone masked) or the errors per field. Nothing is stored or
-    sent, and the signature is not checked. 422 when the body cannot be read as the source's
-    format, or its `events` path fails."""
+    sent, and the signature is not checked. A body that cannot be read as the source's
+    format, or on which the `events` path fails, is answered with `error` saying so."""
     b = bridge()
     source = b.sources.get(name)
     if source is None:
         abort(404, message=f"no source {name!r}; known: {', '.join(sorted(b.sources))}")
-    if "json" in sample:
-        body, content_type = json.dumps(sample["json"]).encode(), "application/json"
-    else:
+    if isinstance(sample["body"], str):
         body = sample["body"].encode("utf-8", "surrogatepass")
         content_type = sample.get("content_type") or CONTENT_TYPES[source.format]
+    else:
+        body, content_type = json.dumps(sample["body"]).encode(), "application/json"
+    answer: dict[str, Any] = {"source": name, "error": None, "events": [], "note": None}
     try:
         payload = source.parse(body, content_type)
         if isinstance(payload, dict) and source.verifier.strip_field:
             payload.pop(source.verifier.strip_field, None)  # as the hook does
         events = source.split(payload)
     except formats.FormatError as err:
-        abort(422, message=f"unreadable {source.format} body: {err}")
+        return {**answer, "error": f"unreadable {source.format} body: {err}"}
     except JMESPathError as err:
-        abort(422, message=f"the mapping's `events` path fails on this body: {err}")
+        return {**answer, "error": f"the mapping's `events` path fails on this body: {err}"}
     limit, note = b.settings.max_events_per_request, None
     if not events:
         note = "no events: the mapping's `events` path found nothing in this body"
@@ -96,9 +97,8 @@ def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
         note = (f"{len(events)} events: the hook refuses more than {limit} in one request "
                 f"(413); the first {limit} are judged here")
     now = b.settings.clock()
-    return {"source": name, "note": note,
-            "events": [_verdict(b, source, event, index, now)
-                       for index, event in enumerate(events[:limit])]}
+    return {**answer, "note": note, "events": [_verdict(b, source, event, index, now)
+                                               for index, event in enumerate(events[:limit])]}
 
 
 def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict[str, Any]:

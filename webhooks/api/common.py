@@ -7,7 +7,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
@@ -36,7 +36,7 @@ def blueprint(name: str, description: str) -> Blueprint:
 
 def authenticate() -> Response | None:
     """401 without a valid token (saying so in WWW-Authenticate), 403 when a viewer asks for
-    an action; otherwise the role is kept in `g.api_role`."""
+    an action; None lets the request through."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -46,7 +46,6 @@ def authenticate() -> Response | None:
     if role is None:
         return error(401, "the token is neither ADMIN_TOKEN nor VIEWER_TOKEN",
                      {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
-    g.api_role = role
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "admin_only", False) and not may_act(role):
         return error(403, "this action needs the ADMIN_TOKEN; the viewer token reads only")

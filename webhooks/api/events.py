@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import abort
+from marshmallow import RAISE
 
 from .. import operations
 from ..recall import mask_phone, mask_phones_in
@@ -19,7 +20,7 @@ EVENT = f"/events/<int(min=1, max={s.MAX_ID}):event_id>"
 
 
 @bp.route("/events", methods=["GET"])
-@bp.arguments(s.EventQuery, location="query", as_kwargs=True)
+@bp.arguments(s.EventQuery, location="query", as_kwargs=True, unknown=RAISE)
 @bp.response(200, s.EventPageSchema)
 @documents(bp, 401)
 def list_events(limit: int, before: int | None = None, phone: str | None = None,
@@ -90,7 +91,8 @@ def reveal(event_id: int) -> dict[str, Any]:
 @documents(bp, 400, 401, 403, 409)
 def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
     """Retry every failed, invalid or ignored event the filter selects. Without
-    `confirm: true` nothing is done: the answer is how many would be."""
+    `confirm: true` nothing is done: the answer is how many would be. A confirmed retry of
+    more than 5000 events is refused (409): narrow the time range or the source."""
     where = _filter(status=status, **query)
     assert where is not None  # no phone filter here
     matched = bridge().store.count(where)
@@ -104,7 +106,7 @@ def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
 
 
 @bp.route("/audit", methods=["GET"])
-@bp.arguments(s.AuditQuery, location="query", as_kwargs=True)
+@bp.arguments(s.AuditQuery, location="query", as_kwargs=True, unknown=RAISE)
 @bp.response(200, s.AuditLogSchema)
 @documents(bp, 401)
 def audit(limit: int, event_id: int | None = None) -> dict[str, Any]:

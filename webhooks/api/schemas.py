@@ -7,10 +7,11 @@ masked (the last 3 digits) everywhere but the reveal action's answer.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from ..lifecycle import Status
 
@@ -37,6 +38,25 @@ def _not_blank(value: str) -> None:
         raise ValidationError("must not be blank")
 
 
+class Text(fields.String):
+    """A string a database can compare and store: no NUL character and no unpaired
+    surrogate (PostgreSQL refuses both; JSON can carry them). The document says so with a
+    `pattern` (NUL only: JSON Schema patterns cannot name surrogates)."""
+
+    def __init__(self, *args: Any, pattern: str = "^[^\\x00]*$", **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": pattern, **kwargs.get("metadata", {})}
+        super().__init__(*args, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _UNSTORABLE.search(text):
+            raise ValidationError("must not contain a NUL character or an unpaired surrogate")
+        return text
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 # --- errors ----------------------------------------------------------------------------------
 class ErrorSchema(Schema):
     """Every error answer: the status, a message for a person, and per-field errors when the
@@ -50,12 +70,12 @@ class ErrorSchema(Schema):
 
 # --- events ----------------------------------------------------------------------------------
 class EventQuery(Schema):
-    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    source = fields.String(validate=validate.Length(max=64))
+    status = Text(validate=validate.OneOf([s.value for s in Status]))
+    source = Text(validate=validate.Length(max=64))
     since = _time(metadata={"description": "created at or after (ISO 8601)"})
     until = _time(metadata={"description": "created before (ISO 8601)"})
-    customer_id = fields.String(validate=validate.Length(max=255))
-    phone = fields.String(validate=validate.Length(max=64), metadata={
+    customer_id = Text(validate=validate.Length(max=255))
+    phone = Text(validate=validate.Length(max=64), metadata={
         "description": "as a person types it; matched in each source's normalization"})
     before = fields.Integer(validate=validate.Range(1, MAX_ID), metadata={
         "description": "only events with a smaller id: the previous page's next_before"})
@@ -117,13 +137,14 @@ class EventSchema(EventRowSchema):
 
 
 class RetrySchema(Schema):
-    at = fields.String(validate=validate.Length(min=1, max=64), metadata={
+    at = Text(validate=validate.Length(min=1, max=64), metadata={
         "description": "call back at this time (ISO 8601, or YYYYmmddHHMMSS in the source's "
                        "time zone); default: the earliest time the rules allow"})
 
 
 class CancelSchema(Schema):
-    reason = fields.String(required=True, validate=[validate.Length(max=1000), _not_blank])
+    reason = Text(required=True, validate=[validate.Length(max=1000), _not_blank],
+                  pattern="^[^\\x00]*[^\\s\\x00][^\\x00]*$")
 
 
 class ActionSchema(Schema):
@@ -139,8 +160,8 @@ class RevealSchema(Schema):
 
 
 class BulkRetrySchema(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(BULK_STATUSES))
-    source = fields.String(validate=validate.Length(max=64))
+    status = Text(required=True, validate=validate.OneOf(BULK_STATUSES))
+    source = Text(validate=validate.Length(max=64))
     since = _time()
     until = _time()
     confirm = fields.Boolean(load_default=False, metadata={
@@ -148,7 +169,8 @@ class BulkRetrySchema(Schema):
 
 
 class BulkResultSchema(Schema):
-    matched = fields.Integer(required=True, metadata={"description": "events the filter selects"})
+    matched = fields.Integer(required=True, metadata={
+        "description": "events the filter selects (counted up to 100000; 100001: more)"})
     confirmed = fields.Boolean(required=True)
     queued = fields.Integer(metadata={"description": "after a confirmed retry"})
     refused = fields.Integer(metadata={"description": "after a confirmed retry"})
@@ -235,18 +257,13 @@ class SourceListSchema(Schema):
 
 
 class TrySchema(Schema):
-    """A sample body: as raw text (with its content type), or as JSON."""
+    """A sample body: raw text (a string, read as the source's format), or JSON (any other
+    value, sent as a JSON body)."""
 
-    body = fields.String(metadata={"description": "the body as raw text"})
-    content_type = fields.String(validate=validate.Length(max=200), metadata={
-        "description": "the raw body's Content-Type; default: the source's format's"})
-    json = fields.Raw(allow_none=True, metadata={"description": "the body, as JSON"})
-
-    @validates_schema
-    def _one_body(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if ("body" in data) == ("json" in data):
-            raise ValidationError("give the sample as `body` (raw text) or as `json`, "
-                                  "exactly one of them")
+    body = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "the body: a string is the raw text; anything else is JSON"})
+    content_type = Text(validate=validate.Length(max=200), metadata={
+        "description": "the raw text's Content-Type; default: the source's format's"})
 
 
 class PlanSchema(Schema):
@@ -273,5 +290,8 @@ class VerdictSchema(Schema):
 
 class TryResultSchema(Schema):
     source = fields.String(required=True)
+    error = fields.String(required=True, allow_none=True, metadata={
+        "description": "why the body cannot be split into events (unreadable in the "
+                       "source's format, or the mapping's `events` path fails); null if it can"})
     events = fields.List(fields.Nested(VerdictSchema), required=True)
     note = fields.String(required=True, allow_none=True)
