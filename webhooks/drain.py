@@ -89,7 +89,7 @@ class Drain:
             self.tenure.call = Call()
             decision, hold = worker.decide(self.key, event, batch.day, self.tenure.call)
             self.tenure.call = None
-            _observe(decision)
+            _observe(event, decision)
             self.handled += 1
             self.unwritten.append((event.id, decision))
             self._written()  # the previous outcome; at most one is in writing
@@ -146,11 +146,18 @@ class Drain:
                 return
 
 
-def _observe(decision: Decision) -> None:
+def _observe(event: Claimed, decision: Decision) -> None:
+    """Count the outcome, and say it in the log (one line an event: its id, source, outcome
+    and wolkvox's latency, as fields of a JSON line with LOG_FORMAT=json)."""
     attempt = decision.attempt
-    metrics.delivery_outcome(attempt.outcome if attempt else decision.status.value)
-    if attempt is not None and attempt.http_status is not None and attempt.latency_ms:
-        metrics.wolkvox_call(attempt.latency_ms / 1000)
+    outcome = attempt.outcome if attempt else decision.status.value
+    metrics.delivery_outcome(outcome)
+    latency = attempt.latency_ms if attempt is not None else None
+    if attempt is not None and attempt.http_status is not None and latency:
+        metrics.wolkvox_call(latency / 1000)
+    log.info("event %s (%s): %s", event.id, event.source, decision.reason[:200],
+             extra={"event_id": event.id, "source": event.source, "outcome": outcome,
+                    "latency_ms": latency})
 
 
 def _token_works(decision: Decision) -> bool:

@@ -108,7 +108,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
         metrics.webhook_received(name, result, count)
     # the access log has every request: a line of our own only for what is not plain
     (log.debug if set(counts) <= {"accepted"} else log.info)(
-        "hook %s: %s", name, dict(counts) or "no events")
+        "hook %s: %s", name, dict(counts) or "no events",
+        extra={"source": name, "outcome": ",".join(sorted(counts)) or "none"})
     if soap:
         return _soap(formats.salesforce_ack(), 200)
     answer: dict[str, Any] = {"source": name, "received": len(results), "counts": counts,
