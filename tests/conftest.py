@@ -33,6 +33,16 @@ ENVIRON = {
     "ZOHO_WEBHOOK_TOKEN": "zoho-token",
     "DYNAMICS_WEBHOOK_KEY": "dynamics-key",
     "ZAPIER_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # Standard Webhooks' vector
+    "KOMMO_WEBHOOK_TOKEN": "kommo-url-token",
+    "KOMMO_BASE_URL": "https://mycompany.kommo.com",  # tests point it at tests/crm_lookalike.py
+    "KOMMO_TOKEN": "kommo-long-lived-token",
+    "BITRIX24_APPLICATION_TOKEN": "jvh9y1ulvt2m6k5or90v9mg8nn32ozas",  # samples/bitrix24.txt's
+    "BITRIX24_WEBHOOK_URL": "https://some-domain.bitrix24.com/rest/1/inbound-secret/",
+    "ODOO_WEBHOOK_TOKEN": "odoo-token",
+    "RDSTATION_WEBHOOK_TOKEN": "rdstation-token",
+    "ACTIVECAMPAIGN_WEBHOOK_TOKEN": "activecampaign-token",
+    "MONDAY_WEBHOOK_TOKEN": "monday-token",
+    "SALESFORCE_FLOW_SECRET": "sf-flow-secret",
 }
 
 

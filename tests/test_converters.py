@@ -359,3 +359,12 @@ def test_microsoft_json_date_is_read_as_utc_milliseconds():
     # 1924963200000 ms = 2030-12-31T16:00:00Z = 11:00 in Bogota, whatever the writer's offset
     assert to_date("/Date(1924963200000)/", timezone="America/Bogota") == "20301231110000"
     assert to_date("/Date(1924963200000-0500)/", timezone="America/Bogota") == "20301231110000"
+
+
+def test_a_time_without_offset_can_be_read_in_the_crms_zone_and_written_in_the_operations():
+    # 10:30 in Mexico City (UTC-6 in December) is 11:30 in Bogota (UTC-5)
+    assert to_date("2030-12-01 10:30:00", timezone="America/Bogota",
+                   read_in="America/Mexico_City") == "20301201113000"
+    assert to_date("2030-12-01 10:30:00", timezone="America/Bogota") == "20301201103000"
+    assert to_date("2030-12-01T10:30:00Z", timezone="America/Bogota",
+                   read_in="America/Mexico_City") == "20301201053000"  # an offset wins

@@ -251,6 +251,16 @@ class Worker:
             held = self._lookup_holds.get(lookup_key(source.name))
             if held and self.store.release_hold(lookup_key(source.name), since=held["since"]):
                 log.info("lookup of %s works again: hold released", source.name)
+        if event.occurred_at is not None and source.lookup is not None:
+            later = self.store.later_change(key, recall["campaign_id"], recall["customer_id"],
+                                            event.occurred_at, event.id)
+            if later is not None:  # known as the lead only now, after the lookup
+                self.refund(key, day)
+                reason = (f"superseded: event {later[0]} of the same lead reports a later "
+                          f"change ({timerules.local(later[1], 'UTC')} UTC against "
+                          f"{timerules.local(event.occurred_at, 'UTC')} UTC)")
+                return Decision(Status.SUPERSEDED, reason, Attempt("superseded", reason),
+                                recall=recall), None
         plan = self.plan(key, source, recall, now)
         if plan.recall is None:
             self.refund(key, day)

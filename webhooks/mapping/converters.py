@@ -99,9 +99,13 @@ def to_phone(value: Any, *, region: str, prefix: str = "") -> str:
 
 
 def to_date(
-    value: Any, *, timezone: str, format: str | None = None, now: datetime | None = None
+    value: Any, *, timezone: str, format: str | None = None, now: datetime | None = None,
+    read_in: str | None = None,
 ) -> str:
     """Return `value` as a wolkvox recall_date "YYYYmmddHHMMSS", wall time in `timezone`.
+
+    A time without an offset is read in `read_in` (the zone the CRM sent with it) when given,
+    else in `timezone`.
 
     Accepts, in this order of reading:
     - a datetime (naive: read in `timezone`) or a date (midnight in `timezone`);
@@ -123,7 +127,7 @@ def to_date(
     zone = _zone(timezone)
     moment = _to_datetime(value, format=format, now=now)
     if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=zone)
+        moment = moment.replace(tzinfo=_zone(read_in) if read_in else zone)
     try:
         # Through UTC, because astimezone() to the zone a datetime already has is a no-op and
         # would leave a time inside a DST gap as it is.

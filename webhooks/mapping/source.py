@@ -207,7 +207,7 @@ def _phone(region: str, prefix: str) -> Converter:
 def _date(timezone: str, fmt: str | None, zone_from: ParsedResult | None = None,
           zones: Mapping[str, str] | None = None) -> Converter:
     def convert(value: Any, now: datetime, event: Any) -> str:
-        zone = timezone
+        read_in = None
         if zone_from is not None:  # the zone the CRM sent with the value, when it did
             given = zone_from.search(event)
             if given not in (None, ""):
@@ -215,8 +215,11 @@ def _date(timezone: str, fmt: str | None, zone_from: ParsedResult | None = None,
                 if zones is not None and key not in zones:
                     raise converters.ConversionError(
                         f"time zone id {key[:20]!r} is not in the date's `timezones` table")
-                zone = zones[key] if zones is not None else key
-        return converters.to_date(value, timezone=zone, format=fmt, now=now)
+                read_in = zones[key] if zones is not None else key
+                converters.check_timezone(read_in)
+        # read in the CRM's zone, written in the operation's (what wolkvox and the rules read)
+        return converters.to_date(value, timezone=timezone, format=fmt, now=now,
+                                  read_in=read_in)
     return convert
 
 

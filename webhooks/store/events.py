@@ -81,6 +81,7 @@ class Claimed:
     recall: dict[str, str] | None
     attempts: int
     age_from: float  # when it was stored, or last re-queued by an operator: MAX_EVENT_AGE
+    occurred_at: float | None = None  # the CRM's time of the change, when the mapping says
 
 
 class EventStore:
@@ -117,7 +118,8 @@ class EventStore:
     def _claim(self, db: Connection, sources: Iterable[str], holder: str, now: float,
                lease: float, limit: int = 1, quota: Quota | None = None) -> list[Claimed] | None:
         due = (select(events.c.id, events.c.source, events.c.raw, events.c.recall,
-                      events.c.attempts, events.c.created_at, events.c.requeued_at, *LEAD)
+                      events.c.attempts, events.c.created_at, events.c.requeued_at,
+                      events.c.occurred_at, *LEAD)
                .where(events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
                       events.c.source.in_(list(sources)))
                .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
@@ -142,7 +144,7 @@ class EventStore:
         db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
             status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
         return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts,
-                        max(r.created_at, r.requeued_at or 0.0)) for r in rows]
+                        max(r.created_at, r.requeued_at or 0.0), r.occurred_at) for r in rows]
 
     def finish(self, event_id: int, holder: str, decision: Decision, now: float) -> bool:
         """Record where a claimed event goes next, why, and the attempt. False (nothing
@@ -204,6 +206,19 @@ class EventStore:
             return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
                             "arrived while this one was with a worker that stopped",
                             "claimed again: its worker stopped")
+
+    def later_change(self, token_key: str, campaign_id: str, customer_id: str,
+                     occurred_at: float, event_id: int) -> tuple[int, float] | None:
+        """A change of the lead the CRM made after `occurred_at`, already stored and not
+        superseded (its id and time): the event `event_id` is then late. For sources that
+        look the lead up, whose lead is known only once they are mapped."""
+        with self._tx(read=True) as db:
+            row = db.execute(select(events.c.id, events.c.occurred_at).where(
+                events.c.token_key == token_key, events.c.campaign_id == campaign_id,
+                events.c.customer_id == customer_id, events.c.occurred_at > occurred_at,
+                events.c.id != event_id, events.c.status.in_(
+                    [Status.QUEUED, Status.SENDING, Status.DELIVERED])).limit(1)).first()
+            return (row.id, row.occurred_at) if row else None
 
     def dialled(self, token_key: str, campaign_id: str, customer_id: str, since: float,
                 until: float) -> list[float]:

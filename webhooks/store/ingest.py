@@ -40,9 +40,10 @@ SUPERSEDE = update(events).where(
 # A change of the lead the CRM made later than this event's, already known: this one is late.
 LATER = select(events.c.id, events.c.occurred_at).where(
     *_LEAD, events.c.occurred_at > bindparam("o", type_=Float), events.c.id != bindparam("n"),
-    events.c.status.in_([Status.QUEUED, Status.SENDING, Status.DELIVERED])).limit(1)
+    or_(*(events.c.status == status for status in (Status.QUEUED, Status.SENDING,
+                                                    Status.DELIVERED)))).limit(1)
 LATE = update(events).where(events.c.id == bindparam("n")).values(
-    status=Status.SUPERSEDED, reason=bindparam("why"))
+    status=Status.SUPERSEDED, reason=bindparam("why")).returning(events.c.id)
 ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
             "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at",
             "occurred_at")
