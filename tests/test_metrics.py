@@ -141,3 +141,32 @@ def test_two_gunicorn_workers_show_the_counts_of_both(sandbox, mappings_dir, tmp
             assert value(found, RECEIVED, source="zapier", result="accepted") == accepted
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_a_deliver_process_of_its_own_serves_its_metrics(make_app, sandbox, database_url,
+                                                         tmp_path):
+    from tests.procs import BIN, Proc, free_port, wait_until
+
+    app = make_app()
+    receive(app, zap(lead=1))
+    port = free_port()
+    env = {**ENVIRON, "DATABASE_URL": database_url, "WOLKVOX_TOKEN": SANDBOX_TOKEN,
+           "WOLKVOX_BASE_URL": sandbox.url, "SOURCES": "zapier",
+           "MAPPINGS_DIR": bridge_of(app).settings.mappings_dir, "POLL_INTERVAL": "0.05"}
+    proc = Proc([str(BIN / "flask"), "--app", "wsgi", "deliver", "--threads", "1",
+                 "--metrics-port", str(port)], env, tmp_path / "deliver.log")
+    try:
+        wait_until(lambda: len(sandbox.recalls()) == 1, 30, proc)
+
+        def scraped() -> str:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except requests.RequestException:
+                return ""
+
+        wait_until(lambda: 'recall_bridge_deliveries_total{outcome="delivered"} 1.0'
+                   in scraped(), 20, proc)
+        assert 'recall_bridge_events{status="delivered"} 1.0' in scraped()
+    finally:
+        proc.kill()

@@ -96,17 +96,28 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
 
 
 @click.command("deliver")
-@click.option("--threads", type=int, default=None, help="Delivery threads (WORKER_THREADS).")
-def deliver(threads: int | None) -> None:
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Delivery threads (WORKER_THREADS).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve /metrics on this port (a deliver process on a machine of its own).")
+def deliver(threads: int | None, metrics_port: int | None) -> None:
     """Deliver queued events until stopped (SIGTERM or Ctrl-C)."""
     bridge = _bridge()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from . import metrics
+
+        start_http_server(metrics_port, registry=metrics.registry_for(bridge))
     worker = bridge.start_delivery(threads)
     bridge.start_spool_replayer()
     click.echo(f"delivering for {len(worker.groups)} token(s), "
-               f"{threads or bridge.settings.worker_threads} thread(s); Ctrl-C stops")
+               f"{threads or bridge.settings.worker_threads} thread(s)"
+               + (f", /metrics on port {metrics_port}" if metrics_port else "")
+               + "; Ctrl-C stops")
     stop.wait()
     bridge.stop_background()
 
