@@ -368,3 +368,8 @@ def test_a_time_without_offset_can_be_read_in_the_crms_zone_and_written_in_the_o
     assert to_date("2030-12-01 10:30:00", timezone="America/Bogota") == "20301201103000"
     assert to_date("2030-12-01T10:30:00Z", timezone="America/Bogota",
                    read_in="America/Mexico_City") == "20301201053000"  # an offset wins
+
+
+def test_an_epoch_of_thousands_of_digits_is_refused_not_a_crash():
+    with pytest.raises(ConversionError, match="out of range"):
+        to_date("3" * 5000, timezone="America/Bogota")

@@ -267,7 +267,11 @@ def _to_datetime(value: Any, *, format: str | None, now: datetime | None) -> dat
         except ValueError:
             raise ConversionError("14 digits that are not a valid YYYYmmddHHMMSS date") from None
     if _NUMBER.fullmatch(text):
-        return _from_epoch(float(text) if "." in text else int(text))
+        try:
+            number = float(text) if "." in text else int(text)
+        except ValueError:  # past Python's digit limit for int(): no date is that long
+            raise ConversionError("epoch time is out of range") from None
+        return _from_epoch(number)
     try:
         return datetime.fromisoformat(text)
     except ValueError:

@@ -114,7 +114,7 @@ class Source:
             return None
         try:
             return converters.to_epoch(self.occurred_at.search(event))
-        except (JMESPathError, converters.ConversionError):
+        except (JMESPathError, ValueError, OverflowError):  # ConversionError is a ValueError
             return None
 
     def split(self, payload: Any) -> list[Any]:
