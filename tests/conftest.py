@@ -15,12 +15,18 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from webhooks import create_app
 from webhooks.sandbox import create_sandbox, serve
 from webhooks.store import Store, normalize_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# CI explores the same generated cases on every run (a failure there can be reproduced from its
+# log); a developer's machine draws new ones each time, and keeps the failures it found.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 SANDBOX_TOKEN = "test-token-0123"
 ENVIRON = {
     "WOLKVOX_CAMPAIGN_ID": "4638",
