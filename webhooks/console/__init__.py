@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import logging
 
+import click
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
@@ -68,8 +69,10 @@ class ConsoleSessions(SecureCookieSessionInterface):
 def init_app(app: Flask) -> None:
     """Register the console when ADMIN_TOKEN is set; otherwise say how to turn it on."""
     settings = app.extensions["recall_bridge"].settings
+    # said when a server starts, not before every command of the CLI
+    say = log.debug if click.get_current_context(silent=True) else log.info
     if not enabled(settings):
-        log.info("console off: set ADMIN_TOKEN (and optionally VIEWER_TOKEN) to open /console")
+        say("console off: set ADMIN_TOKEN (and optionally VIEWER_TOKEN) to open /console")
         return
     if not app.secret_key:
         # Derived, not random: every gunicorn worker (and machine) with the same ADMIN_TOKEN
@@ -94,5 +97,5 @@ def init_app(app: Flask) -> None:
     from .web import bp
 
     app.register_blueprint(bp)
-    log.info("console on at /console (%s)", "admin and viewer tokens"
+    say("console on at /console (%s)", "admin and viewer tokens"
              if settings.viewer_token else "admin token")
