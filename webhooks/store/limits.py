@@ -35,6 +35,8 @@ class LimitStore:
         """Own one of the token's `size` slots until now + lease (renewed by the keeper); a
         slot is free when released, or when its holder is dead (life.py). None when all are
         taken."""
+        if self._all_taken(token_key, size, now):
+            return None  # looked without the write lock: idle threads must not queue for it
         order = list(range(size))
         random.shuffle(order)  # spread contention over the rows
         with self._tx() as db:
@@ -58,6 +60,17 @@ class LimitStore:
                 if taken:
                     return n
         return None
+
+    def _all_taken(self, token_key: str, size: int, now: float) -> bool:
+        """True when every slot of the token has a live holder, read in a read-only
+        transaction (a stale answer only costs one write transaction that finds the same)."""
+        with self._tx(read=True) as db:
+            rows = db.execute(select(slots.c.holder, slots.c.lease_until).where(
+                slots.c.token_key == token_key, slots.c.slot < size)).all()
+            held = {r.holder: r.lease_until for r in rows if r.holder is not None}
+            if len(rows) < size or any(r.holder is None for r in rows):
+                return False
+            return not dead_holders(db, self.dialect, held, now, held)
 
     def release_slot(self, token_key: str, slot: int, holder: str) -> None:
         with self._tx() as db:
