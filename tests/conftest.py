@@ -17,6 +17,7 @@ import requests
 import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
+from tests.hubspot_lookalike import HubSpotLookalike
 from webhooks import create_app
 from webhooks.sandbox import create_sandbox, serve
 from webhooks.store import Store, normalize_url
@@ -228,3 +229,11 @@ def _worker(app: Any) -> Any:
 
     bridge = bridge_of(app)
     return Worker(bridge.store, bridge.sources, bridge.settings, name="test")
+
+
+@pytest.fixture(scope="module")
+def hubspot_server() -> Iterator[HubSpotLookalike]:
+    """HubSpot's CRM API look-alike on loopback, with the token of ENVIRON."""
+    server = HubSpotLookalike(ENVIRON["HUBSPOT_PRIVATE_APP_TOKEN"]).start()
+    yield server
+    server.stop()

@@ -17,33 +17,27 @@ next calls answer an error status instead.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.serving import make_server
+
+from tests.lookalike import Lookalike
 
 BITRIX24_USER = "1"
 
 
-class CrmLookalike:
+class CrmLookalike(Lookalike):
     """Serve with `start()`; tell it records with `add_kommo_lead`, `add_kommo_contact` and
     `add_bitrix24_lead`; see what was asked in `calls`."""
 
     def __init__(self, kommo_token: str, bitrix24_secret: str):
         self.kommo_token = kommo_token
         self.bitrix24_secret = bitrix24_secret
-        self.lock = threading.Lock()
         self.kommo_leads: dict[str, dict[str, Any]] = {}
         self.kommo_contacts: dict[str, dict[str, Any]] = {}
         self.bitrix24_leads: dict[str, dict[str, Any]] = {}
-        self.failures: list[int] = []
-        self.calls: list[dict[str, Any]] = []  # path, query and Authorization of each request
-        self.app = self._build()
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def bitrix24_webhook_url(self) -> str:
@@ -51,20 +45,10 @@ class CrmLookalike:
         return f"{self.url}/rest/{BITRIX24_USER}/{self.bitrix24_secret}/"
 
     # --- control -----------------------------------------------------------------------
-    def start(self) -> CrmLookalike:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.kommo_leads.clear()
-            self.kommo_contacts.clear()
-            self.bitrix24_leads.clear()
-            self.failures.clear()
-            self.calls.clear()
+    def _forget(self) -> None:
+        self.kommo_leads.clear()
+        self.kommo_contacts.clear()
+        self.bitrix24_leads.clear()
 
     def add_kommo_lead(self, lead_id: int, contacts: list[tuple[int, bool]],
                        status_id: int = 67548619) -> None:
@@ -82,11 +66,6 @@ class CrmLookalike:
         """A lead as crm.lead.get's `result` holds it: ID, STATUS_ID, PHONE, UF_CRM_..."""
         with self.lock:
             self.bitrix24_leads[str(lead_id)] = {"ID": str(lead_id), **fields}
-
-    def fail_next(self, status: int = 500, times: int = 1) -> None:
-        """The next `times` calls (with good credentials) answer `status` instead."""
-        with self.lock:
-            self.failures += [status] * times
 
     # --- the APIs ----------------------------------------------------------------------
     def _build(self) -> Flask:

@@ -7,53 +7,32 @@ null), 404 for an unknown id, and on demand an error status for the next calls.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.serving import make_server
+
+from tests.lookalike import Lookalike
 
 DEFAULT_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")  # HubSpot always adds
 
 
-class HubSpotLookalike:
+class HubSpotLookalike(Lookalike):
     """Serve with `start()`; tell it contacts with `add_contact`, errors with `fail_next`."""
 
     def __init__(self, token: str):
         self.token = token
-        self.lock = threading.Lock()
         self.contacts: dict[str, dict[str, Any]] = {}
-        self.failures: list[int] = []
-        self.calls: list[dict[str, Any]] = []  # what each request asked for
-        self.app = self._build()
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     # --- control -----------------------------------------------------------------------
-    def start(self) -> HubSpotLookalike:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.contacts.clear()
-            self.failures.clear()
-            self.calls.clear()
+    def _forget(self) -> None:
+        self.contacts.clear()
 
     def add_contact(self, contact_id: int | str, **properties: Any) -> None:
         with self.lock:
             self.contacts[str(contact_id)] = properties
-
-    def fail_next(self, status: int = 500, times: int = 1) -> None:
-        """The next `times` calls (with a good token) answer `status` instead."""
-        with self.lock:
-            self.failures += [status] * times
 
     # --- the API -----------------------------------------------------------------------
     def _build(self) -> Flask:

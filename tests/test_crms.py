@@ -9,7 +9,7 @@ import base64
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,13 +135,6 @@ each_crm = pytest.mark.parametrize("crm", CRMS, ids=[crm.source for crm in CRMS]
 
 
 # --- the HubSpot CRM API look-alike ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def hubspot_server() -> Iterator[HubSpotLookalike]:
-    server = HubSpotLookalike(ENVIRON["HUBSPOT_PRIVATE_APP_TOKEN"]).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def hubspot_api(hubspot_server: HubSpotLookalike, mappings_dir: Path) -> HubSpotLookalike:
     """The look-alike, knowing the sample's contact, and this test's copy of hubspot.yaml
@@ -149,12 +142,17 @@ def hubspot_api(hubspot_server: HubSpotLookalike, mappings_dir: Path) -> HubSpot
     hubspot_server.reset()
     hubspot_server.add_contact(HUBSPOT_CONTACT, phone="+57 300 123 4567",
                                callback_at="2030-12-01T15:30:00Z", firstname="Max")
+    point_hubspot_at(hubspot_server, mappings_dir)
+    return hubspot_server
+
+
+def point_hubspot_at(server: HubSpotLookalike, mappings_dir: Path) -> None:
+    """This test's copy of hubspot.yaml calls `server` instead of api.hubapi.com."""
     path = mappings_dir / "hubspot.yaml"
     text = path.read_text(encoding="utf-8")
     default = f"${{HUBSPOT_API_URL:-{HUBSPOT_API}}}"
     assert default in text
-    path.write_text(text.replace(default, hubspot_server.url), encoding="utf-8")
-    return hubspot_server
+    path.write_text(text.replace(default, server.url), encoding="utf-8")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from tests.conftest import ENVIRON, ROOT, Clock, bridge_of, drain
 from tests.crm_lookalike import CrmLookalike
 from tests.hubspot_lookalike import HubSpotLookalike
 from tests.test_crms import (
-    HUBSPOT_API,
     counts,
     dynamics_webhook_key,
     hubspot_v3,
     pipedrive_basic,
+    point_hubspot_at,
     results,
     sample,
     soon,
@@ -134,13 +134,6 @@ def app(make_app: Any, crm_api: CrmLookalike) -> Any:
                              "BITRIX24_WEBHOOK_URL": crm_api.bitrix24_webhook_url})
 
 
-@pytest.fixture(scope="module")
-def hubspot_server() -> Iterator[HubSpotLookalike]:
-    server = HubSpotLookalike(ENVIRON["HUBSPOT_PRIVATE_APP_TOKEN"]).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def hubspot_contacts(hubspot_server: HubSpotLookalike, mappings_dir: Path) -> HubSpotLookalike:
     """HubSpot's look-alike knowing the object sample's contact, and this test's copy of
@@ -148,11 +141,7 @@ def hubspot_contacts(hubspot_server: HubSpotLookalike, mappings_dir: Path) -> Hu
     hubspot_server.reset()
     hubspot_server.add_contact(HUBSPOT_OBJECT_CONTACT, phone="+57 300 123 4567",
                                callback_at="2030-12-01T15:30:00Z")
-    path = mappings_dir / "hubspot.yaml"
-    text = path.read_text(encoding="utf-8")
-    default = f"${{HUBSPOT_API_URL:-{HUBSPOT_API}}}"
-    assert default in text
-    path.write_text(text.replace(default, hubspot_server.url), encoding="utf-8")
+    point_hubspot_at(hubspot_server, mappings_dir)
     return hubspot_server
 
 
