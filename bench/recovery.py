@@ -38,25 +38,12 @@ from bench.drain import (  # noqa: E402
     start_sandbox,
     zapier_only,
 )
-from tests.procs import Proc, deliver, wait_until  # noqa: E402
+from tests.procs import Proc, deliver, held_by, wait_until  # noqa: E402
 from webhooks.settings import LEASE, WOLKVOX_TIMEOUT, Settings  # noqa: E402
 from webhooks.store import normalize_url  # noqa: E402
-from webhooks.store.life import HOST  # noqa: E402
 
 LATENCY = 0.4  # seconds the sandbox takes per call, as in tests/test_recovery.py
 GIVE_UP = 300.0  # seconds: far past the first design's ~100 s, so a regression still measures
-
-
-def held_by(engine: sa.Engine, proc: Proc) -> dict[str, int]:
-    """Slots and `sending` events whose holder is `proc` (host:pid:start/thread)."""
-    pattern = f"{HOST}:{proc.popen.pid}:%"
-    with engine.connect() as connection:
-        slots = connection.execute(sa.text(
-            "SELECT count(*) FROM slots WHERE holder LIKE :p"), {"p": pattern}).scalar()
-        claims = connection.execute(sa.text(
-            "SELECT count(*) FROM events WHERE status = 'sending' AND holder LIKE :p"),
-            {"p": pattern}).scalar()
-    return {"slots": slots, "claims": claims}
 
 
 def run(database: str, workdir: Path, events: int = 300) -> dict:

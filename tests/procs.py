@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
+
+from webhooks.store.life import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -76,3 +79,15 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def held_by(engine: sa.Engine, proc: Proc) -> dict[str, int]:
+    """Slots and `sending` events whose holder is `proc` (host:pid:start/thread)."""
+    pattern = f"{HOST}:{proc.popen.pid}:%"
+    with engine.connect() as connection:
+        slots = connection.execute(sa.text(
+            "SELECT count(*) FROM slots WHERE holder LIKE :p"), {"p": pattern}).scalar()
+        claims = connection.execute(sa.text(
+            "SELECT count(*) FROM events WHERE status = 'sending' AND holder LIKE :p"),
+            {"p": pattern}).scalar()
+    return {"slots": slots, "claims": claims}

@@ -12,10 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ENVIRON, SANDBOX_TOKEN, bridge_of
-from tests.procs import Proc, deliver, wait_until
+from tests.procs import Proc, deliver, held_by, wait_until
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
-from webhooks.store.life import HOST
 
 pytestmark = pytest.mark.slow
 LATENCY = 0.4  # seconds wolkvox takes per call in these tests
@@ -30,19 +29,6 @@ def environment(app: Any, sandbox: Any, database_url: str) -> dict[str, str]:
 
 def arrivals(sandbox: Any) -> int:
     return sandbox.stats()["requests"]
-
-
-def held_by(app: Any, proc: Proc) -> dict[str, int]:
-    """Slots and `sending` events whose holder is `proc` (host:pid:start/thread)."""
-    engine = bridge_of(app).store.engine
-    pattern = f"{HOST}:{proc.popen.pid}:%"
-    with engine.connect() as connection:
-        slots = connection.execute(sa.text(
-            "SELECT count(*) FROM slots WHERE holder LIKE :p"), {"p": pattern}).scalar()
-        claims = connection.execute(sa.text(
-            "SELECT count(*) FROM events WHERE status = 'sending' AND holder LIKE :p"),
-            {"p": pattern}).scalar()
-    return {"slots": slots, "claims": claims}
 
 
 def start_pair(make_app: Any, sandbox: Any, database_url: str, tmp_path: Any,
@@ -62,14 +48,15 @@ def start_pair(make_app: Any, sandbox: Any, database_url: str, tmp_path: Any,
 def test_a_killed_deliver_process_gives_back_its_slots_and_claims_within_5_s(
         make_app, sandbox, database_url, tmp_path):
     app, ids, first, second = start_pair(make_app, sandbox, database_url, tmp_path)
+    engine = bridge_of(app).store.engine
     try:
-        wait_until(lambda: held_by(app, first)["slots"] == 2, 20, first)
+        wait_until(lambda: held_by(engine, first)["slots"] == 2, 20, first)
         os.killpg(first.popen.pid, signal.SIGKILL)
         killed = time.monotonic()
         with sandbox.state.lock:  # the dead process's calls wolkvox is still answering
             orphans = sandbox.state.in_flight[SANDBOX_TOKEN]
         first.popen.wait(10)
-        wait_until(lambda: held_by(app, first) == {"slots": 0, "claims": 0}, 20, second)
+        wait_until(lambda: held_by(engine, first) == {"slots": 0, "claims": 0}, 20, second)
         recovered = time.monotonic() - killed
         print(f"slots and claims of the killed process free {recovered:.2f} s after SIGKILL")
         assert recovered < 5
@@ -87,12 +74,13 @@ def test_a_killed_deliver_process_gives_back_its_slots_and_claims_within_5_s(
 def test_a_paused_deliver_process_is_never_overtaken_and_carries_on_when_resumed(
         make_app, sandbox, database_url, tmp_path):
     app, ids, first, second = start_pair(make_app, sandbox, database_url, tmp_path)
+    engine = bridge_of(app).store.engine
     try:
-        wait_until(lambda: held_by(app, first)["slots"] >= 1, 20, first)
+        wait_until(lambda: held_by(engine, first)["slots"] >= 1, 20, first)
         os.killpg(first.popen.pid, signal.SIGSTOP)
-        paused = held_by(app, first)
+        paused = held_by(engine, first)
         time.sleep(8)  # far past its 3 s leases
-        assert held_by(app, first) == paused  # nothing of a live process is taken
+        assert held_by(engine, first) == paused  # nothing of a live process is taken
         assert sandbox.stats()["max_asked"][SANDBOX_TOKEN] <= 2
         os.killpg(first.popen.pid, signal.SIGCONT)
         wait_until(lambda: all(event(app, i)["status"] == "delivered" for i in ids), 90, first)
@@ -108,7 +96,8 @@ def test_a_paused_deliver_process_is_never_overtaken_and_carries_on_when_resumed
 def test_a_deliver_process_cut_off_from_postgres_stops_calling_before_its_slots_move(
         make_app, sandbox, database_url, tmp_path):
     app, ids, first, second = start_pair(make_app, sandbox, database_url, tmp_path)
-    wait_until(lambda: held_by(app, first)["slots"] >= 1, 20, first)
+    engine = bridge_of(app).store.engine
+    wait_until(lambda: held_by(engine, first)["slots"] >= 1, 20, first)
     engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
