@@ -416,6 +416,23 @@ def test_the_playground_reads_a_form_body_with_the_content_type_chosen(app):
     assert "The body makes 1 event." in page and "cannot be read" not in page
 
 
+@pytest.mark.parametrize("name", ["bitrix24", "kommo", "activecampaign", "hubspot"])
+def test_the_playground_judges_a_shipped_sample_as_the_hook_does(app, name):
+    """Form sources unflatten their bracketed keys and drop their secret field (a nested one
+    for bitrix24) before splitting; a lookup source says which lookup its fields wait for."""
+    client = signed_in(app)
+    sample = next((Path(bridge_of(app).settings.mappings_dir) / "samples").glob(f"{name}.*"))
+    page = text(post(client, f"/console/sources/{name}/try", {
+        "body": sample.read_text(encoding="utf-8"),
+        "content_type": "application/x-www-form-urlencoded"}))
+    assert "would be queued" in page, page
+    assert "would be invalid" not in page
+    if name == "hubspot":  # its sample also holds events of other subscriptions
+        assert "The fields come after the HubSpot contact lookup" in page
+    else:
+        assert "would be ignored" not in page
+
+
 def test_the_playground_judges_a_stored_event_again(app):
     [event_id] = receive(app, zap(phone="12"))
     page = text(signed_in(app).get(f"/console/sources/zapier/try?event={event_id}"))

@@ -23,16 +23,8 @@ def printable(text: str, keep: str = "") -> str:
     """`text` with control and other non-printable characters escaped (\\r, \\x1b, \\u2028)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
-
-
-def _escape(char: str) -> str:
-    named = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
-    code = ord(char)
-    if char in named:
-        return named[char]
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
-        else f"\\U{code:08x}"
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode()
+                   for c in text)
 
 
 def redact_query(text: str) -> str:

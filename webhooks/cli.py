@@ -14,7 +14,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from jmespath.exceptions import JMESPathError
 
-from . import formats, intake, timerules
+from . import formats, intake, trial
+from .accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from .lifecycle import TERMINAL, Status
 from .operations import RetryRefused, retry_event
 from .recall import mask_phone
@@ -55,11 +56,9 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
     if source is None:
         raise click.ClickException(f"unknown source {source_name!r}; known: "
                                    f"{', '.join(sorted(bridge.sources))}")
-    content_type = {"json": "application/json", "salesforce": "text/xml",
-                    "form": "application/x-www-form-urlencoded"}[source.format]
     try:
-        payload = source.parse(file.read_bytes(), content_type)
-        split = source.split(payload)
+        payload = source.parse(file.read_bytes(), formats.CONTENT_TYPES[source.format])
+        split = source.events_of(payload)
     except formats.FormatError as err:
         raise click.ClickException(f"{file}: {err}") from None
     except JMESPathError as err:
@@ -215,23 +214,12 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
 
 def _when_sent(bridge: Any, source: Any, recall: dict[str, str], now: Any) -> str:
     """The date asked and the date that would be sent now, with the rule that moved it."""
-    settings = bridge.settings
-    plan = timerules.schedule(recall, source.target.timezone, now.timestamp(),
-                              settings.wolkvox_min_lead, settings.expire_after, source.hours)
-    caps = " (contact caps are counted when it is sent)" if source.caps else ""
-    if plan.recall is None:
-        return f"sent: never, {plan.note}"
-    sent = plan.recall["recall_date"]
-    return (f"sent: {sent}, as asked{caps}" if sent == plan.asked
-            else f"sent: {sent}, moved from {plan.asked}: {plan.note.split(': ', 1)[1]}{caps}")
-
-
-def safe(text: str) -> str:
-    """CRM data for a terminal: control and format characters (an escape sequence, a line
-    break, a bidirectional override) are shown escaped, never interpreted."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    when = trial.when_sent(bridge, source, recall, now)
+    caps = trial.CAPS_NOTE if when.caps else ""
+    if when.sent is None:
+        return f"sent: never, {when.note}"
+    return (f"sent: {when.sent}, as asked{caps}" if when.sent == when.asked
+            else f"sent: {when.sent}, moved from {when.asked}: {when.why}{caps}")
 
 
 def _time(epoch: float | None) -> str:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 FORMATS: tuple[str, ...] = ("json", "form", "salesforce")
 SALESFORCE_CONTENT_TYPE = "text/xml; charset=utf-8"
+CONTENT_TYPES = {"json": "application/json", "salesforce": "text/xml",
+                 "form": "application/x-www-form-urlencoded"}  # a sample body's, per format
 
 # Deeper than this is no CRM's body; bounding it keeps every recursive walk (JMESPath, the
 # JSON column's encoder, the store's cleaning) far from Python's recursion limit.

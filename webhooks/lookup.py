@@ -54,6 +54,12 @@ class Lookup:
     def object_id(self) -> ParsedResult:
         return self.steps[0].id
 
+    def describe(self) -> str:
+        """What it fetches, step by step ("HubSpot contact"; a host when unnamed: never the
+        URL, which may carry a secret)."""
+        return " then ".join(step.name or urlsplit(step.url).hostname or "the CRM"
+                             for step in self.steps)
+
 
 class LookupRetry(Exception):
     """The CRM did not answer usefully now (transport, 429, 5xx): retry with backoff, and not

@@ -18,7 +18,7 @@ from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import formats, intake, metrics
-from .auth import AuthFailed, SignedRequest, matching_variant, strip
+from .auth import AuthFailed, SignedRequest, matching_variant
 from .lifecycle import TERMINAL, Status
 from .spool import SpoolFull
 from .store import NewEvent, StoreRefused, StoreUnavailable
@@ -72,8 +72,7 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
         log.warning("hook %s: unreadable body: %s", name, err)
         return _refuse(soap, 400, f"unreadable {source.format} body: {err}")
 
-    if source.verifier.strip_field:
-        strip(payload, source.verifier.strip_field)  # a secret is not an event's data
+    source.strip_secret(payload)  # a secret is not an event's data
     handshake = source.handshake_answer(payload)
     if handshake is not None:  # the CRM proving the endpoint (monday.com's challenge)
         log.info("hook %s: handshake answered", name)

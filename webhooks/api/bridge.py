@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import request
 from flask_smorest import abort
 from jmespath.exceptions import JMESPathError
 
-from .. import formats, intake, timerules
+from .. import formats, intake, timerules, trial
 from ..lifecycle import Status
 from ..recall import mask_phone
 from . import schemas as s
@@ -22,8 +21,6 @@ from .common import blueprint, bridge, documents
 bp = blueprint("bridge", "The overview, the sources, and trying a mapping")
 HOURS = 48  # the overview's hourly series
 WEEK = 7 * 86400
-CONTENT_TYPES = {"json": "application/json", "salesforce": "text/xml",
-                 "form": "application/x-www-form-urlencoded"}  # a sample's default, per format
 
 
 @bp.route("/overview", methods=["GET"])
@@ -58,7 +55,7 @@ def sources() -> dict[str, Any]:
         "auth": source.verifier.scheme, "token": source.target.key,
         "timezone": source.target.timezone,
         "calling_hours": source.hours.describe() if source.hours else None,
-        "lookup": _lookup(source.lookup),
+        "lookup": source.lookup.describe() if source.lookup else None,
     } for name, source in sorted(b.sources.items())]}
 
 
@@ -77,15 +74,12 @@ def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
         abort(404, message=f"no source {name!r}; known: {', '.join(sorted(b.sources))}")
     if isinstance(sample["body"], str):
         body = sample["body"].encode("utf-8", "surrogatepass")
-        content_type = sample.get("content_type") or CONTENT_TYPES[source.format]
+        content_type = sample.get("content_type") or formats.CONTENT_TYPES[source.format]
     else:
         body, content_type = json.dumps(sample["body"]).encode(), "application/json"
     answer: dict[str, Any] = {"source": name, "error": None, "events": [], "note": None}
     try:
-        payload = source.parse(body, content_type)
-        if isinstance(payload, dict) and source.verifier.strip_field:
-            payload.pop(source.verifier.strip_field, None)  # as the hook does
-        events = source.split(payload)
+        events = source.events_of(source.parse(body, content_type))
     except formats.FormatError as err:
         return {**answer, "error": f"unreadable {source.format} body: {err}"}
     except JMESPathError as err:
@@ -106,29 +100,15 @@ def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict
     judged = found.event
     recall, plan = judged.recall, None
     if recall is not None:
-        settings = b.settings
-        scheduled = timerules.schedule(recall, source.target.timezone, now.timestamp(),
-                                       settings.wolkvox_min_lead, settings.expire_after,
-                                       source.hours)
-        caps = " (contact caps are counted when it is sent)" if source.caps else ""
-        plan = {"action": scheduled.action,
-                "recall_date": scheduled.recall["recall_date"] if scheduled.recall else None,
-                "note": (scheduled.note or "as asked") + caps}
+        when = trial.when_sent(b, source, recall, now)
+        plan = {"action": when.action, "recall_date": when.sent,
+                "note": (when.note or "as asked") + (trial.CAPS_NOTE if when.caps else "")}
         recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
     reason = judged.reason
     if judged.status == Status.QUEUED and source.lookup is not None:
-        reason = f"fields come after the lookup of {_lookup(source.lookup)} (done by the worker)"
+        reason = f"fields come after the lookup of {source.lookup.describe()} (done by the worker)"
     return {"index": index, "status": judged.status.value, "dedup_key": judged.dedup_key,
             "reason": reason, "errors": found.errors, "recall": recall, "plan": plan}
-
-
-def _lookup(lookup: Any) -> str | None:
-    """What a lookup fetches, step by step ("HubSpot contact"; a host when unnamed: never the
-    URL, which may carry a secret)."""
-    if lookup is None:
-        return None
-    return " then ".join(step.name or urlsplit(step.url).hostname or "the CRM"
-                         for step in lookup.steps)
 
 
 def _tokens(b: Any, now: float) -> list[dict[str, Any]]:

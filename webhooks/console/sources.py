@@ -9,6 +9,7 @@ from typing import Any
 from flask import abort, render_template, request
 from flask_babel import gettext as _
 
+from .. import trial
 from ..store import EventFilter
 from . import playground
 from .events import MAX_ID
@@ -65,13 +66,14 @@ def try_source(name: str) -> Any:
     if source is None:
         abort(404)
     body, chosen, result, picked, problem = "", playground.FORM_TYPES[0], None, None, ""
+    sample = playground.sample(b, name)
     if request.method == "POST":
         body = request.form.get("body", "")
         chosen = request.form.get("content_type", chosen)
         if body.strip():
             raw = body.encode("utf-8")
-            result = playground.try_body(b, source, raw,
-                                         playground.content_type(source, chosen, raw))
+            result = trial.try_body(b, source, raw,
+                                    playground.content_type(source, chosen, raw))
         else:
             problem = _("Paste a body to try.")
     elif request.args.get("event"):
@@ -81,12 +83,12 @@ def try_source(name: str) -> Any:
         if picked is None:
             problem = _("There is no event %(id)s.", id=text[:20])
         else:
-            result = playground.try_event(b, source, picked["raw"])
+            result = trial.try_event(b, source, picked["raw"])
     elif request.args.get("sample"):
-        body = playground.sample(b, name)
+        body = sample
     return render_template(
         "console/playground.html", source=describe(name, source, {}), body=body,
         chosen=chosen, form_types=playground.FORM_TYPES, result=result, picked=picked,
-        problem=problem, has_sample=bool(playground.sample(b, name)),
+        problem=problem, has_sample=bool(sample),
         recent=b.store.search(EventFilter(source=name), limit=RECENT),
         pretty_date=playground.pretty_date)

@@ -18,6 +18,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from .. import formats
+from ..auth import strip
 from ..calling_hours import CallingHours
 from ..lookup import Lookup
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
@@ -88,6 +89,17 @@ class Source:
         """The body in this source's format (FormatError when it cannot be read)."""
         payload = formats.parse_body(self.format, body, content_type)
         return formats.unflatten(payload) if self.unflatten else payload
+
+    def events_of(self, payload: Any) -> list[Any]:
+        """The events of a parsed body, its secret field removed first (a secret is not an
+        event's data); JMESPathError when `events` fails on it."""
+        self.strip_secret(payload)
+        return self.split(payload)
+
+    def strip_secret(self, payload: Any) -> None:
+        """Remove the body field that carries the source's secret, if its scheme has one."""
+        if self.verifier.strip_field:
+            strip(payload, self.verifier.strip_field)
 
     def with_headers(self, events: list[Any], headers: Mapping[str, str]) -> list[Any]:
         """Each event with the mapping's `headers:` beside it, as `headers.<name>` (only those
