@@ -17,7 +17,6 @@ from tests.test_crms import (  # noqa: F401 - fixtures used by name
     HUBSPOT_API,
     hubspot_api,
     hubspot_event,
-    hubspot_server,
     post_hubspot,
 )
 from tests.test_delivery import event, receive
