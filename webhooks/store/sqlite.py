@@ -4,8 +4,9 @@ SQLite lets one transaction write at a time. Left to itself, a writer that finds
 locked sleeps in SQLite's busy handler (1, 2, 5, 10 ... 100 ms steps) and retries, so under a
 burst most of a webhook's latency is sleeping while the lock is free. Here every write
 transaction first takes a lock shared by this database's threads (a mutex) and processes (an
-flock on `<database>.lock`): a waiting writer is woken the moment the lock is released, and
-SQLite's own lock is then always free. Reads take no lock (WAL readers never wait).
+flock on `<database>.lock`), and releases it after its COMMIT or ROLLBACK: a waiting writer is
+woken the moment the lock is released, and SQLite's own lock is then always free. Reads take
+no lock (WAL readers never wait).
 
 Durability is SQLite's default for WAL, synchronous=FULL: each commit is on disk before the
 webhook that wrote it is answered.
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 READ_ONLY = "recall_bridge_read_only"  # execution option: a transaction that only reads
 
@@ -78,11 +82,28 @@ def listeners(lock: WriteLock | None) -> dict[str, Any]:
             # deadlock with another process doing the same.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            end(connection)
+            release(connection)
             raise
 
-    def end(connection: Any) -> None:
+    def ending(sql: str) -> Any:
+        # SQLAlchemy fires its commit and rollback events before it commits or rolls back: the
+        # statement is run here, so that the lock is released only once SQLite's is (the
+        # driver's own commit then finds no transaction and does nothing).
+        def end(connection: Any) -> None:
+            try:
+                raw = connection.connection.dbapi_connection
+                if raw is not None and raw.in_transaction:
+                    raw.execute(sql)
+            except sqlite3.Error as err:
+                if sql == "COMMIT":  # a failed ROLLBACK is tried again by the driver's own
+                    raise OperationalError(sql, None, err) from err
+            finally:
+                release(connection)
+        return end
+
+    def release(connection: Any) -> None:
         if connection.info.pop("holds_write_lock", False):
             lock.release()  # type: ignore[union-attr]
 
-    return {"connect": connect, "begin": begin, "commit": end, "rollback": end}
+    return {"connect": connect, "begin": begin, "commit": ending("COMMIT"),
+            "rollback": ending("ROLLBACK")}
