@@ -113,7 +113,7 @@ class Worker:
     def run_once(self) -> bool:
         """One pass over every token: True if any event was handled."""
         now = self.now()
-        if now - self._last_sweep >= SWEEP_EVERY:
+        if self.keeper is None and now - self._last_sweep >= SWEEP_EVERY:  # else the keeper
             self._last_sweep = now
             if self.store.requeue_abandoned(now):
                 log.info("re-queued events claimed by a worker that stopped")

@@ -77,17 +77,19 @@ class Drain:
         worker, events = self.worker, batch.events
         zone = self.group.target.timezone
         for index, event in enumerate(events):
+            # The call exists before the slot is judged ours: a slot lost from then on aborts it
+            call = self.tenure.call = Call()
             self.held = self.held or worker.trouble(self.tenure)
             if (self.held or worker.stopping
                     or timerules.day(zone, worker.now()) != batch.day):
+                self.tenure.call = None
                 worker.give_back(self.key, batch, events[index:], self.holder, self.held)
                 batch.events[index:] = []
                 return
             if index == len(events) - 1:
                 self.ahead = self.recorder.submit(worker.claim, self.key, self.group,
                                                   self.holder)
-            self.tenure.call = Call()
-            decision, hold = worker.decide(self.key, event, batch.day, self.tenure.call)
+            decision, hold = worker.decide(self.key, event, batch.day, call)
             self.tenure.call = None
             _observe(event, decision)
             self.handled += 1

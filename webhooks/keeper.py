@@ -1,6 +1,6 @@
 """The keeper: one thread per delivering process that keeps its slots and claims its own.
 
-Every LEASE / 3 seconds it gives a dead process's claimed events back to the queue (busy
+Every LEASE / 6 seconds it gives a dead process's claimed events back to the queue (busy
 delivery threads do not look), and renews, in one transaction, the lease of each slot the process's
 delivery threads hold and of every event they have claimed (store/life.py says when a lease
 that is not renewed lets another process take over). A thread asks `trouble()` before each
@@ -46,8 +46,9 @@ class Tenure:
     def lose(self, why: str) -> None:
         if not self.lost:
             self.lost = why
-        if self.call is not None:
-            self.call.abort(why, counted=False)
+        call = self.call  # read once: the delivery thread may clear it meanwhile
+        if call is not None:
+            call.abort(why, counted=False)
 
 
 class Keeper:

@@ -198,6 +198,9 @@ class EventStore:
     def requeue_abandoned(self, now: float) -> int:
         """`sending` events whose holder is dead (life.py) go back to the queue, or are
         superseded when a newer event of the same lead has arrived meanwhile."""
+        with self._tx(read=True) as db:  # nearly always none: no write lock to find that
+            if not lapsed_holders(db, self.dialect, now):
+                return 0
         with self._tx() as db:
             dead = lapsed_holders(db, self.dialect, now)
             if not dead:

@@ -4,7 +4,7 @@ events in seconds, a live one (slow, or paused with SIGSTOP) is never overtaken.
 A holder is named `host:pid:start/thread`: the process part identifies one run of one
 process (`start` is its start time, so a reused pid is another process). A slot row or a
 `sending` event says which holder has it and until when (`lease_until`), and the holder's
-process renews that every LEASE / 3 seconds (`Life.renew`, called by the keeper).
+process renews that every LEASE / 6 seconds (`Life.renew`, called by the keeper).
 
 Whether a holder is dead is asked of something that outlives no process:
 - PostgreSQL: each process holds a session advisory lock named after it, on a connection of
@@ -109,6 +109,8 @@ class Life:
         if self._connection is not None and self._connection.invalidated:
             # SQLAlchemy would reconnect on the next use, without our lock: never renew there
             raise StoreUnavailable("the connection holding this process's lock was lost")
+        if self._connection is None and not tenures:
+            return set()  # SQLite, nothing held: nothing to write
         try:
             if self._connection is not None:
                 with self._connection.begin():

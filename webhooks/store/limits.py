@@ -35,18 +35,21 @@ class LimitStore:
         """Own one of the token's `size` slots until now + lease (renewed by the keeper); a
         slot is free when released, or when its holder is dead (life.py). None when all are
         taken."""
-        if self._all_taken(token_key, size, now):
-            return None  # looked without the write lock: idle threads must not queue for it
+        with self._tx(read=True) as db:  # idle threads must not queue for the write lock
+            rows, dead = self._slots(db, token_key, size, now)
+            if len(rows) == size and not any(r.holder is None or r.holder in dead
+                                             for r in rows.values()):
+                return None
         order = list(range(size))
         random.shuffle(order)  # spread contention over the rows
         with self._tx() as db:
-            db.execute(self._upsert(slots).values(
-                [{"token_key": token_key, "slot": n, "lease_until": 0.0} for n in range(size)]
-            ).on_conflict_do_nothing(index_elements=["token_key", "slot"]))
-            rows = {r.slot: r for r in db.execute(select(slots).where(
-                slots.c.token_key == token_key, slots.c.slot < size))}
-            held = {r.holder: r.lease_until for r in rows.values() if r.holder is not None}
-            dead = dead_holders(db, self.dialect, held, now, held) if held else set()
+            rows, dead = self._slots(db, token_key, size, now)
+            if len(rows) < size:  # the token's first take: its rows
+                db.execute(self._upsert(slots).values(
+                    [{"token_key": token_key, "slot": n, "lease_until": 0.0}
+                     for n in range(size)]
+                ).on_conflict_do_nothing(index_elements=["token_key", "slot"]))
+                rows, dead = self._slots(db, token_key, size, now)
             for n in order:
                 row = rows[n]
                 if row.holder is not None and row.holder not in dead:
@@ -61,16 +64,13 @@ class LimitStore:
                     return n
         return None
 
-    def _all_taken(self, token_key: str, size: int, now: float) -> bool:
-        """True when every slot of the token has a live holder, read in a read-only
-        transaction (a stale answer only costs one write transaction that finds the same)."""
-        with self._tx(read=True) as db:
-            rows = db.execute(select(slots.c.holder, slots.c.lease_until).where(
-                slots.c.token_key == token_key, slots.c.slot < size)).all()
-            held = {r.holder: r.lease_until for r in rows if r.holder is not None}
-            if len(rows) < size or any(r.holder is None for r in rows):
-                return False
-            return not dead_holders(db, self.dialect, held, now, held)
+    def _slots(self, db: Any, token_key: str, size: int,
+               now: float) -> tuple[dict[int, Any], set[str]]:
+        """The token's slot rows by number, and which of their holders are dead."""
+        rows = {r.slot: r for r in db.execute(select(slots).where(
+            slots.c.token_key == token_key, slots.c.slot < size))}
+        held = {r.holder: r.lease_until for r in rows.values() if r.holder is not None}
+        return rows, dead_holders(db, self.dialect, held, now, held) if held else set()
 
     def release_slot(self, token_key: str, slot: int, holder: str) -> None:
         with self._tx() as db:
