@@ -4,14 +4,14 @@ import os
 import sys
 
 from webhooks.accesslog import SafeLogger
-from webhooks.server import WholeRequestWorker
+from webhooks.server import REQUEST_TIMEOUT, WholeRequestWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread whose threads get only whole requests: a client that stalls mid-request holds a
 # buffer, not a thread, and gets a 408 after REQUEST_TIMEOUT seconds (webhooks/server.py).
 worker_class = WholeRequestWorker.configured(
-    request_timeout=float(os.environ.get("REQUEST_TIMEOUT", "10")))
+    request_timeout=float(os.environ.get("REQUEST_TIMEOUT", REQUEST_TIMEOUT)))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))  # ?wait= holds a thread while it waits
 timeout = 60
 graceful_timeout = 90  # lets a delivery thread finish its call and give back what it claimed
@@ -46,9 +46,9 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    bridge = getattr(worker, "wsgi", None)
-    if bridge is not None and hasattr(bridge, "extensions"):
-        bridge.extensions["recall_bridge"].stop_background()
+    bridge = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("recall_bridge")
+    if bridge is not None:
+        bridge.stop_background()
 
 
 def child_exit(server, worker):

@@ -174,15 +174,15 @@ class Worker:
         limit = self.settings.wolkvox_daily_limit
         sources = [name for name in group.sources if name not in self._paused]
         if not sources:
-            return Batch(now, day, [])
+            return Batch(day, [])
         events = self.store.claim(sources, holder, now, self.settings.lease,
                                   self.settings.claim_batch, (key, day, limit) if limit else None)
         if events is None:  # the day's quota is used up before wolkvox had to say so
             until = timerules.next_day(zone, now)
             self.hold(key, "quota", f"held: daily quota of {limit} calls used up; waits for "
                       f"{timerules.local(until, zone)} {zone}", until, now, daily_limit=limit)
-            return Batch(now, day, [])
-        return Batch(now, day, events)
+            return Batch(day, [])
+        return Batch(day, events)
 
     def give_back(self, key: str, batch: Batch, events: list[Claimed], holder: str,
                   reason: str = "") -> None:

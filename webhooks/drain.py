@@ -27,9 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Events claimed together: when, and the quota day their units were reserved on."""
+    """Events claimed together, and the quota day their units were reserved on."""
 
-    claimed_at: float
     day: str
     events: list[Claimed]
 
@@ -115,7 +114,7 @@ class Drain:
             return batch
         if self.held or self.worker.stopping or self.handled == sent:
             # nothing sent from this batch (a slow claim, say): leave the slot, come back later
-            return Batch(batch.claimed_at, batch.day, [])
+            return Batch(batch.day, [])
         return self.worker.claim(self.key, self.group, self.holder)  # cut short: afresh
 
     def _written(self) -> None:

@@ -78,14 +78,6 @@ class Store(IngestStore, EventStore, LimitStore, ViewStore):
         except (DBAPIError, SQLAlchemyError) as err:
             raise StoreUnavailable(f"cannot migrate the database: {short(err)}") from err
 
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers a trivial query."""
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError as err:
-            raise StoreUnavailable(short(err)) from err
-
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Float, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
@@ -73,6 +73,15 @@ class Decision:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
+LEAD_IS = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
+           events.c.customer_id == bindparam("u"))
+# A change of the lead the CRM made later than this event's, already known: this one is late.
+LATER = select(events.c.id, events.c.occurred_at).where(
+    *LEAD_IS, events.c.occurred_at > bindparam("o", type_=Float), events.c.id != bindparam("n"),
+    or_(*(events.c.status == status for status in (Status.QUEUED, Status.SENDING,
+                                                    Status.DELIVERED)))).limit(1)
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: int
@@ -216,11 +225,8 @@ class EventStore:
         superseded (its id and time): the event `event_id` is then late. For sources that
         look the lead up, whose lead is known only once they are mapped."""
         with self._tx(read=True) as db:
-            row = db.execute(select(events.c.id, events.c.occurred_at).where(
-                events.c.token_key == token_key, events.c.campaign_id == campaign_id,
-                events.c.customer_id == customer_id, events.c.occurred_at > occurred_at,
-                events.c.id != event_id, events.c.status.in_(
-                    [Status.QUEUED, Status.SENDING, Status.DELIVERED])).limit(1)).first()
+            row = db.execute(LATER, {"t": token_key, "c": campaign_id, "u": customer_id,
+                                     "o": occurred_at, "n": event_id}).first()
             return (row.id, row.occurred_at) if row else None
 
     def dialled(self, token_key: str, campaign_id: str, customer_id: str, since: float,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Float, bindparam, cast, or_, select, update
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
-from .events import NewEvent, Outcome, text
+from .events import LATER, LEAD_IS, NewEvent, Outcome, text
 from .fast import Prepared
 from .tables import events
 
@@ -28,20 +29,13 @@ Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> 
 
 EXISTING = select(events.c.id, events.c.status).where(
     events.c.source == bindparam("source"), events.c.dedup_key == bindparam("dedup_key"))
-_LEAD = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
-         events.c.customer_id == bindparam("u"))
 # the new event's occurred_at, or None: cast, so that PostgreSQL knows its type even when null
 _WHEN = cast(bindparam("o", type_=Float), Float)
 SUPERSEDE = update(events).where(
-    *_LEAD, events.c.status == Status.QUEUED, events.c.id < bindparam("n"),
+    *LEAD_IS, events.c.status == Status.QUEUED, events.c.id < bindparam("n"),
     or_(_WHEN.is_(None), events.c.occurred_at.is_(None), events.c.occurred_at <= _WHEN),
 ).values(status=Status.SUPERSEDED, updated_at=bindparam("now"),
          reason=bindparam("why")).returning(events.c.id)
-# A change of the lead the CRM made later than this event's, already known: this one is late.
-LATER = select(events.c.id, events.c.occurred_at).where(
-    *_LEAD, events.c.occurred_at > bindparam("o", type_=Float), events.c.id != bindparam("n"),
-    or_(*(events.c.status == status for status in (Status.QUEUED, Status.SENDING,
-                                                    Status.DELIVERED)))).limit(1)
 LATE = update(events).where(events.c.id == bindparam("n")).values(
     status=Status.SUPERSEDED, reason=bindparam("why")).returning(events.c.id)
 ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
@@ -65,13 +59,14 @@ class IngestStore:
         now = time.time() if now is None else now
         if self.group is not None:
             return self.group.submit(new, now)
-        statements = self.statements()
+        statements = self.statements
         with self._tx() as db:
             return store_events(lambda name, values: db.execute(statements[name], values).all(),
                                 new, now)
 
+    @cached_property
     def statements(self) -> dict[str, Any]:
-        """The hot path's statements for this database."""
+        """The hot path's statements for this database (built once)."""
         make = pg_insert if self.dialect == "postgresql" else sqlite_insert
         insert = make(events).on_conflict_do_nothing(
             index_elements=["source", "dedup_key"]).returning(events.c.id)
@@ -80,7 +75,7 @@ class IngestStore:
 
     def prepared(self) -> dict[str, Prepared]:
         """The statements compiled for the DBAPI cursor (SQLite's group commit)."""
-        found = self.statements()
+        found = self.statements
         dialect = self.engine.dialect
         prepared = {name: Prepared(statement, dialect) for name, statement in found.items()
                     if name != "insert"}
