@@ -4,7 +4,6 @@ over 48 hours (chart.py draws it)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,14 +11,12 @@ from flask import render_template
 
 from .. import timerules
 from ..lifecycle import Status
-from ..store import EventFilter
 from . import chart
 from .web import bp, bridge, midnight, now, zone
 
 SHOWN = ("delivered", "failed", "invalid", "ignored")  # per source, beside "received"
 WEEK = 7  # days, today included
 HOURS = 48  # hours in the chart
-TEST_CAP = 2000  # captured test events taken off the chart's "received" (see hourly())
 
 
 @dataclass(frozen=True)
@@ -69,17 +66,6 @@ def tokens(bridge: Any, moment: float) -> list[Token]:
     return found
 
 
-def hourly(store: Any, since: float) -> dict[str, dict[int, int]]:
-    """store.hourly without the captured test events (which it counts as received; they are
-    no webhook the bridge acted on), so that the chart agrees with the table above it."""
-    series = store.hourly(since)
-    tests = Counter(int(row["created_at"] // 3600) for row in store.search(
-        EventFilter(status=Status.TEST, since=since), limit=TEST_CAP))
-    series["received"] = {hour: n - tests[hour] for hour, n in series["received"].items()
-                          if n > tests[hour]}
-    return series
-
-
 @bp.get("/")
 def overview() -> Any:
     b = bridge()
@@ -89,7 +75,7 @@ def overview() -> Any:
     names = sorted(set(b.sources) | set(week))
     rows = [(name, summary(today.get(name, {})), summary(week.get(name, {}))) for name in names]
     hour = int(moment // 3600)
-    series = hourly(b.store, (hour - HOURS + 1) * 3600)
+    series = b.store.hourly((hour - HOURS + 1) * 3600)  # test captures left out
     return render_template(
         "console/overview.html", rows=rows, tokens=tokens(b, moment),
         chart=chart.hourly(series, hour, HOURS, zone()), settings=b.settings)
