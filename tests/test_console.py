@@ -283,6 +283,16 @@ def test_the_overview_counts_today_and_draws_the_last_48_hours(app, sandbox):
     assert page.count('class="received"') == 1 and page.count('class="delivered"') == 1
 
 
+def test_an_event_id_past_the_id_column_is_not_found_for_every_page_and_action(app):
+    client = signed_in(app)
+    huge = "/console/events/99999999999999999999"
+    assert client.get(huge).status_code == 404
+    for action in ("retry", "cancel", "reveal"):
+        assert post(client, f"{huge}/{action}", {"why": "x"}).status_code == 404, action
+    page = text(client.get("/console/sources/zapier/try", query_string={"event": huge[16:]}))
+    assert "There is no event 99999999999999999999." in page
+
+
 def test_events_are_found_by_a_phone_typed_with_spaces_and_shown_masked(app):
     [wanted] = receive(app, zap(lead=1, phone="+57 301 555 1234"))
     receive(app, zap(lead=2, phone="300 123 4567"))

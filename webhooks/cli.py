@@ -19,6 +19,7 @@ from .accesslog import printable as safe  # CRM data for a terminal: escapes sho
 from .lifecycle import TERMINAL, Status
 from .operations import RetryRefused, retry_event
 from .recall import mask_phone
+from .store import MAX_ID
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
 events = AppGroup("events", help="See and re-queue stored events.")
@@ -121,7 +122,7 @@ def deliver(threads: int | None, metrics_port: int | None) -> None:
     bridge.stop_background()
 
 
-EVENT_ID = click.IntRange(1, 2**63 - 1)  # the id column's range on every database
+EVENT_ID = click.IntRange(1, MAX_ID)
 
 
 @events.command("list")

@@ -11,12 +11,12 @@ from marshmallow import RAISE
 
 from .. import operations
 from ..recall import mask_phone, mask_phones_in
-from ..store import EventFilter
+from ..store import MAX_ID, EventFilter
 from . import schemas as s
 from .common import ACTOR, admin_only, blueprint, bridge, documents
 
 bp = blueprint("events", "Events: search, detail, and the operator's actions")
-EVENT = f"/events/<int(min=1, max={s.MAX_ID}):event_id>"
+EVENT = f"/events/<int(min=1, max={MAX_ID}):event_id>"
 
 
 @bp.route("/events", methods=["GET"])

@@ -14,8 +14,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from ..lifecycle import Status
+from ..store import MAX_ID
 
-MAX_ID = 2**63 - 1  # the id column's range on every database
 PAGE_LIMIT = 200  # events one page may hold
 BULK_STATUSES = ("failed", "invalid", "ignored")  # what operations.bulk_retry takes
 

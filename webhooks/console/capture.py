@@ -10,7 +10,7 @@ from flask import jsonify, render_template, request
 
 from ..lifecycle import Status
 from ..recall import mask_phone
-from .events import _event_id, raw_text
+from .events import event_id_of, raw_text
 from .web import bp, bridge, local_time, now
 
 LATEST = 20  # test events shown
@@ -56,7 +56,7 @@ def capture() -> Any:
 def capture_json() -> Any:
     """Test events newer than ?after=ID (of ?source=), each as the page's HTML for it."""
     rows = items(bridge().store.latest(Status.TEST, _source(),
-                                       after=_event_id(request.args.get("after")) or 0,
+                                       after=event_id_of(request.args.get("after")) or 0,
                                        limit=LATEST))
     return jsonify({"events": [{"id": row["id"], "html": render_template(
                         "console/_capture_item.html", row=row)} for row in rows],

@@ -13,12 +13,13 @@ from flask_babel import gettext as _
 from ..lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, Status
 from ..operations import RetryRefused, cancel_event, retry_event, reveal_phone
 from ..recall import mask_phone, mask_phones_in
+from ..store import MAX_ID
 from . import filters
 from .web import acting, bp, bridge
 
 PAGE = 50  # events per page
 AUDIT_PAGE = 200  # audit entries shown
-MAX_ID = 2**63 - 1
+EVENT = f"/events/<int(min=1, max={MAX_ID}):event_id>"  # out of range: 404, as unknown
 
 
 @bp.get("/events")
@@ -26,7 +27,7 @@ def events() -> Any:
     """Newest first, 50 a page; "older" continues below the last id shown (?before=)."""
     store = bridge().store
     form = filters.read(bridge(), request.args)
-    before = _event_id(request.args.get("before"))
+    before = event_id_of(request.args.get("before"))
     rows = [] if form.matches_nothing else store.search(form.where, before=before,
                                                         limit=PAGE + 1)
     older = rows[PAGE - 1]["id"] if len(rows) > PAGE else None
@@ -35,14 +36,14 @@ def events() -> Any:
                            sources=sorted(bridge().sources))
 
 
-@bp.get("/events/<int:event_id>")
+@bp.get(EVENT)
 def event(event_id: int) -> Any:
     return _event_page(event_id)
 
 
 def _event_page(event_id: int, revealed: str | None = None) -> Any:
     store = bridge().store
-    row = store.get(event_id) if event_id <= MAX_ID else None
+    row = store.get(event_id)
     if row is None:
         abort(404)
     recall = dict(row["recall"] or {})
@@ -59,7 +60,7 @@ def _event_page(event_id: int, revealed: str | None = None) -> Any:
         can_cancel=row["status"] in CANCELLABLE)
 
 
-@bp.post("/events/<int:event_id>/retry")
+@bp.post(f"{EVENT}/retry")
 @acting
 def retry(event_id: int) -> Any:
     """Queue a failed, expired, invalid or ignored event again, at the time asked (optional)."""
@@ -72,7 +73,7 @@ def retry(event_id: int) -> Any:
     return redirect(url_for("console.event", event_id=event_id), 303)
 
 
-@bp.post("/events/<int:event_id>/cancel")
+@bp.post(f"{EVENT}/cancel")
 @acting
 def cancel(event_id: int) -> Any:
     """Cancel a queued event with the operator's reason: it is never sent."""
@@ -84,7 +85,7 @@ def cancel(event_id: int) -> Any:
     return redirect(url_for("console.event", event_id=event_id), 303)
 
 
-@bp.post("/events/<int:event_id>/reveal")
+@bp.post(f"{EVENT}/reveal")
 @acting
 def reveal(event_id: int) -> Any:
     """The phone in full, on this answer only (never in a cookie or a URL); audited."""
@@ -105,8 +106,8 @@ def raw_text(raw: object) -> str:
     return mask_phones_in(json.dumps(raw, indent=2, ensure_ascii=False, default=str))
 
 
-def _event_id(text: str | None) -> int | None:
-    """?before= as an event id, or None when it is not one."""
+def event_id_of(text: str | None) -> int | None:
+    """A typed event id (?before=, ?event=), or None when it is not one."""
     if text and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
         return int(text)
     return None

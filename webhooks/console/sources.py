@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from .. import trial
 from ..store import EventFilter
 from . import playground
-from .events import MAX_ID
+from .events import event_id_of
 from .overview import Counts, summary
 from .web import bp, bridge, midnight
 
@@ -78,8 +78,8 @@ def try_source(name: str) -> Any:
             problem = _("Paste a body to try.")
     elif request.args.get("event"):
         text = request.args["event"].strip().lstrip("#")
-        picked = (b.store.get(int(text)) if text.isascii() and text.isdigit()
-                  and 0 < int(text) <= MAX_ID else None)
+        wanted = event_id_of(text)
+        picked = b.store.get(wanted) if wanted is not None else None
         if picked is None:
             problem = _("There is no event %(id)s.", id=text[:20])
         else:

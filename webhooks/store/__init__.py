@@ -21,6 +21,7 @@ from .events import EventStore, NewEvent, Outcome
 from .group import GroupCommit
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
+from .tables import MAX_ID
 from .views import EventFilter, ViewStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -82,5 +83,5 @@ class Store(IngestStore, EventStore, LimitStore, ViewStore):
         self.engine.dispose()
 
 
-__all__ = ["EventFilter", "NewEvent", "Outcome", "Store", "StoreRefused", "StoreUnavailable",
-           "make_engine"]
+__all__ = ["MAX_ID", "EventFilter", "NewEvent", "Outcome", "Store", "StoreRefused",
+           "StoreUnavailable", "make_engine"]

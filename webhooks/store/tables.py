@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+MAX_ID = 2**63 - 1  # the id column's range on every database
 
 events = Table(
     "events", metadata,
