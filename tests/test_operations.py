@@ -102,6 +102,19 @@ def test_the_capture_url_judges_like_the_real_one_and_stores_a_test_event(make_a
     assert [r["status"] for r in latest] == ["test", "test"]
 
 
+def test_captures_of_two_long_event_ids_alike_in_their_first_250_characters_are_two(make_app):
+    client = make_app().test_client()
+    stem = "r" * 250
+    keys = set()
+    for tail in ("a", "b"):
+        answer = client.post("/hooks/zapier/test", json=zap(request_id=stem + tail),
+                             headers=ZAP_HEADERS).get_json()
+        [captured] = answer["events"]
+        assert captured["result"] == "test"
+        keys.add(captured["id"])
+    assert len(keys) == 2
+
+
 def test_overview_counts_hours_and_tokens(make_app, sandbox, clock):
     app = make_app()
     receive(app, zap(lead=1), zap(lead=2), zap(lead=3, phone="12"))

@@ -51,14 +51,13 @@ class Proof:
     delivery_id: str | None = None  # sender-given id stable across retries, else None
 
 
-def _str(required: bool = False, secret: bool = False, check: Any = None, **kw: Any) -> Any:
-    """A non-empty string option (plus an optional `check`); a secret's messages hint ${NAME}."""
-    hint = " (use ${{NAME}} for secrets)" if secret else ""  # messages go through str.format
-    checks = [validate.Length(min=1, error=f"empty, expected a non-empty string{hint}")]
+def _str(required: bool = False, check: Any = None, **kw: Any) -> Any:
+    """A non-empty string option (plus an optional `check`); secrets are `_Secrets`."""
+    checks = [validate.Length(min=1, error="empty, expected a non-empty string")]
     return fields.String(required=required, validate=[*checks, check] if check else checks, **kw,
-                         error_messages={"required": f"missing, expected a string{hint}",
-                                         "null": f"empty, expected a string{hint}",
-                                         "invalid": f"expected a string{hint}"})
+                         error_messages={"required": "missing, expected a string",
+                                         "null": "empty, expected a string",
+                                         "invalid": "expected a string"})
 
 
 class _Secrets(fields.Field):

@@ -6,7 +6,6 @@ and the console's playground all judge events here, so they all say the same thi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,11 +15,7 @@ from jmespath.exceptions import JMESPathError
 from .lifecycle import Status
 from .lookup import LookupFailed, object_id_of
 from .recall import RecallInvalid
-from .store.events import NewEvent
-
-# A NUL or an unpaired surrogate (a lone "\ud83d" escape in JSON) is text no database stores.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
+from .store.events import NewEvent, text
 
 
 @dataclass(frozen=True)
@@ -101,10 +96,10 @@ def storable(value: Any) -> tuple[Any, list[str]]:
 
 def _clean(value: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, str):
-        if _UNSTORABLE.search(value):
+        cleaned = text(value)
+        if cleaned is not value:
             problems.append(path or "the event")
-            return _UNSTORABLE.sub(REPLACEMENT, value)
-        return value
+        return cleaned
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():

@@ -20,6 +20,7 @@ class RetryRefused(Exception):
 
 
 BULK_LIMIT = 5000  # events one bulk retry may touch; more: narrow the filter
+BULK_STATUSES = ("failed", "invalid", "ignored")  # what a bulk retry takes
 
 
 def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = "cli") -> str:
@@ -93,7 +94,7 @@ def reveal_phone(bridge: Any, event_id: int, actor: str) -> str | None:
 def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
     """Retry every failed, invalid or ignored event `where` selects (its status must be one
     of those); counts of what happened, and the first few refusals."""
-    if where.status not in ("failed", "invalid", "ignored"):
+    if where.status not in BULK_STATUSES:
         raise RetryRefused("a bulk retry takes failed, invalid or ignored events: choose one")
     ids = bridge.store.ids(where, BULK_LIMIT + 1)
     if len(ids) > BULK_LIMIT:

@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from . import formats, intake, metrics
 from .auth import AuthFailed, SignedRequest, matching_variant
 from .lifecycle import TERMINAL, Status
+from .mapping.source import fit_key
 from .spool import SpoolFull
 from .store import NewEvent, StoreRefused, StoreUnavailable
 
@@ -128,7 +129,7 @@ def as_test(event: NewEvent) -> NewEvent:
     and a dedup key of its own (a test never hides a real event, nor the other way round)."""
     verdict = "would be queued" if event.status == Status.QUEUED else f"would be {event.status}"
     detail = f": {event.reason}" if event.reason else ""
-    return replace(event, status=Status.TEST, dedup_key=f"test:{event.dedup_key}"[:255],
+    return replace(event, status=Status.TEST, dedup_key=fit_key(f"test:{event.dedup_key}"),
                    reason=f"test: {verdict}{detail}")
 
 

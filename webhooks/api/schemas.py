@@ -7,17 +7,17 @@ masked (the last 3 digits) everywhere but the reveal action's answer.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from ..lifecycle import Status
+from ..operations import BULK_STATUSES
 from ..store import MAX_ID
+from ..store.events import UNSTORABLE
 
 PAGE_LIMIT = 200  # events one page may hold
-BULK_STATUSES = ("failed", "invalid", "ignored")  # what operations.bulk_retry takes
 
 
 class Epoch(fields.DateTime):
@@ -49,12 +49,9 @@ class Text(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if _UNSTORABLE.search(text):
+        if UNSTORABLE.search(text):
             raise ValidationError("must not contain a NUL character or an unpaired surrogate")
         return text
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -9,16 +9,15 @@ from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from ..operations import BULK_LIMIT, RetryRefused, bulk_retry
+from ..operations import BULK_LIMIT, BULK_STATUSES, RetryRefused, bulk_retry
 from . import filters
 from .web import acting, bp, bridge
 
-STATUSES = ("failed", "invalid", "ignored")  # what operations.bulk_retry takes
 FIELDS = ("status", "source", "since", "until")
 
 
 def _form(args: Any) -> filters.Form:
-    form = filters.read(bridge(), {name: args.get(name, "") for name in FIELDS}, STATUSES)
+    form = filters.read(bridge(), {name: args.get(name, "") for name in FIELDS}, BULK_STATUSES)
     if not form.values["status"]:
         form.errors["status"] = _("Choose failed, invalid or ignored.")
     return form
@@ -32,7 +31,8 @@ def bulk() -> Any:
     if asked and not form.errors:
         count = bridge().store.count(form.where, cap=BULK_LIMIT)
     return render_template("console/bulk.html", form=form, asked=asked, count=count,
-                           limit=BULK_LIMIT, statuses=STATUSES, sources=sorted(bridge().sources))
+                           limit=BULK_LIMIT, statuses=BULK_STATUSES,
+                           sources=sorted(bridge().sources))
 
 
 @bp.post("/bulk")
@@ -41,7 +41,7 @@ def bulk_confirm() -> Any:
     form = _form(request.form)
     if form.errors:
         return render_template("console/bulk.html", form=form, asked=True, count=None,
-                               limit=BULK_LIMIT, statuses=STATUSES,
+                               limit=BULK_LIMIT, statuses=BULK_STATUSES,
                                sources=sorted(bridge().sources)), 400
     try:
         done = bulk_retry(bridge(), form.where, actor=g.role)

@@ -157,9 +157,9 @@ class Source:
         if self.event_id is not None and not hashed:
             found = self.event_id.search(event)
             if found not in (None, "", []):
-                return _fit(str(found))
+                return fit_key(str(found))
         if delivery_id:
-            return _fit(f"{delivery_id}#{index}" if index else delivery_id)
+            return fit_key(f"{delivery_id}#{index}" if index else delivery_id)
         canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
         return _sha256(canonical)
 
@@ -239,7 +239,8 @@ def _digits(value: Any, now: datetime, event: Any) -> str:
     return converters.to_digits(value)
 
 
-def _fit(key: str) -> str:
+def fit_key(key: str) -> str:
+    """A dedup key the column takes: as it is, or hashed when longer (never cut)."""
     return key if len(key) <= KEY_LIMIT else _sha256(key)
 
 

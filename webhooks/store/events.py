@@ -70,7 +70,8 @@ class Decision:
     scheduled_for: float | None = None  # delivered: the epoch its recall_date names
 
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A NUL or an unpaired surrogate (a lone "\ud83d" escape in JSON) is text no database stores.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 LEAD_IS = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
@@ -311,7 +312,7 @@ class EventStore:
 def text(value: str) -> str:
     """A NUL or an unpaired surrogate cannot be stored in a text column (PostgreSQL refuses
     both): replaced, so that a reason quoting a CRM's bad data never fails a transaction."""
-    return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    return UNSTORABLE.sub("\ufffd", value) if UNSTORABLE.search(value) else value
 
 
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:
