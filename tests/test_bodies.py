@@ -725,3 +725,16 @@ def test_salesforce_message_declaring_an_unreadable_encoding_is_a_soap_fault_400
     assert "encoding" in response.get_data(as_text=True)
     assert bridge_of(app).store.counts() == {}
 
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_change_time_whose_utc_date_is_past_year_1_or_9999_is_not_a_store_error(
+        app, clock, moment):
+    """Found by the generated bodies: such a time read as epoch seconds, but the "later
+    change" reason could not print it (a 400 "store refused"); it is unreadable, so unordered."""
+    first = Mutated((), True)
+    assert post_and_check(app, clock, "monday", first).status_code == 202
+    late = Mutated(((("event", "triggerTime"), moment),), True)
+    response = post_and_check(app, clock, "monday", late)
+    [event] = response.get_json()["events"]
+    assert event["result"] == "accepted"

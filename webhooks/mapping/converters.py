@@ -147,8 +147,8 @@ def to_epoch(value: Any, timezone: str = "UTC") -> float | None:
     moment = _to_datetime(value, format=None, now=None)
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=_zone(timezone))
-    try:
-        return moment.timestamp()
+    try:  # in UTC too: its date there must exist (0001-01-01T00:00+05:00 is in year 0)
+        return moment.astimezone(UTC).timestamp()
     except (OverflowError, ValueError):
         raise ConversionError("date is out of range") from None
 
