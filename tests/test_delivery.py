@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import requests
 
 from tests.conftest import SANDBOX_TOKEN, bridge_of, drain
 from tests.test_receiver import ZAP_HEADERS, zap
+from webhooks.delivery import FULL_PAUSE, Worker
+from webhooks.store.life import process_name
 
 
 def receive(app, *bodies: dict) -> list[int]:
@@ -152,3 +155,28 @@ def test_events_of_now_default_are_scheduled_after_the_minimum_lead(make_app, sa
     sent = datetime.strptime(recall["recall_date"], "%Y%m%d%H%M%S")
     local_now = clock().astimezone(__import__("zoneinfo").ZoneInfo("America/Bogota"))
     assert abs((sent - local_now.replace(tzinfo=None)).total_seconds() - 1800) < 2
+
+
+def test_idle_threads_do_not_look_for_a_slot_at_every_wake_while_every_slot_is_taken(make_app):
+    """Under a burst every stored webhook wakes its process's idle delivery threads; while
+    both slots are taken a look finds nothing (the holders drain the queue), and each look is
+    a transaction: woken 250 times in half a second, two threads look a few times each."""
+    app = make_app(poll_interval=1.0)
+    bridge = bridge_of(app)
+    store = bridge.store
+    worker = Worker(store, bridge.sources, bridge.settings)
+    [key] = worker.groups
+    for n in range(2):  # live holders: threads of this very process
+        assert store.take_slot(key, 2, f"{process_name()}/{n}", time.time(), 3600) is not None
+    looks = []
+    take_slot = store.take_slot
+    store.take_slot = lambda *args: looks.append(1) or take_slot(*args)
+    worker.start(2)
+    try:
+        for _ in range(250):
+            worker.wake()
+            time.sleep(0.002)
+    finally:
+        worker.stop(5)
+    print("looks:", len(looks))
+    assert 2 <= len(looks) <= 2 * (0.5 / FULL_PAUSE + 3)

@@ -30,6 +30,10 @@ from .store.life import process_name
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 1.0  # seconds between looks for events a dead worker had claimed
+# After a pass that found every slot taken, a thread does not answer wake-ups for this long
+# (its next poll still comes): a queued event cannot free a slot, and its holder drains it.
+# Under a burst every stored webhook wakes the idle threads; each look is a transaction.
+FULL_PAUSE = 0.05
 
 
 @dataclass
@@ -95,7 +99,12 @@ class Worker:
                 log.exception("delivery loop error")
                 worked = False
             if not worked:
-                self._nudge.wait(self.settings.poll_interval * (0.5 + random.random()))
+                pause = self.settings.poll_interval * (0.5 + random.random())
+                if self._local.__dict__.pop("full", False):
+                    self._stop.wait(min(FULL_PAUSE, pause))
+                    pause -= FULL_PAUSE
+                if pause > 0:
+                    self._nudge.wait(pause)
                 self._nudge.clear()
 
     def wake(self) -> None:
@@ -123,14 +132,17 @@ class Worker:
                               if key.startswith("lookup:")}
         self._paused = {name for name in self.sources
                         if self._lookup_holds.get(lookup_key(name), {}).get("until", 0) > now}
-        worked = False
+        worked, full = False, True
         for key, group in random.sample(list(self.groups.items()), len(self.groups)):
             hold = holds.get(key)
             if hold and self._limit_raised(key, hold):
                 hold = None
             if hold and hold["until"] > now:
                 continue
-            worked |= self._with_slot(key, group, probing=hold)
+            found = self._with_slot(key, group, probing=hold)
+            worked |= bool(found)
+            full &= found is None
+        self._local.full = full and not worked
         return worked
 
     def _limit_raised(self, key: str, hold: dict[str, Any]) -> bool:
@@ -144,14 +156,17 @@ class Worker:
                      limit or "unset", judged)
         return True
 
-    def _with_slot(self, key: str, group: TokenGroup, probing: dict[str, Any] | None) -> bool:
+    def _with_slot(self, key: str, group: TokenGroup,
+                   probing: dict[str, Any] | None) -> bool | None:
+        """Drain the token's due events through one of its slots: whether any was handled;
+        None when every slot was taken."""
         if self.keeper is not None and not self.keeper.healthy:
             return False  # leases cannot be kept now: take no slot
         holder = f"{self.name}/{threading.get_native_id()}"
         slot = self.store.take_slot(key, self.settings.wolkvox_max_concurrency, holder,
                                     self.now(), self.settings.lease)
         if slot is None:
-            return False
+            return None
         tenure = (self.keeper.enter(key, slot, holder) if self.keeper is not None
                   else Tenure(key, slot, holder))
         try:
