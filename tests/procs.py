@@ -48,10 +48,12 @@ class Proc:
         self.handle.close()
 
 
-def gunicorn(env: Mapping[str, str], log: Path, port: int | None = None) -> tuple[Proc, str]:
-    """Start gunicorn on a free port and wait until /healthz answers; (proc, base url)."""
+def gunicorn(env: Mapping[str, str], log: Path, port: int | None = None,
+             app: str = "wsgi:app") -> tuple[Proc, str]:
+    """Start gunicorn (the shipped settings) serving `app` on a free port and wait until
+    /healthz answers; (proc, base url)."""
     port = port or free_port()
-    proc = Proc([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+    proc = Proc([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", app],
                 {"PORT": str(port), "HOST": "127.0.0.1", **env}, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(url + "/healthz"), 30, proc)

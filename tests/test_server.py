@@ -10,6 +10,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -273,6 +274,36 @@ def test_keep_alive_serves_several_requests_on_one_connection(server):
         assert status == 202
         status, _, _ = read_response(sock, rest)
         assert status == 202
+
+
+def test_a_burst_of_new_connections_is_shared_out_between_the_workers(tmp_path):
+    """Both workers poll one listening socket; left alone, the first to call accept() takes
+    the connection, and 16 opened at once landed up to 14 to 2. The busier worker waits a little
+    before accepting, so each round of 16 is shared 8 to 8, give or take 2."""
+    proc, base = gunicorn({}, tmp_path / "gunicorn.log", app="tests.pid_app:app")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        booted: set[str] = set()
+        wait_until(lambda: booted.add(requests.get(base, timeout=5).text) or len(booted) == 2,
+                   30, proc)  # both workers answer
+        splits = []
+        for _ in range(6):
+            sockets = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                       for _ in range(16)]
+            served = Counter()
+            for sock in sockets:
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: bridge\r\n\r\n")
+                status, body, _ = read_response(sock)
+                assert status == 200
+                served[int(body)] += 1
+            for sock in sockets:
+                sock.close()
+            splits.append(sorted(served.values()))
+            time.sleep(0.3)  # the workers see the connections closed
+    finally:
+        proc.kill()
+    print("connections per worker, each round:", splits)
+    assert all(len(split) == 2 and split[0] >= 6 for split in splits), splits
 
 
 # --- logs -----------------------------------------------------------------------------------
