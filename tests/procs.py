@@ -83,9 +83,10 @@ def _answers(url: str) -> bool:
         return False
 
 
-def held_by(engine: sa.Engine, proc: Proc) -> dict[str, int]:
-    """Slots and `sending` events whose holder is `proc` (host:pid:start/thread)."""
-    pattern = f"{HOST}:{proc.popen.pid}:%"
+def held_by(engine: sa.Engine, proc: Proc | int) -> dict[str, int]:
+    """Slots and `sending` events whose holder is `proc`, or the process of that pid
+    (host:pid:start/thread)."""
+    pattern = f"{HOST}:{proc if isinstance(proc, int) else proc.popen.pid}:%"
     with engine.connect() as connection:
         slots = connection.execute(sa.text(
             "SELECT count(*) FROM slots WHERE holder LIKE :p"), {"p": pattern}).scalar()
@@ -93,3 +94,11 @@ def held_by(engine: sa.Engine, proc: Proc) -> dict[str, int]:
             "SELECT count(*) FROM events WHERE status = 'sending' AND holder LIKE :p"),
             {"p": pattern}).scalar()
     return {"slots": slots, "claims": claims}
+
+
+def slot_holders(engine: sa.Engine) -> set[int]:
+    """The pids of this host's processes that hold a slot now."""
+    with engine.connect() as connection:
+        holders = connection.execute(sa.text(
+            "SELECT holder FROM slots WHERE holder LIKE :p"), {"p": f"{HOST}:%"}).scalars()
+        return {int(holder.split(":")[1]) for holder in holders}

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ENVIRON, SANDBOX_TOKEN, bridge_of
-from tests.procs import Proc, deliver, held_by, wait_until
+from tests.procs import Proc, deliver, gunicorn, held_by, slot_holders, wait_until
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
 
@@ -67,6 +67,34 @@ def test_a_killed_deliver_process_gives_back_its_slots_and_claims_within_5_s(
     # A killed process's last calls may still be running at wolkvox when its slots are taken
     # over (nothing can stop them there): at most those, above the limit, and wolkvox's
     # refusal of an extra call is retried in 1.5 s without counting as a failed attempt.
+    assert sandbox.stats()["max_asked"][SANDBOX_TOKEN] <= 2 + orphans
+    assert all(event(app, i)["attempts"] == 0 for i in ids)
+
+
+def test_a_killed_web_worker_gives_back_its_slots_and_claims_within_5_s(
+        make_app, sandbox, database_url, tmp_path):
+    """gunicorn's workers deliver too (DELIVERY_WORKER's default): one killed (the OOM killer)
+    while it holds a slot frees it as a deliver process would; gunicorn starts another."""
+    app = make_app()
+    ids = receive(app, *[zap(lead=n) for n in range(80)])
+    sandbox.configure(latency=LATENCY)
+    engine = bridge_of(app).store.engine
+    web, _ = gunicorn(environment(app, sandbox, database_url), tmp_path / "web.log")
+    try:
+        wait_until(lambda: slot_holders(engine), 30, web)
+        victim = min(slot_holders(engine))
+        assert held_by(engine, victim)["slots"] >= 1
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        with sandbox.state.lock:
+            orphans = sandbox.state.in_flight[SANDBOX_TOKEN]
+        wait_until(lambda: held_by(engine, victim) == {"slots": 0, "claims": 0}, 20, web)
+        recovered = time.monotonic() - killed
+        print(f"slots and claims of the killed web worker free {recovered:.2f} s after SIGKILL")
+        assert recovered < 5
+        wait_until(lambda: all(event(app, i)["status"] == "delivered" for i in ids), 60, web)
+    finally:
+        web.kill()
     assert sandbox.stats()["max_asked"][SANDBOX_TOKEN] <= 2 + orphans
     assert all(event(app, i)["attempts"] == 0 for i in ids)
 
