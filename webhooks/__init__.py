@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs
+from . import logs, timerules
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
 from .settings import Settings
@@ -74,6 +74,20 @@ class Bridge:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+
+    def token_states(self, now: float) -> dict[str, dict[str, Any]]:
+        """Each token's state (`Store.tokens`), the configured ones first in the order of their
+        sources' names, each with `sources` (the names that send through it) and `day` (its
+        quota day in its time zone): [] and None for a token only the store still knows."""
+        users: dict[str, list[str]] = {}
+        days: dict[str, str] = {}
+        for name, source in sorted(self.sources.items()):
+            users.setdefault(source.target.key, []).append(name)
+            days.setdefault(source.target.key, timerules.day(source.target.timezone, now))
+        states = self.store.tokens(now, days)
+        for key, state in states.items():
+            state.update(sources=users.get(key, []), day=days.get(key))
+        return states
 
 
 def load_config(test_config: Mapping[str, Any] | None = None) -> tuple[Settings, dict]:

@@ -18,7 +18,7 @@ from . import formats, intake, trial
 from .accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from .lifecycle import TERMINAL, Status
 from .operations import RetryRefused, retry_event
-from .recall import mask_phone
+from .recall import mask_phone, mask_recall
 from .store import MAX_ID
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
@@ -88,7 +88,7 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
         else:
             recall = judged.recall
             if not show_phone:
-                recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
+                recall = mask_recall(recall)
             click.echo(head.format("ok"))
             for field, value in recall.items():
                 click.echo(f"  {field}: {safe(value)}")

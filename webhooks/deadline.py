@@ -159,26 +159,27 @@ def _track(connection: Any) -> None:
         call.attach(connection)
 
 
-class _TrackedHTTP(HTTPConnection):
+class _Tracked:
+    """A connection that attaches itself to the thread's call, so that the call can cut it."""
+
+    sock: Any
+
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         _track(self)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # a kept-alive connection: connect() is not called again
             _track(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _TrackedHTTPS(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _track(self)
+class _TrackedHTTP(_Tracked, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        if self.sock is not None:
-            _track(self)
-        super().request(*args, **kwargs)
+
+class _TrackedHTTPS(_Tracked, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):

@@ -91,7 +91,7 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                worked = self.run_once()
+                worked = self._pass()
             except StoreUnavailable as err:
                 log.warning("store unavailable, delivery pauses: %s", err)
                 worked = False
@@ -100,7 +100,7 @@ class Worker:
                 worked = False
             if not worked:
                 pause = self.settings.poll_interval * (0.5 + random.random())
-                if self._local.__dict__.pop("full", False):
+                if worked is None:  # every slot was taken
                     self._stop.wait(min(FULL_PAUSE, pause))
                     pause -= FULL_PAUSE
                 if pause > 0:
@@ -121,6 +121,11 @@ class Worker:
 
     def run_once(self) -> bool:
         """One pass over every token: True if any event was handled."""
+        return bool(self._pass())
+
+    def _pass(self) -> bool | None:
+        """One pass over every token: whether any event was handled; None when every slot of
+        every token it looked at was taken."""
         now = self.now()
         if self.keeper is None and now - self._last_sweep >= SWEEP_EVERY:  # else the keeper
             self._last_sweep = now
@@ -142,8 +147,7 @@ class Worker:
             found = self._with_slot(key, group, probing=hold)
             worked |= bool(found)
             full &= found is None
-        self._local.full = full and not worked
-        return worked
+        return None if full and not worked else worked
 
     def _limit_raised(self, key: str, hold: dict[str, Any]) -> bool:
         """A quota hold of our own counter is judged against today's WOLKVOX_DAILY_LIMIT:

@@ -102,6 +102,11 @@ def mask_phone(value: str | None) -> str:
     return "*" * max(len(value) - 3, 0) + value[-3:]
 
 
+def mask_recall(recall: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `recall` with its phone masked, to show."""
+    return {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
+
+
 # A phone-length digit run: 7 to 15 digits (E.164's longest), which may be written with spaces,
 # dots, dashes or brackets between them (at most two in a row) and a leading +.
 _PHONE_IN_TEXT = re.compile(r"\+?(?<!\d)\d(?:[ .\-()]{0,2}\d){6,14}(?!\d)")

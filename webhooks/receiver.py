@@ -188,7 +188,7 @@ def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
     return item
 
 
-def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None],
+def _wait_for_delivery(bridge: Any, results: list[dict[str, Any]],
                        answer_wait: float = 0.0) -> list | None:
     """With ?wait=N, or a mapping that answers after delivery: poll until every accepted
     event is settled; the events with wolkvox's answers if all were delivered in time, else
@@ -200,7 +200,7 @@ def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None],
     wait = min(max(asked, answer_wait), bridge.settings.max_wait)
     if wait != wait:  # NaN
         return None
-    ids = [r["id"] for r in results if r and r["result"] == "accepted"]
+    ids = [r["id"] for r in results if r["result"] == "accepted"]
     if wait <= 0 or not ids:
         return None
     deadline = time.monotonic() + wait
@@ -215,7 +215,7 @@ def _wait_for_delivery(bridge: Any, results: list[dict[str, Any] | None],
         return None
     out = []
     for item in results:
-        if item and item["id"] in statuses:
+        if item["id"] in statuses:
             answer = bridge.store.last_answer(item["id"]) or {}
             item = {**item, "status": Status.DELIVERED.value, "wolkvox": answer.get("wolkvox_msg")}
         out.append(item)
@@ -229,8 +229,12 @@ def public_url(settings: Any) -> str:
     if not raw:
         query = request.query_string.decode("latin-1")
         raw = request.path + (f"?{query}" if query else "")
-    base = settings.public_url.rstrip("/") if settings.public_url else request.host_url[:-1]
-    return base + raw
+    return hook_base(settings) + raw
+
+
+def hook_base(settings: Any) -> str:
+    """Where CRMs reach the bridge: PUBLIC_URL, else this request's own scheme and host."""
+    return (settings.public_url or request.host_url).rstrip("/")
 
 
 def _refuse(soap: bool, status: int, message: str) -> Response | tuple[Response, int]:

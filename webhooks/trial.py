@@ -14,7 +14,7 @@ from jmespath.exceptions import JMESPathError
 
 from . import formats, intake, timerules
 from .lifecycle import Status
-from .recall import mask_phone
+from .recall import mask_recall
 
 CAPS_NOTE = " (contact caps are counted when it is sent)"
 
@@ -92,8 +92,7 @@ def judge_all(bridge: Any, source: Any, events: list[Any]) -> list[Tried]:
             lookup = source.lookup.describe()
         elif judged.status == Status.QUEUED and judged.recall is not None:
             when = when_sent(bridge, source, judged.recall, now)
-            recall = {**judged.recall,
-                      "recall_telephone": mask_phone(judged.recall["recall_telephone"])}
+            recall = mask_recall(judged.recall)
         found.append(Tried(index, str(judged.status), judged.dedup_key, judged.reason,
                            verdict.errors, recall, lookup, when))
     return found

@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import request
 from flask_smorest import abort
 from jmespath.exceptions import JMESPathError
 
-from .. import formats, intake, timerules, trial
+from .. import formats, intake, trial
 from ..lifecycle import Status
-from ..recall import mask_phone
+from ..recall import mask_recall
+from ..receiver import hook_base
 from . import schemas as s
 from .common import blueprint, bridge, documents
 
@@ -48,7 +48,7 @@ def sources() -> dict[str, Any]:
     """Every source served: the URLs to give the CRM, its format and auth scheme, where its
     recalls go (the token's fingerprint, the time zone) and its calling hours."""
     b = bridge()
-    base = (b.settings.public_url or request.host_url).rstrip("/")
+    base = hook_base(b.settings)
     return {"sources": [{
         "name": name, "description": source.description, "url": f"{base}/hooks/{name}",
         "capture_url": f"{base}/hooks/{name}/test", "format": source.format,
@@ -103,7 +103,7 @@ def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict
         when = trial.when_sent(b, source, recall, now)
         plan = {"action": when.action, "recall_date": when.sent,
                 "note": (when.note or "as asked") + (trial.CAPS_NOTE if when.caps else "")}
-        recall = {**recall, "recall_telephone": mask_phone(recall["recall_telephone"])}
+        recall = mask_recall(recall)
     reason = judged.reason
     if judged.status == Status.QUEUED and source.lookup is not None:
         reason = f"fields come after the lookup of {source.lookup.describe()} (done by the worker)"
@@ -113,20 +113,16 @@ def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict
 
 def _tokens(b: Any, now: float) -> list[dict[str, Any]]:
     """Each token's state, with the sources that send through it."""
-    targets: dict[str, Any] = {}
-    for source in b.sources.values():
-        targets.setdefault(source.target.key, []).append(source)
-    days = {key: timerules.day(found[0].target.timezone, now) for key, found in targets.items()}
     limit = b.settings.wolkvox_daily_limit or None
     answer = []
-    for key, state in sorted(b.store.tokens(now, days).items()):
+    for key, state in sorted(b.token_states(now).items()):
         hold = state.get("hold")
         oldest = state.get("oldest_due")
         answer.append({
-            "token": key, "sources": sorted(src.name for src in targets.get(key, [])),
+            "token": key, "sources": state["sources"],
             "in_flight": state.get("in_flight", 0),
             "max_in_flight": b.settings.wolkvox_max_concurrency,
-            "quota_day": days.get(key), "quota_used": state.get("quota_used", 0),
+            "quota_day": state["day"], "quota_used": state.get("quota_used", 0),
             "quota_limit": limit, "queued": state.get("queued", 0),
             "hold": {**hold, "active": hold["until"] > now} if hold else None,
             "oldest_due_age_seconds": round(now - oldest, 1) if oldest is not None else None,

@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import render_template
 
-from .. import timerules
 from ..lifecycle import Status
 from . import chart
 from .web import bp, bridge, midnight, now, zone
@@ -48,19 +47,15 @@ class Token:
 
 
 def tokens(bridge: Any, moment: float) -> list[Token]:
-    targets: dict[str, Any] = {}
-    users: dict[str, list[str]] = {}
-    for name, source in sorted(bridge.sources.items()):
-        targets.setdefault(source.target.key, source.target)
-        users.setdefault(source.target.key, []).append(name)
-    days = {key: timerules.day(target.timezone, moment) for key, target in targets.items()}
-    state = bridge.store.tokens(moment, days)
+    """The tokens the sources send through (not those only the store still knows)."""
     found = []
-    for key in targets:
-        row = state.get(key, {})
+    for key, row in bridge.token_states(moment).items():
+        if not row["sources"]:
+            continue
         hold = row.get("hold")
         oldest = row.get("oldest_due")
-        found.append(Token(key, users[key], row.get("in_flight", 0), row.get("quota_used", 0),
+        found.append(Token(key, row["sources"], row.get("in_flight", 0),
+                           row.get("quota_used", 0),
                            hold if hold and hold["until"] > moment else None,
                            row.get("queued", 0), moment - oldest if oldest else None))
     return found

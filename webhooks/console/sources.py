@@ -10,6 +10,7 @@ from flask import abort, render_template, request
 from flask_babel import gettext as _
 
 from .. import trial
+from ..receiver import hook_base
 from ..store import EventFilter
 from . import playground
 from .events import event_id_of
@@ -35,15 +36,11 @@ class SourceView:
     today: Counts
 
 
-def hook_base() -> str:
-    """Where CRMs reach the bridge: PUBLIC_URL, else this request's own host."""
-    return bridge().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
-
-
 def describe(name: str, source: Any, today: dict[str, int]) -> SourceView:
+    base = hook_base(bridge().settings)
     return SourceView(
-        name, source.description, f"{hook_base()}/hooks/{name}",
-        f"{hook_base()}/hooks/{name}/test", source.format, source.verifier.scheme,
+        name, source.description, f"{base}/hooks/{name}",
+        f"{base}/hooks/{name}/test", source.format, source.verifier.scheme,
         source.target.key, source.target.timezone,
         source.hours.describe() if source.hours else "", source.caps,
         bridge().diagnostics.get(name, ""), summary(today))

@@ -139,14 +139,14 @@ def to_date(
     return local.strftime(RECALL_DATE_FORMAT)
 
 
-def to_epoch(value: Any, timezone: str = "UTC") -> float | None:
+def to_epoch(value: Any) -> float | None:
     """`value` (any form `to_date` reads) as epoch seconds; None for an empty value. A naive
-    time is read in `timezone`. Raises ConversionError when it cannot be read."""
+    time is read as UTC. Raises ConversionError when it cannot be read."""
     if value is None or value == "":
         return None
     moment = _to_datetime(value, format=None, now=None)
     if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=_zone(timezone))
+        moment = moment.replace(tzinfo=UTC)
     try:  # in UTC too: its date there must exist (0001-01-01T00:00+05:00 is in year 0)
         return moment.astimezone(UTC).timestamp()
     except (OverflowError, ValueError):
