@@ -29,10 +29,10 @@ def root_paths(parsed: ParsedResult) -> list[ParsedResult]:
     return list(found.values())
 
 
-def missing_paths(parsed: ParsedResult, event: Any) -> list[str]:
-    """The paths of `root_paths` that find nothing (null) in `event`."""
+def missing_paths(paths: list[ParsedResult], event: Any) -> list[str]:
+    """The paths (from `root_paths`) that find nothing (null) in `event`."""
     missing = []
-    for path in root_paths(parsed):
+    for path in paths:
         try:
             if path.search(event) is None:
                 missing.append(path.expression)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import jmespath
@@ -24,7 +25,7 @@ from ..lookup import Lookup
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from ..timerules import Caps
 from . import converters
-from .paths import missing_paths
+from .paths import missing_paths, root_paths
 
 Converter = Callable[[Any, datetime, Any], str]  # (value, now, the event)
 KEY_LIMIT = 255  # the dedup key column; a longer key is hashed, never cut (cut keys collide)
@@ -146,9 +147,14 @@ class Source:
         assert self.when is not None
         expression = " ".join(self.when.expression.split())
         shown = expression if len(expression) <= 160 else expression[:157] + "..."
-        missing = missing_paths(self.when, event)
+        missing = missing_paths(self._when_paths, event)
         return (f"ignored: the mapping's `when` is false ({shown})"
                 + (f"; missing in the event: {', '.join(missing)}" if missing else ""))
+
+    @cached_property
+    def _when_paths(self) -> list[ParsedResult]:
+        """The paths `when` reads from an event, found once."""
+        return root_paths(self.when) if self.when is not None else []
 
     def dedup_key(self, event: Any, index: int, delivery_id: str | None,
                   hashed: bool = False) -> str:
