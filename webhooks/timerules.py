@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -44,28 +45,48 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
     - within the calling `hours`: a date outside them moves to the next open moment, or is
       refused when the hours say `outside: refuse`;
     - within the lead's `caps`: `dialled` are the epoch times of its recalls already due, and
-      a period (day, week) that is full moves the date to the next one with room (and open).
-    Each move is named in the note; the result is the smallest moment that satisfies them."""
+      a period (day, week) that is full moves the date to the next one with room (and open);
+    - the date sent names one instant: a moment in the second pass of a repeated hour (a
+      fall-back) moves to the end of that hour, as its date would read as the first pass.
+    Each move is named in the note; the result is the smallest moment that satisfies them.
+    Every comparison and addition is in real (UTC) seconds, so a DST change moves nothing by
+    its size; the asked date is read as `epoch` reads it (a wall time inside a DST gap is the
+    first instant after the gap, a repeated one the first pass: docs/calling-hours.md)."""
     zone = ZoneInfo(timezone)
-    asked = datetime.strptime(recall["recall_date"], RECALL_DATE_FORMAT).replace(tzinfo=zone)
-    current = datetime.fromtimestamp(now, zone)
+    asked, in_gap = _read(recall["recall_date"], zone)
+    current = datetime.fromtimestamp(now, UTC)
     if asked < current - timedelta(seconds=expire_after):
-        return Plan("expired", None, f"expired: callback time {asked:%Y-%m-%d %H:%M} passed "
+        return Plan("expired", None, f"expired: callback time {_clock(asked, zone)} passed "
                     f"more than {expire_after / 3600:g} h ago", recall["recall_date"])
     when, why = asked, []
-    if when < current + timedelta(seconds=min_lead):
-        when = _in_zone(current + timedelta(seconds=min_lead), zone)
+    if in_gap:
+        why.append(f"{_clock_text(recall['recall_date'])} does not exist in {timezone} (a DST "
+                   f"change skips it): read as {_clock(asked, zone)}")
+    # Whole seconds, rounded up: the date sent has no fraction and must stay min_lead ahead.
+    earliest = datetime.fromtimestamp(math.ceil(now + min_lead), UTC)
+    if when < earliest:
+        when = earliest
         why.append(f"wolkvox wants {min_lead / 60:g} min ahead")
-    if hours is not None and not hours.is_open(when):
-        closed = f"{hours.why_closed(when)} ({hours.name})"
-        if hours.outside == "refuse":
-            return Plan("refused", None, f"refused: callback time {when:%Y-%m-%d %H:%M} is "
-                        f"outside the calling hours: {closed}", recall["recall_date"])
-        when = hours.next_open(when)
-        why.append(closed)
-    if caps is not None:
-        when = _within_caps(when, zone, hours, caps, sorted(dialled), why)
-    moved = when.strftime(RECALL_DATE_FORMAT)
+    for _ in range(MAX_PERIOD_MOVES):
+        if hours is not None and not hours.is_open(when):
+            closed = f"{hours.why_closed(when)} ({hours.name})"
+            if hours.outside == "refuse":
+                return Plan("refused", None, f"refused: callback time {_clock(when, zone)} is "
+                            f"outside the calling hours: {closed}", recall["recall_date"])
+            when = hours.next_open(when).astimezone(UTC)
+            why.append(closed)
+        if caps is not None:
+            when = _within_caps(when, zone, hours, caps, sorted(dialled), why)
+        unrepeated = _after_repeat(when, zone)
+        if unrepeated == when:
+            break
+        why.append(f"{_clock(when, zone)} {when.astimezone(zone):%Z} is a wall time the clock "
+                   "repeats (a DST change), and its date would name the first pass: sent when "
+                   "the repeat ends")
+        when = unrepeated
+    else:
+        raise ValueError("schedule: no moment found that satisfies every rule")
+    moved = when.astimezone(zone).strftime(RECALL_DATE_FORMAT)
     note = (f"recall_date moved from {recall['recall_date']} to {moved}: {'; '.join(why)}"
             if moved != recall["recall_date"] else "")
     return Plan("send", {**recall, "recall_date": moved}, note, recall["recall_date"])
@@ -73,9 +94,9 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
 
 def _within_caps(when: datetime, zone: ZoneInfo, hours: CallingHours | None, caps: Caps,
                  dialled: list[float], why: list[str]) -> datetime:
-    """The first moment from `when` on whose day and week still have room for one more."""
+    """The first moment (UTC) from `when` on whose day and week still have room for one more."""
     for _ in range(MAX_PERIOD_MOVES):
-        day = when.date()
+        day = when.astimezone(zone).date()
         week = day - timedelta(days=day.weekday())
         for limit, start, days, label in ((caps.per_day, day, 1, "per_day"),
                                           (caps.per_week, week, 7, "per_week")):
@@ -87,7 +108,7 @@ def _within_caps(when: datetime, zone: ZoneInfo, hours: CallingHours | None, cap
                 period = f"{start:%Y-%m-%d}" if days == 1 else f"the week of {start:%Y-%m-%d}"
                 why.append(f"the lead was already called {used} time(s) on {period} "
                            f"(max_recalls.{label}: {limit})")
-                when = hours.next_open(ends) if hours is not None else ends
+                when = hours.next_open(ends).astimezone(UTC) if hours is not None else ends
                 break
         else:
             return when
@@ -95,19 +116,64 @@ def _within_caps(when: datetime, zone: ZoneInfo, hours: CallingHours | None, cap
 
 
 def _midnight(day: Any, zone: ZoneInfo) -> datetime:
-    """The first instant of `day` in `zone` (a midnight skipped by DST is the first after)."""
-    return _in_zone(datetime.combine(day, time(), zone), zone)
+    """The first instant (UTC) of `day` in `zone` (a midnight skipped by DST: the first after)."""
+    return _instant(datetime.combine(day, time()), zone)[0]
 
 
-def _in_zone(moment: datetime, zone: ZoneInfo) -> datetime:
-    # Through UTC: a wall time inside a DST gap becomes the real instant after it.
-    return moment.astimezone(UTC).astimezone(zone)
+def _read(recall_date: str, zone: ZoneInfo) -> tuple[datetime, bool]:
+    return _instant(datetime.strptime(recall_date, RECALL_DATE_FORMAT), zone)
+
+
+def _instant(wall: datetime, zone: ZoneInfo) -> tuple[datetime, bool]:
+    """The UTC instant the naive `wall` names in `zone`, and whether it fell in a DST gap.
+
+    A wall time the clock reads twice (a fall-back) is its first pass; one it never reads (a
+    spring-forward gap) is the first instant after the gap: the clock shows neither, so the
+    earliest real moment at or after what was asked. Python's own reading of a gap (fold=0:
+    the offset before the change) would move it on by the size of the gap instead."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) == wall:
+        return first, False
+    # In a gap the two folds read with the offsets before and after the change; it lies between.
+    low, high = sorted(wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
+    return _change_between(low, high, zone), True
+
+
+def _after_repeat(moment: datetime, zone: ZoneInfo) -> datetime:
+    """`moment` if its wall time names it (read as the first pass), else, for the second pass
+    of a repeated hour, the end of the repeat: the first instant whose wall time is new."""
+    local = moment.astimezone(zone)
+    first = local.replace(fold=0).astimezone(UTC)
+    if first == moment:
+        return moment
+    # The clock fell back at a change between the first pass and this one; the repeat lasts
+    # as long as the two passes are apart (an hour, 30 minutes on Lord Howe).
+    return _change_between(first, moment, zone) + (moment - first)
+
+
+def _change_between(low: datetime, high: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole second of (low, high] with `high`'s UTC offset in `zone`."""
+    lo, hi = int(low.timestamp()), math.ceil(high.timestamp())
+    before = datetime.fromtimestamp(lo, zone).utcoffset()
+    while hi - lo > 1:  # offsets change on whole seconds: bisect, ~12 steps for an hour
+        middle = (lo + hi) // 2
+        lo, hi = ((middle, hi) if datetime.fromtimestamp(middle, zone).utcoffset() == before
+                  else (lo, middle))
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _clock(moment: datetime, zone: ZoneInfo) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+
+
+def _clock_text(recall_date: str) -> str:
+    return f"{datetime.strptime(recall_date, RECALL_DATE_FORMAT):%Y-%m-%d %H:%M}"
 
 
 def epoch(recall: dict[str, str], timezone: str) -> float:
-    """The instant `recall`'s recall_date names, read in `timezone`."""
-    return datetime.strptime(recall["recall_date"], RECALL_DATE_FORMAT).replace(
-        tzinfo=ZoneInfo(timezone)).timestamp()
+    """The instant `recall`'s recall_date names, read in `timezone` as `schedule` reads it (a
+    repeated wall time is its first pass, one in a DST gap the first instant after it)."""
+    return _read(recall["recall_date"], ZoneInfo(timezone))[0].timestamp()
 
 
 def day(timezone: str, now: float) -> str:
@@ -119,7 +185,7 @@ def next_day(timezone: str, now: float) -> float:
     """Epoch seconds of the next midnight in `timezone`: when a daily quota resets."""
     zone = ZoneInfo(timezone)
     today = datetime.fromtimestamp(now, zone).date()
-    return datetime.combine(today + timedelta(days=1), datetime.min.time(), zone).timestamp()
+    return _midnight(today + timedelta(days=1), zone).timestamp()
 
 
 def local(epoch: float, timezone: str) -> str:
