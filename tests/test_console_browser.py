@@ -16,17 +16,32 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ENVIRON, ROOT, SANDBOX_TOKEN
+from tests.conftest import ENVIRON, ROOT, SANDBOX_TOKEN, in_ci
 from tests.procs import gunicorn
 from tests.test_receiver import ZAP_HEADERS, zap
 
 pytestmark = pytest.mark.slow
 ADMIN = "admin-token-for-the-browser-0123"
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; TEST_CHROMIUM points the suite at another Chromium build.
+CHROMIUM = Path(os.environ.get("TEST_CHROMIUM") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = ROOT / "test-output" / "console"
 PHONE = "301 555 1234"  # as a person types it; stored as 93015551234
+
+
+@pytest.fixture(autouse=True)
+def chromium() -> Path:
+    """The browser, checked before anything starts: missing, the suite is skipped on a
+    developer's machine with the fix, and fails in CI (.ci/run installs it)."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        if in_ci():
+            pytest.fail(f"{CHROMIUM} is missing and CI runs the browser suite: .ci/run installs "
+                        "it (apt-get install chromium)", pytrace=False)
+        pytest.skip(f"the console's browser suite needs Chromium at {CHROMIUM}: install it with "
+                    "`apt-get install chromium` (or `.ci/run`, as CI does), or set TEST_CHROMIUM "
+                    "to a Chromium binary")
+    return CHROMIUM
 
 
 @pytest.fixture
@@ -46,10 +61,6 @@ def bridge(tmp_path: Path, sandbox: Any, mappings_dir: Path) -> Iterator[str]:
 @pytest.fixture
 def page() -> Iterator[Any]:
     """A headless chromium page that records every console error and uncaught exception."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            raise AssertionError(f"{CHROMIUM} is missing: .ci/run installs it")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
