@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 import requests
@@ -36,6 +37,19 @@ def in_ci() -> bool:
 
 if in_ci():
     hypothesis_settings.load_profile("ci")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, naming the fix, on a machine without an IANA time zone database (minimal
+    containers ship none): every time rule needs one, and without it each module fails to
+    import with a traceback that does not say why."""
+    try:
+        ZoneInfo("America/Bogota")
+    except ZoneInfoNotFoundError:
+        raise pytest.UsageError(
+            "no IANA time zone database found (zoneinfo looks in the system's and in the tzdata "
+            "package): install it with `apt-get install tzdata` (or `pip install tzdata` in "
+            ".venv); the bridge needs it to run too") from None
 SANDBOX_TOKEN = "test-token-0123"
 ENVIRON = {
     "WOLKVOX_CAMPAIGN_ID": "4638",

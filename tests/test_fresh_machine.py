@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,31 @@ def test_in_ci_a_missing_chromium_fails_the_browser_suite(tmp_path, no_chromium)
     assert "skipped" not in result.stdout
     assert f"{no_chromium} is missing and CI runs the browser suite" in result.stdout
     assert ".ci/run installs it" in result.stdout
+
+
+def test_without_a_time_zone_database_the_run_stops_at_once_naming_the_fix(tmp_path):
+    empty = tmp_path / "zoneinfo"
+    empty.mkdir()
+    if find_spec("tzdata") is not None:  # the package carries its own database: nothing to hide
+        pytest.skip("the tzdata package is installed: zoneinfo cannot be made to miss a zone")
+    # Today's failure: this module reads zones at import, so collection stopped with a traceback.
+    result = pytest_run(tmp_path, "tests/test_calling_windows.py", PYTHONTZPATH=str(empty))
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "no IANA time zone database found" in result.stderr
+    assert "apt-get install tzdata" in result.stderr
+    assert "ZoneInfoNotFoundError" not in result.stdout + result.stderr
+
+
+# A guard, not a new behaviour: a PostgreSQL that does not answer skips its variants outside CI.
+PG_TEST = "tests/test_calling_windows.py::test_store_keeps_when_each_delivered_recall_rings"
+NO_POSTGRES = "postgresql://postgres@127.0.0.1:1/test"  # port 1: refused at once
+
+
+def test_without_postgresql_its_variants_are_skipped_outside_ci_and_fail_in_ci(tmp_path):
+    result = pytest_run(tmp_path, PG_TEST, TEST_DATABASE_URL=NO_POSTGRES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 1 skipped" in result.stdout
+    assert "PostgreSQL not reachable (set TEST_DATABASE_URL)" in result.stdout
+    result = pytest_run(tmp_path, PG_TEST, TEST_DATABASE_URL=NO_POSTGRES, CI="true")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "PostgreSQL is required in CI" in result.stdout
