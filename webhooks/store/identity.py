@@ -40,8 +40,9 @@ def safe_url(url: str) -> str:
             database = os.path.realpath(database)
         return f"sqlite:///{database}"
     port = parsed.port or (5432 if parsed.drivername.startswith("postgresql") else None)
-    return parsed.set(password=None, host=(parsed.host or "").lower() or None,
-                      port=port).render_as_string(hide_password=False)
+    # URL.set() takes None as "unchanged": the namedtuple's own _replace removes the password
+    return parsed._replace(password=None, host=(parsed.host or "").lower() or None,
+                           port=port).render_as_string(hide_password=False)
 
 
 def fingerprint(store: Store) -> str:
