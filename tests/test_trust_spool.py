@@ -53,15 +53,14 @@ def test_two_bridges_on_two_stores_sharing_a_spool_folder_replay_only_their_own(
     first = make_app(spool_dir=shared)  # SQLite or PostgreSQL
     second = make_app(spool_dir=shared, database_url=f"sqlite:///{tmp_path / 'other.db'}")
     one, two = bridge_of(first), bridge_of(second)
-    assert one.spool.store != two.spool.store
     spool_one(first, monkeypatch, zap(lead=1))
     [path] = one.spool.files()
-    assert owner(path) == one.spool.store
-    assert json.loads(path.read_text())["store"] == one.spool.store
 
     assert two.spool.replay(two.store) == 0  # the other bridge leaves it alone...
-    two.start_spool_replayer()
     assert two.store.counts() == {} and path.exists()
+    assert one.spool.store != two.spool.store
+    assert owner(path) == one.spool.store
+    assert json.loads(path.read_text())["store"] == one.spool.store
     ready = second.test_client().get("/readyz").get_json()
     assert ready["spool"]["requests"] == 0
     assert ready["spool"]["foreign"] == {"requests": 1, "stores": [one.spool.store]}
@@ -78,11 +77,12 @@ def test_each_store_has_a_spool_folder_of_its_own_by_default(make_app, monkeypat
     first = make_app(spool_dir="")
     second = make_app(spool_dir="", database_url=f"sqlite:///{tmp_path / 'other.db'}")
     one, two = bridge_of(first), bridge_of(second)
-    assert one.spool.folder == Path("instance/spool") / one.spool.store
-    assert two.spool.folder == Path("instance/spool") / two.spool.store
     spool_one(first, monkeypatch, zap(lead=1))
     spool_one(second, monkeypatch, zap(lead=2))
     assert len(one.spool.files()) == 1 and len(two.spool.files()) == 1
+    assert one.spool.folder != two.spool.folder
+    assert one.spool.folder == Path("instance/spool") / one.spool.store
+    assert two.spool.folder == Path("instance/spool") / two.spool.store
     assert one.spool.depth().foreign == 0 and two.spool.depth().foreign == 0
 
 
