@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Float, bindparam, exists, literal, null, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -68,8 +68,11 @@ class IngestStore:
         make = pg_insert if self.dialect == "postgresql" else sqlite_insert
         insert = make(events).on_conflict_do_nothing(
             index_elements=["source", "dedup_key"]).returning(events.c.id)
-        return {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE, "later": LATER,
-                "late": LATE}
+        found = {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE, "later": LATER,
+                 "late": LATE}
+        if self.dialect == "postgresql":
+            found["order"] = _order_in_one()
+        return found
 
     def prepared(self) -> dict[str, Prepared]:
         """The statements compiled for the DBAPI cursor (SQLite's group commit)."""
@@ -78,7 +81,34 @@ class IngestStore:
         prepared = {name: Prepared(statement, dialect) for name, statement in found.items()
                     if name != "insert"}
         prepared["insert"] = Prepared(found["insert"], dialect, ROW_KEYS, ("raw", "recall"))
+        prepared["order"] = _Order(prepared["later"], prepared["supersede"])  # type: ignore[assignment]
         return prepared
+
+
+def _order_in_one() -> Any:
+    """PostgreSQL: LATER and SUPERSEDE in one statement (one round trip, the hot path's cost):
+    the lead's later event if there is one, else the ids superseded, as (kind, id,
+    occurred_at, created_at) rows."""
+    later = LATER.cte("later")
+    superseded = SUPERSEDE.where(~exists(select(later.c.id))).cte("superseded")
+    nothing = null().cast(Float)
+    return union_all(
+        select(literal("later"), later.c.id, later.c.occurred_at, later.c.created_at),
+        select(literal("superseded"), superseded.c.id, nothing, nothing))
+
+
+class _Order:
+    """SQLite: LATER, then SUPERSEDE when nothing later is known, as `_order_in_one` does in
+    one statement (on SQLite a statement costs no round trip)."""
+
+    def __init__(self, later: Prepared, supersede: Prepared):
+        self.later, self.supersede = later, supersede
+
+    def run(self, connection: Any, values: dict[str, Any]) -> list[Any]:
+        found = self.later.run(connection, values)
+        if found:
+            return [("later", *found[0])]
+        return [("superseded", r[0], None, None) for r in self.supersede.run(connection, values)]
 
 
 def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]:
@@ -95,16 +125,17 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
         new_id = found[0][0]
         superseded: tuple[int, ...] = ()
         if item.status == Status.QUEUED and row["customer_id"]:
-            lead = {"t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
-                    "n": new_id, "o": item.occurred_at, "a": now}
-            later = run("later", lead)
+            found = run("order", {
+                "t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
+                "n": new_id, "o": item.occurred_at, "a": now, "now": now,
+                "why": f"superseded by event {new_id} for the same lead"})
+            later = [r[1:] for r in found if r[0] == "later"]
             if later:  # an older change arriving late (a redelivery, a spool replay): kept,
                 # never sent, whichever way either came in
                 run("late", {"n": new_id, "why": _late(later[0], item.occurred_at, now)})
                 outcomes.append(Outcome("superseded", new_id, Status.SUPERSEDED))
                 continue
-            superseded = tuple(r[0] for r in run("supersede", {
-                **lead, "now": now, "why": f"superseded by event {new_id} for the same lead"}))
+            superseded = tuple(r[1] for r in found)
         result = {Status.INVALID: "invalid", Status.IGNORED: "ignored",
                   Status.TEST: "test"}.get(item.status, "accepted")
         outcomes.append(Outcome(result, new_id, item.status, superseded))
