@@ -121,6 +121,25 @@ def test_a_file_without_a_store_is_left_alone_and_shown(make_app, tmp_path):
     assert spool["foreign"] == {"requests": 1, "stores": ["unknown"]}
 
 
+def test_spool_adopt_replays_a_request_spooled_before_stores_had_fingerprints(
+        make_app, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    app = make_app(spool_dir="")
+    bridge = bridge_of(app)
+    spool_one(app, monkeypatch, zap(lead=3))
+    [path] = bridge.spool.files()
+    record = json.loads(path.read_text())
+    del record["store"]
+    legacy = Path("instance/spool") / f"{time.time_ns():020d}-123-000001.json"
+    legacy.write_text(json.dumps(record))  # where and how a version before 0007 wrote it
+    path.unlink()
+    assert bridge.spool.replay(bridge.store) == 0
+    result = app.test_cli_runner().invoke(args=["spool", "adopt"])
+    assert result.exit_code == 0, result.output
+    assert "adopted 1 spooled request(s)" in result.output and "replayed 1" in result.output
+    assert not legacy.exists() and bridge.store.counts() == {"queued": 1}
+
+
 # --- item 4: the lead's newest acknowledged request wins, whichever path it took ---------------
 @pytest.mark.parametrize("delivered_first", [True, False], ids=["newer-delivered",
                                                                 "newer-queued"])

@@ -94,6 +94,45 @@ class Spool:
                 temporary.unlink()
             raise SpoolFull(f"cannot spool the request: {err.strerror or err}") from None
 
+    def adopt(self, paths: list[Path]) -> list[Path]:
+        """Make spooled files this store's: each is rewritten into the folder under this
+        store's fingerprint (a file written before fingerprints, or one an operator knows to
+        be this store's under an old URL), then replayed like any other. Returns the new
+        files; BadRecord or OSError naming a file that cannot be adopted (nothing else of it
+        is changed)."""
+        adopted = []
+        for path in paths:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise BadRecord(f"{path.name} is not a JSON record ({err})") from None
+            if not isinstance(record, dict):
+                raise BadRecord(f"{path.name} is not a JSON object")
+            record["store"] = self.store
+            arrived = path.name.split("-", 1)[0]
+            name = (f"{arrived if arrived.isdigit() else f'{time.time_ns():020d}'}-"
+                    f"{self.store}-{os.getpid()}-{next(_sequence):06d}")
+            temporary = self.folder / f".{name}.tmp"
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with temporary.open("w", encoding="utf-8") as handle:
+                json.dump(record, handle, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.rename(self.folder / f"{name}{SUFFIX}")
+            _fsync_folder(self.folder)
+            path.unlink()
+            adopted.append(self.folder / f"{name}{SUFFIX}")
+        return adopted
+
+    def unnamed(self, *elsewhere: str | Path) -> list[Path]:
+        """Files written before spooled requests named their store, in the folder and in the
+        folders `elsewhere` (where an earlier version wrote them)."""
+        found = []
+        for folder in (self.folder, *map(Path, elsewhere)):
+            with contextlib.suppress(OSError):
+                found += [p for p in sorted(folder.glob(f"*{SUFFIX}")) if owner(p) is None]
+        return found
+
     def _all(self) -> list[Path]:
         try:
             return sorted(self.folder.glob(f"*{SUFFIX}"))
