@@ -253,6 +253,29 @@ def test_a_set_aside_file_moved_back_is_replayed(make_app, monkeypatch):
     assert bridge.store.counts() == {Status.QUEUED.value: 1}
 
 
+def test_the_replayer_logs_a_failure_that_repeats_once_not_every_try(make_app, monkeypatch,
+                                                                      caplog):
+    app = make_app()
+    bridge = bridge_of(app)
+    tries = []
+
+    def failing(_store):
+        tries.append(1)
+        raise RuntimeError("a bug in replay")
+
+    monkeypatch.setattr(bridge.spool, "replay", failing)
+    monkeypatch.setattr(webhooks, "SPOOL_REPLAY_EVERY", 0.01)
+    with caplog.at_level(logging.ERROR, logger="webhooks"):
+        bridge.start_spool_replayer()
+        deadline = time.monotonic() + 5
+        while len(tries) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bridge.stop_background()
+    assert len(tries) >= 20
+    said = [r for r in caplog.records if "spool replay failed" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # the traceback, once
+
+
 # --- item 11: spooled and refused requests are on /metrics -------------------------------------
 REFUSED = "recall_bridge_webhooks_refused_total"
 RECEIVED = "recall_bridge_webhooks_received_total"
