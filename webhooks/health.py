@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from .spool import Depth
 from .store import StoreRefused, StoreUnavailable
 
 bp = Blueprint("health", __name__)
@@ -18,7 +19,7 @@ def healthz() -> ResponseReturnValue:
     return jsonify({"status": "ok"})
 
 
-def spool_state(depth: Any, now: float) -> dict[str, Any]:
+def spool_state(depth: Depth, now: float) -> dict[str, Any]:
     """The spool on /readyz: this store's requests waiting, other stores' requests left alone
     in the same folder (with their stores' fingerprints), and files set aside."""
     return {"requests": depth.requests,
@@ -27,7 +28,7 @@ def spool_state(depth: Any, now: float) -> dict[str, Any]:
             "set_aside": depth.set_aside}
 
 
-def spool_problems(depth: Any) -> list[str]:
+def spool_problems(depth: Depth) -> list[str]:
     """What an operator must look at in the spool folder (readiness does not depend on it)."""
     problems = []
     if depth.foreign:
