@@ -17,9 +17,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import logs, timerules
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
-from .settings import Settings
+from .settings import SPOOL_ROOT, Settings
 from .spool import Spool
 from .store import Store, StoreUnavailable
+from .store.identity import fingerprint
 
 log = logging.getLogger("webhooks")
 SPOOL_REPLAY_EVERY = 1.0  # seconds between tries to move spooled requests into the store
@@ -53,11 +54,16 @@ class Bridge:
             self._replayer.start()
 
     def _replay_spool(self) -> None:
+        said = ""
         while not self._stopped.wait(SPOOL_REPLAY_EVERY):
             try:
                 self.spool.replay(self.store)
-            except Exception:  # the thread must outlive any one bad try
-                log.exception("spool replay failed; retrying")
+                said = ""
+            except Exception as err:  # the thread must outlive any one bad try
+                if repr(err) != said:  # once per distinct failure, not every second
+                    log.exception("spool replay failed; retrying every %g s",
+                                  SPOOL_REPLAY_EVERY)
+                    said = repr(err)
 
     def stop_background(self) -> None:
         self._stopped.set()
@@ -112,6 +118,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     store = Store(settings.database_url)
     try:
         store.migrate()
+        # known now, while the store answers: the spool needs it when the store does not
+        store_fingerprint = fingerprint(store)
     except StoreUnavailable as err:
         raise ConfigError([f"DATABASE_URL: {err}"]) from None
     for source in sources.values():
@@ -126,7 +134,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if settings.trust_forwarded:  # one proxy: its X-Forwarded-For/-Proto/-Host are the truth
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    app.extensions["recall_bridge"] = Bridge(settings, sources, store, Spool(settings.spool_dir))
+    spool = Spool(settings.spool_dir or f"{SPOOL_ROOT}/{store_fingerprint}", store_fingerprint)
+    app.extensions["recall_bridge"] = Bridge(settings, sources, store, spool)
     logs.setup(settings)
 
     from . import api, cli, console, health, metrics, receiver

@@ -19,10 +19,12 @@ from .accesslog import printable as safe  # CRM data for a terminal: escapes sho
 from .lifecycle import TERMINAL, Status
 from .operations import RetryRefused, retry_event
 from .recall import mask_phone, mask_recall
+from .settings import SPOOL_ROOT
 from .store import MAX_ID
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
 events = AppGroup("events", help="See and re-queue stored events.")
+spool = AppGroup("spool", help="Requests kept on disk while the store was down.")
 
 
 def init_app(app: Flask) -> None:
@@ -30,6 +32,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(events)
     app.cli.add_command(deliver)
     app.cli.add_command(sandbox)
+    app.cli.add_command(spool)
 
 
 def _bridge() -> Any:
@@ -192,6 +195,29 @@ def events_purge(days: int, statuses: tuple[str, ...]) -> None:
     before = bridge.settings.clock().timestamp() - days * 86400
     removed = bridge.store.purge(before, list(statuses) or [s.value for s in TERMINAL])
     click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
+
+
+@spool.command("adopt")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False,
+                                                    path_type=Path))
+def spool_adopt(files: tuple[Path, ...]) -> None:
+    """Make spooled FILES this store's, to be replayed into it: without FILES, those written
+    before spooled requests named their store (a version before 0007). Only for files known
+    to be this store's: another store's callbacks replayed here are lost to it."""
+    from .spool import BadRecord
+
+    bridge = _bridge()
+    # unset SPOOL_DIR: earlier versions wrote to SPOOL_ROOT itself
+    chosen = list(files) or bridge.spool.unnamed(
+        *(() if bridge.settings.spool_dir else (SPOOL_ROOT,)))
+    try:
+        adopted = bridge.spool.adopt(chosen)
+    except (BadRecord, OSError) as err:
+        raise click.ClickException(f"{err}; the files before it were adopted") from None
+    replayed = bridge.spool.replay(bridge.store)
+    click.echo(f"adopted {len(adopted)} spooled request(s) for store {bridge.spool.store}, "
+               f"replayed {replayed} (the rest is replayed by the web process once the store "
+               "answers)")
 
 
 @click.command("sandbox")

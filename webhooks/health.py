@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from .spool import Depth
 from .store import StoreRefused, StoreUnavailable
 
 bp = Blueprint("health", __name__)
@@ -15,6 +17,30 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return jsonify({"status": "ok"})
+
+
+def spool_state(depth: Depth, now: float) -> dict[str, Any]:
+    """The spool on /readyz: this store's requests waiting, other stores' requests left alone
+    in the same folder (with their stores' fingerprints), and files set aside."""
+    return {"requests": depth.requests,
+            "oldest_age_seconds": round(now - depth.oldest, 1) if depth.oldest else None,
+            "foreign": {"requests": depth.foreign, "stores": list(depth.foreign_stores)},
+            "set_aside": depth.set_aside}
+
+
+def spool_problems(depth: Depth) -> list[str]:
+    """What an operator must look at in the spool folder (readiness does not depend on it)."""
+    problems = []
+    if depth.foreign:
+        problems.append(
+            f"spool: {depth.foreign} request(s) in the spool folder belong to another store "
+            f"({', '.join(depth.foreign_stores)}), not this one: left for the bridge of that "
+            "store (give each bridge its own SPOOL_DIR, or leave it unset)")
+    if depth.set_aside:
+        problems.append(
+            f"spool: {depth.set_aside} request(s) set aside as not replayable: see the "
+            ".reason files in set-aside/ of the spool folder; a file moved back is replayed")
+    return problems
 
 
 @bp.get("/readyz")
@@ -26,11 +52,10 @@ def readyz() -> ResponseReturnValue:
     now = bridge.settings.clock().timestamp()
     depth = bridge.spool.depth()
     body: dict = {"sources": sorted(bridge.sources), "database": "ok", "held_tokens": [],
-                  "spool": {"requests": depth.requests,
-                            "oldest_age_seconds": round(now - depth.oldest, 1)
-                            if depth.oldest else None},
+                  "spool": spool_state(depth, now),
                   "problems": [f"{name}: {message}"
-                               for name, message in sorted(bridge.diagnostics.items())]}
+                               for name, message in sorted(bridge.diagnostics.items())]
+                  + spool_problems(depth)}
     try:
         bridge.store.probe_write(now)
         for key, hold in bridge.store.holds().items():

@@ -50,6 +50,7 @@ class _Instruments:
     received: Counter
     outcomes: Counter
     latency: Histogram
+    refused: Counter
 
 
 _made: _Instruments | None = None
@@ -70,7 +71,11 @@ def _instruments() -> _Instruments:
                     Counter(f"{PREFIX}_deliveries", "Delivery decisions, by outcome "
                             "(delivered, retry, held, failed, expired, ...)", ["outcome"]),
                     Histogram(f"{PREFIX}_wolkvox_call_seconds", "How long one call to wolkvox "
-                              "took", buckets=LATENCY_BUCKETS))
+                              "took", buckets=LATENCY_BUCKETS),
+                    Counter(f"{PREFIX}_webhooks_refused", "Webhook requests of a known "
+                            "source answered with an error, by source and HTTP status (401 "
+                            "not authenticated, 400 unreadable, 413 too large, 503 store and "
+                            "spool both unavailable...)", ["source", "status"]))
     return _made
 
 
@@ -82,6 +87,11 @@ def init_app(app: Flask) -> None:
 def webhook_received(source: str, result: str, count: int = 1) -> None:
     """A webhook's events by source and result (accepted, duplicate, invalid, ignored, ...)."""
     _instruments().received.labels(source=source, result=result).inc(count)
+
+
+def webhook_refused(source: str, status: int) -> None:
+    """A webhook request of a known source answered with an error status."""
+    _instruments().refused.labels(source=source, status=str(status)).inc()
 
 
 def delivery_outcome(outcome: str) -> None:
@@ -116,6 +126,7 @@ def registry_for(bridge: Any) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_ProcessCounters())
     registry.register(StoreCollector(bridge))
+    registry.register(SpoolCollector(bridge))
     return registry
 
 
@@ -130,6 +141,31 @@ class _ProcessCounters(Collector):
             yield from merged.collect()
         else:
             yield from REGISTRY.collect()
+
+
+class SpoolCollector(Collector):
+    """Gauges read from the spool folder at scrape time (right whatever process answers, and
+    shown with the store down, when they matter): this store's requests waiting, the age of
+    the oldest, other stores' requests left alone, and files set aside as not replayable."""
+
+    def __init__(self, bridge: Any):
+        self.bridge = bridge
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = self.bridge.spool.depth()
+        now = self.bridge.settings.clock().timestamp()
+        for name, documentation, value in (
+                ("spool_requests", "Requests spooled while the store was down, waiting to be "
+                 "replayed into it", depth.requests),
+                ("spool_oldest_seconds", "Age of the oldest of them (0: none)",
+                 max(0.0, now - depth.oldest) if depth.oldest else 0.0),
+                ("spool_foreign_requests", "Requests of another store in the spool folder, "
+                 "left alone", depth.foreign),
+                ("spool_set_aside", "Spooled requests set aside as not replayable (see "
+                 "set-aside/ in the spool folder)", depth.set_aside)):
+            family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation)
+            family.add_metric([], value)
+            yield family
 
 
 class StoreCollector(Collector):

@@ -124,6 +124,16 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     return _json(answer, 202)
 
 
+@bp.after_request
+def _count_refused(response: Response) -> Response:
+    """Every error answer to a known source's hook is counted on /metrics, whichever check
+    gave it (an unknown source is not: its name is whatever the caller typed)."""
+    name = (request.view_args or {}).get("name")
+    if response.status_code >= 400 and name in current_app.extensions["recall_bridge"].sources:
+        metrics.webhook_refused(name, response.status_code)
+    return response
+
+
 def as_test(event: NewEvent) -> NewEvent:
     """A judged event kept as a capture: status `test`, what it would have been in the reason,
     and a dedup key of its own (a test never hides a real event, nor the other way round)."""
@@ -148,6 +158,7 @@ def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
         response.headers["Retry-After"] = RETRY_AFTER
         return response
     bridge.start_spool_replayer()
+    metrics.webhook_received(source.name, "spooled", len(new))
     log.warning("hook %s: store unavailable (%s): %d event(s) spooled to local disk",
                 source.name, err, len(new))
     if soap:

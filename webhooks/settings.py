@@ -32,7 +32,9 @@ WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enoug
 CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
 MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
 MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is refused whole
-SPOOL_DIR = "instance/spool"  # requests acknowledged while the store was down, until replayed
+# requests acknowledged while the store was down, until replayed: unset, a folder per store
+# under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
+SPOOL_ROOT = "instance/spool"
 
 
 def utcnow() -> datetime:
@@ -70,7 +72,7 @@ class Settings:
     delivery_worker: bool = True  # run a delivery thread inside the web process
     max_wait: float = MAX_WAIT
     max_events_per_request: int = MAX_EVENTS_PER_REQUEST
-    spool_dir: str = SPOOL_DIR
+    spool_dir: str = ""  # empty: SPOOL_ROOT/<the store's fingerprint>
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both

@@ -9,7 +9,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Float, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
@@ -76,9 +89,20 @@ Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 LEAD_IS = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
            events.c.customer_id == bindparam("u"))
-# A change of the lead the CRM made later than this event's, already known: this one is late.
-LATER = select(events.c.id, events.c.occurred_at).where(
-    *LEAD_IS, events.c.occurred_at > bindparam("o", type_=Float), events.c.id != bindparam("n"),
+# The order of a lead's events: the CRM's time of the change when both events have one (a
+# mapping's occurred_at), else when the bridge acknowledged each (created_at: the request's
+# arrival, kept by the spool for a request replayed later); equal, the one stored later wins.
+# The new event's values are bound, cast so that PostgreSQL knows their type even when null.
+NEW_OCCURRED = cast(bindparam("o", type_=Float), Float)
+NEW_ACKNOWLEDGED = cast(bindparam("a", type_=Float), Float)
+_BY_CRM = and_(NEW_OCCURRED.is_not(None), events.c.occurred_at.is_not(None))
+LATER_THAN_NEW = or_(and_(_BY_CRM, events.c.occurred_at > NEW_OCCURRED),
+                     and_(not_(_BY_CRM), events.c.created_at > NEW_ACKNOWLEDGED))
+NOT_LATER_THAN_NEW = or_(and_(_BY_CRM, events.c.occurred_at <= NEW_OCCURRED),
+                         and_(not_(_BY_CRM), events.c.created_at <= NEW_ACKNOWLEDGED))
+# A change of the lead later than this event's, already known: this one is late.
+LATER = select(events.c.id, events.c.occurred_at, events.c.created_at).where(
+    *LEAD_IS, LATER_THAN_NEW, events.c.id != bindparam("n"),
     or_(*(events.c.status == status for status in (Status.QUEUED, Status.SENDING,
                                                     Status.DELIVERED)))).limit(1)
 
@@ -227,7 +251,7 @@ class EventStore:
         look the lead up, whose lead is known only once they are mapped."""
         with self._tx(read=True) as db:
             row = db.execute(LATER, {"t": token_key, "c": campaign_id, "u": customer_id,
-                                     "o": occurred_at, "n": event_id}).first()
+                                     "o": occurred_at, "a": None, "n": event_id}).first()
             return (row.id, row.occurred_at) if row else None
 
     def dialled(self, token_key: str, campaign_id: str, customer_id: str, since: float,

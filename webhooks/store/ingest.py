@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, bindparam, cast, or_, select, update
+from sqlalchemy import Float, bindparam, exists, literal, null, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
-from .events import LATER, LEAD_IS, NewEvent, Outcome, text
+from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome, text
 from .fast import Prepared
 from .tables import events
 
@@ -29,11 +29,9 @@ Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> 
 
 EXISTING = select(events.c.id, events.c.status).where(
     events.c.source == bindparam("source"), events.c.dedup_key == bindparam("dedup_key"))
-# the new event's occurred_at, or None: cast, so that PostgreSQL knows its type even when null
-_WHEN = cast(bindparam("o", type_=Float), Float)
+# the lead's queued events the new one is not older than (events.py has the order)
 SUPERSEDE = update(events).where(
-    *LEAD_IS, events.c.status == Status.QUEUED, events.c.id < bindparam("n"),
-    or_(_WHEN.is_(None), events.c.occurred_at.is_(None), events.c.occurred_at <= _WHEN),
+    *LEAD_IS, events.c.status == Status.QUEUED, events.c.id < bindparam("n"), NOT_LATER_THAN_NEW,
 ).values(status=Status.SUPERSEDED, updated_at=bindparam("now"),
          reason=bindparam("why")).returning(events.c.id)
 LATE = update(events).where(events.c.id == bindparam("n")).values(
@@ -70,8 +68,11 @@ class IngestStore:
         make = pg_insert if self.dialect == "postgresql" else sqlite_insert
         insert = make(events).on_conflict_do_nothing(
             index_elements=["source", "dedup_key"]).returning(events.c.id)
-        return {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE, "later": LATER,
-                "late": LATE}
+        found = {"insert": insert, "existing": EXISTING, "supersede": SUPERSEDE, "later": LATER,
+                 "late": LATE}
+        if self.dialect == "postgresql":
+            found["order"] = _order_in_one()
+        return found
 
     def prepared(self) -> dict[str, Prepared]:
         """The statements compiled for the DBAPI cursor (SQLite's group commit)."""
@@ -80,7 +81,34 @@ class IngestStore:
         prepared = {name: Prepared(statement, dialect) for name, statement in found.items()
                     if name != "insert"}
         prepared["insert"] = Prepared(found["insert"], dialect, ROW_KEYS, ("raw", "recall"))
+        prepared["order"] = _Order(prepared["later"], prepared["supersede"])  # type: ignore[assignment]
         return prepared
+
+
+def _order_in_one() -> Any:
+    """PostgreSQL: LATER and SUPERSEDE in one statement (one round trip, the hot path's cost):
+    the lead's later event if there is one, else the ids superseded, as (kind, id,
+    occurred_at, created_at) rows."""
+    later = LATER.cte("later")
+    superseded = SUPERSEDE.where(~exists(select(later.c.id))).cte("superseded")
+    nothing = null().cast(Float)
+    return union_all(
+        select(literal("later"), later.c.id, later.c.occurred_at, later.c.created_at),
+        select(literal("superseded"), superseded.c.id, nothing, nothing))
+
+
+class _Order:
+    """SQLite: LATER, then SUPERSEDE when nothing later is known, as `_order_in_one` does in
+    one statement (on SQLite a statement costs no round trip)."""
+
+    def __init__(self, later: Prepared, supersede: Prepared):
+        self.later, self.supersede = later, supersede
+
+    def run(self, connection: Any, values: dict[str, Any]) -> list[Any]:
+        found = self.later.run(connection, values)
+        if found:
+            return [("later", *found[0])]
+        return [("superseded", r[0], None, None) for r in self.supersede.run(connection, values)]
 
 
 def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]:
@@ -97,21 +125,32 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
         new_id = found[0][0]
         superseded: tuple[int, ...] = ()
         if item.status == Status.QUEUED and row["customer_id"]:
-            lead = {"t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
-                    "n": new_id, "o": item.occurred_at}
-            later = run("later", lead) if item.occurred_at is not None else []
-            if later:  # a late redelivery of an older change: kept, never sent
-                run("late", {"n": new_id, "why": (
-                    f"superseded on arrival: event {later[0][0]} of the same lead reports a "
-                    f"later change ({_utc(later[0][1])} against {_utc(item.occurred_at)})")})
+            found = run("order", {
+                "t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
+                "n": new_id, "o": item.occurred_at, "a": now, "now": now,
+                "why": f"superseded by event {new_id} for the same lead"})
+            later = [r[1:] for r in found if r[0] == "later"]
+            if later:  # an older change arriving late (a redelivery, a spool replay): kept,
+                # never sent, whichever way either came in
+                run("late", {"n": new_id, "why": _late(later[0], item.occurred_at, now)})
                 outcomes.append(Outcome("superseded", new_id, Status.SUPERSEDED))
                 continue
-            superseded = tuple(r[0] for r in run("supersede", {
-                **lead, "now": now, "why": f"superseded by event {new_id} for the same lead"}))
+            superseded = tuple(r[1] for r in found)
         result = {Status.INVALID: "invalid", Status.IGNORED: "ignored",
                   Status.TEST: "test"}.get(item.status, "accepted")
         outcomes.append(Outcome(result, new_id, item.status, superseded))
     return outcomes
+
+
+def _late(later: Any, occurred_at: float | None, acknowledged_at: float) -> str:
+    """Why an event is superseded on arrival by the stored event `later` (id, occurred_at,
+    created_at), in the terms the two were compared in."""
+    if occurred_at is not None and later[1] is not None:
+        return (f"superseded on arrival: event {later[0]} of the same lead reports a later "
+                f"change ({_utc(later[1])} against {_utc(occurred_at)})")
+    return (f"superseded on arrival: event {later[0]} of the same lead was acknowledged "
+            f"later ({_utc(later[2])} against {_utc(acknowledged_at)}; this one was kept while "
+            "the store was down, or the CRM sent it late)")
 
 
 def _utc(epoch: float | None) -> str:

@@ -113,3 +113,9 @@ audit = Table(  # what operators did: who, when, what
     Column("event_id", ID),
     Column("detail", Text, nullable=False),
 )
+
+store_identity = Table(  # one row, written once by migration 0007: which store this is
+    "store_identity", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("store_id", String(32), nullable=False),
+)
