@@ -13,8 +13,8 @@ from tests.conftest import ROOT, bridge_of, drain
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
 
-ADMIN = "admin-token-0123456789"
-VIEWER = "viewer-token-0123456789"
+ADMIN = "admin-token-0123456789abcdef"
+VIEWER = "viewer-token-0123456789abcdef"
 PHONE = "93001234567"  # zap()'s "300 123 4567" as dialled
 MASKED = "********567"
 READS = [("GET", "/api/v1/events", None), ("GET", "/api/v1/events/{id}", None),

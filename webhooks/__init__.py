@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import logs, timerules
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
-from .settings import Settings
+from .settings import Settings, token_problems
 from .spool import Spool
 from .store import Store, StoreUnavailable
 
@@ -98,6 +98,9 @@ def load_config(test_config: Mapping[str, Any] | None = None) -> tuple[Settings,
             settings = settings.with_overrides(test_config)
     except ValueError as err:
         raise ConfigError([str(err)]) from None
+    problems = token_problems(settings)
+    if problems:
+        raise ConfigError(problems)
     return settings, load_sources(settings.mappings_dir, settings)
 
 
