@@ -37,7 +37,7 @@ from webhooks.store.tables import events  # noqa: E402
 from webhooks.store.views import LISTED  # noqa: E402
 
 TARGET_MS = 200.0
-ADMIN = "bench-admin-token"
+ADMIN = "bench-admin-token-0123456789"
 STATUSES = ["delivered"] * 12 + ["queued"] * 4 + ["failed"] * 2 + ["invalid", "ignored"]
 SOURCES = ["zapier", "hubspot", "salesforce", "pipedrive"]
 

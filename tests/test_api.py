@@ -13,8 +13,8 @@ from tests.conftest import ROOT, bridge_of, drain
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
 
-ADMIN = "admin-token-0123456789"
-VIEWER = "viewer-token-0123456789"
+ADMIN = "admin-token-0123456789abcdef"
+VIEWER = "viewer-token-0123456789abcdef"
 PHONE = "93001234567"  # zap()'s "300 123 4567" as dialled
 MASKED = "********567"
 READS = [("GET", "/api/v1/events", None), ("GET", "/api/v1/events/{id}", None),
@@ -248,8 +248,9 @@ def test_bulk_retry_previews_a_count_and_acts_only_when_confirmed(app):
     assert (done["matched"], done["confirmed"], done["queued"], done["refused"]) == (
         3, True, 0, 3)  # still invalid with today's mapping
     assert "still invalid" in done["reasons"][0]
-    [entry] = audit_of(app)
+    entry, *retries = audit_of(app)  # each retry that left its event invalid, then the bulk
     assert (entry["actor"], entry["action"]) == ("api-admin", "bulk-retry")
+    assert [e["action"] for e in retries] == ["retry"] * 3
     assert call(app, "POST", "/api/v1/bulk-retry", {"source": "zapier"}).status_code == 422
     assert call(app, "POST", "/api/v1/bulk-retry", {"status": "queued"}).status_code == 422
     since = (datetime.now(UTC) + timedelta(days=1)).isoformat()

@@ -18,8 +18,8 @@ from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, zap
 from webhooks.console import throttle
 
-ADMIN = "admin-token-0123456789"
-VIEWER = "viewer-token-0123456789"
+ADMIN = "admin-token-0123456789abcdef"
+VIEWER = "viewer-token-0123456789abcdef"
 CONSOLE = Path(__file__).resolve().parent.parent / "webhooks" / "console"
 CATALOG = CONSOLE / "translations" / "es" / "LC_MESSAGES"
 

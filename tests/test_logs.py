@@ -31,7 +31,7 @@ def logged():
 
     def start(**settings):
         defaults = {"log_format": "json", "wolkvox_token": "wolkvox-token-123",
-                    "admin_token": "admin-token-456", "environ": SECRETS}
+                    "admin_token": "admin-token-456-abcdefghijkl", "environ": SECRETS}
         logs.setup(Settings(**{**defaults, **settings}), stream=stream)
         return logger, lambda: stream.getvalue().splitlines()
 
@@ -62,11 +62,12 @@ def test_json_lines_never_hold_a_secret_or_a_full_phone(logged):
     logger.info("database postgresql://bridge:hunter22@db:5432/bridge")
     logger.info("the org 00D5e000000AbCd is public; callback at 20301201103000")
     try:
-        raise ValueError("admin-token-456 and 3001234567 in a traceback")
+        raise ValueError("admin-token-456-abcdefghijkl and 3001234567 in a traceback")
     except ValueError:
         logger.exception("failed")
     text = "\n".join(lines())
-    for secret in ("wolkvox-token-123", "zap-secret-value", "hunter22", "admin-token-456"):
+    for secret in ("wolkvox-token-123", "zap-secret-value", "hunter22",
+                   "admin-token-456-abcdefghijkl"):
         assert secret not in text
     for phone in ("300 123 4567", "3001234567", "301 555 1234"):
         assert phone not in text

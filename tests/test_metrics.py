@@ -99,15 +99,15 @@ def test_a_store_that_does_not_answer_is_said_and_the_counters_still_shown(make_
 def test_metrics_token_is_asked_for_when_set(make_app):
     open_app = make_app()
     assert open_app.test_client().get("/metrics").status_code == 200
-    app = make_app(metrics_token="metrics-token-0123")
+    app = make_app(metrics_token="metrics-token-0123456789abcdef")
     client = app.test_client()
     missing = client.get("/metrics")
     assert missing.status_code == 401
     assert missing.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
     assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.get("/metrics", headers={
-        "Authorization": "Basic metrics-token-0123"}).status_code == 401
-    assert scrape(app, token="metrics-token-0123")
+        "Authorization": "Basic metrics-token-0123456789abcdef"}).status_code == 401
+    assert scrape(app, token="metrics-token-0123456789abcdef")
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import logs, timerules
 from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
-from .settings import SPOOL_ROOT, Settings
+from .settings import SPOOL_ROOT, Settings, token_problems
 from .spool import Spool
 from .store import Store, StoreUnavailable
 from .store.identity import fingerprint
@@ -104,6 +104,9 @@ def load_config(test_config: Mapping[str, Any] | None = None) -> tuple[Settings,
             settings = settings.with_overrides(test_config)
     except ValueError as err:
         raise ConfigError([str(err)]) from None
+    problems = token_problems(settings)
+    if problems:
+        raise ConfigError(problems)
     return settings, load_sources(settings.mappings_dir, settings)
 
 

@@ -29,6 +29,14 @@ def role_for(settings: Any, token: str | None) -> str | None:
     return ADMIN if admin else VIEWER if viewer else None
 
 
+def throttle_of(app: Any) -> Any:
+    """The app's one throttle of wrong tokens (console/throttle.py), shared by the console's
+    sign-in and the API's bearer tokens: a guesser gets no fresh budget by switching."""
+    from .console.throttle import Throttle
+
+    return app.extensions.setdefault("token_throttle", Throttle())
+
+
 def may_act(role: str | None) -> bool:
     """Retry, cancel, reveal, bulk actions: admins only."""
     return role == ADMIN

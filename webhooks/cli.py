@@ -17,7 +17,7 @@ from jmespath.exceptions import JMESPathError
 from . import formats, intake, trial
 from .accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from .lifecycle import TERMINAL, Status
-from .operations import RetryRefused, retry_event
+from .operations import RetryRefused, purge_events, retry_event
 from .recall import mask_phone, mask_recall
 from .settings import SPOOL_ROOT
 from .store import MAX_ID
@@ -191,9 +191,7 @@ def events_retry(event_id: int, at: str | None) -> None:
 def events_purge(days: int, statuses: tuple[str, ...]) -> None:
     """Retention: delete finished events (and their attempts) older than --days. Queued
     and sending events are never deleted."""
-    bridge = _bridge()
-    before = bridge.settings.clock().timestamp() - days * 86400
-    removed = bridge.store.purge(before, list(statuses) or [s.value for s in TERMINAL])
+    removed = purge_events(_bridge(), days, list(statuses) or [s.value for s in TERMINAL])
     click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
 
 

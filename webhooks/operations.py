@@ -19,6 +19,10 @@ class RetryRefused(Exception):
     """The event cannot be retried (or cancelled) as asked; str(error) says why."""
 
 
+class UnknownSource(RetryRefused):
+    """A bulk retry named a source the bridge does not serve."""
+
+
 BULK_LIMIT = 5000  # events one bulk retry may touch; more: narrow the filter
 BULK_STATUSES = ("failed", "invalid", "ignored")  # what a bulk retry takes
 
@@ -45,10 +49,16 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
     now = bridge.settings.clock()
     wanted = _when(at, source.target.timezone, now) if at else None
     recall = row["recall"]
+    was = (status, row["updated_at"])  # the retry holds only if nobody changed it since
     if status in REJUDGED_ON_RETRY:
         judged = intake.judge(source, row["raw"], 0, None, now)
         if judged.status != Status.QUEUED:
-            bridge.store.requeue(event_id, now.timestamp(), judged.reason, status=judged.status)
+            if not bridge.store.requeue(event_id, now.timestamp(), judged.reason,
+                                        status=judged.status, was=was):
+                raise RetryRefused(_changed(event_id))
+            bridge.store.audit(actor, "retry", f"{status} -> {judged.status} (judged again "
+                               f"with today's mapping): {judged.reason}"[:1000],
+                               now.timestamp(), event_id)
             raise RetryRefused(f"event {event_id} is still {judged.status} with today's "
                                f"mapping: {judged.reason}")
         recall = judged.recall
@@ -61,9 +71,21 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
         if due != asked:
             moved = f"; callback time {asked} -> {due}"
     reason = f"re-queued by an operator (was {status}){moved}"
-    bridge.store.requeue(event_id, now.timestamp(), reason, recall)
+    if not bridge.store.requeue(event_id, now.timestamp(), reason, recall, was=was):
+        raise RetryRefused(_changed(event_id))
     bridge.store.audit(actor, "retry", f"{status} -> queued{moved}", now.timestamp(), event_id)
     return f"event {event_id} queued{moved}"
+
+
+def _changed(event_id: int) -> str:
+    return (f"event {event_id} changed while this retry was being made (another operator's "
+            "retry or cancel came first): reload it and look again")
+
+
+def check_source(bridge: Any, source: str | None) -> None:
+    """UnknownSource unless `source` is empty (every source) or one the bridge serves."""
+    if source and source not in bridge.sources:
+        raise UnknownSource(f"no source {source!r}; known: {', '.join(sorted(bridge.sources))}")
 
 
 def cancel_event(bridge: Any, event_id: int, why: str, actor: str) -> str:
@@ -96,6 +118,7 @@ def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
     of those); counts of what happened, and the first few refusals."""
     if where.status not in BULK_STATUSES:
         raise RetryRefused("a bulk retry takes failed, invalid or ignored events: choose one")
+    check_source(bridge, where.source)
     ids = bridge.store.ids(where, BULK_LIMIT + 1)
     if len(ids) > BULK_LIMIT:
         raise RetryRefused(f"more than {BULK_LIMIT} events: narrow the time range or source")
@@ -112,6 +135,16 @@ def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
                        f": {done['queued']} queued, {done['refused']} refused",
                        bridge.settings.clock().timestamp())
     return done
+
+
+def purge_events(bridge: Any, days: int, statuses: list[str], actor: str = "cli") -> int:
+    """Delete finished events in `statuses` last changed more than `days` days ago (with
+    their attempts); how many went. Written to the audit log, as every operator's action."""
+    now = bridge.settings.clock().timestamp()
+    removed = bridge.store.purge(now - days * 86400, statuses)
+    bridge.store.audit(actor, "purge", f"{removed} event(s) ({', '.join(statuses)}) finished "
+                       f"more than {days} day(s) ago", now)
+    return removed
 
 
 def phone_candidates(bridge: Any, typed: str) -> tuple[str, ...]:

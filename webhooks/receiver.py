@@ -7,6 +7,7 @@ nothing can be lost. Salesforce gets SOAP (Ack or Fault); everyone else JSON.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import Counter
 from dataclasses import replace
@@ -91,7 +92,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     new = [intake.judge(source, event, index, proof.delivery_id, now)
            for index, event in enumerate(events)]
     if test:
-        new = [as_test(event) for event in new]
+        capture = secrets.token_hex(6)
+        new = [as_test(event, capture) for event in new]
     try:
         outcomes = bridge.store.add_events(new, now.timestamp())
     except StoreRefused as err:  # the values themselves: retrying the same body cannot help
@@ -134,12 +136,16 @@ def _count_refused(response: Response) -> Response:
     return response
 
 
-def as_test(event: NewEvent) -> NewEvent:
+def as_test(event: NewEvent, capture: str) -> NewEvent:
     """A judged event kept as a capture: status `test`, what it would have been in the reason,
-    and a dedup key of its own (a test never hides a real event, nor the other way round)."""
+    and a dedup key of its own (a test never hides a real event, nor the other way round).
+    The key holds `capture`, one per test request: a test sent again (after a mapping change)
+    is judged afresh, not answered `duplicate` of the last one; within one request, two
+    events with one id are still a duplicate, as the hook would say."""
     verdict = "would be queued" if event.status == Status.QUEUED else f"would be {event.status}"
     detail = f": {event.reason}" if event.reason else ""
-    return replace(event, status=Status.TEST, dedup_key=fit_key(f"test:{event.dedup_key}"),
+    return replace(event, status=Status.TEST,
+                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"),
                    reason=f"test: {verdict}{detail}")
 
 

@@ -35,6 +35,8 @@ MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is
 # requests acknowledged while the store was down, until replayed: unset, a folder per store
 # under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
 SPOOL_ROOT = "instance/spool"
+MIN_TOKEN_LENGTH = 24  # ADMIN_TOKEN, VIEWER_TOKEN, METRICS_TOKEN: shorter ones can be guessed
+TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'  # noqa: S105
 
 
 def utcnow() -> datetime:
@@ -118,6 +120,19 @@ class Settings:
         """The longest one event can take in a worker: a CRM lookup, then the wolkvox call,
         each bounded by its deadline (plus the connect timeouts)."""
         return sum(self.lookup_timeouts) + sum(self.wolkvox_timeouts)
+
+
+def token_problems(settings: Settings) -> list[str]:
+    """One line per access token that is set but too short to resist guessing (the console's
+    and the API's throttle slow a guesser down; a short token is still found), naming the
+    setting and how to make a good one. Empty when every token set is long enough."""
+    problems = []
+    for name in ("admin_token", "viewer_token", "metrics_token"):
+        value = getattr(settings, name)
+        if value and len(value) < MIN_TOKEN_LENGTH:
+            problems.append(f"{name.upper()} is {len(value)} characters; it needs at least "
+                            f"{MIN_TOKEN_LENGTH} (make one with: {TOKEN_RECIPE})")
+    return problems
 
 
 def _kind(default: Any) -> type:

@@ -3,6 +3,7 @@ in one shape (ErrorSchema), and the documentation of those errors."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -11,10 +12,11 @@ from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
-from ..access import may_act, role_for
+from ..access import ADMIN, may_act, role_for, throttle_of
 from ..store import StoreRefused, StoreUnavailable
 from .schemas import ErrorSchema
 
+log = logging.getLogger(__name__)
 ACTOR = "api-admin"  # who the audit log names for every action taken through the API
 REALM = 'Bearer realm="recall-bridge"'
 RETRY_AFTER = "30"  # seconds a client should wait when the store is down
@@ -28,8 +30,10 @@ def blueprint(name: str, description: str) -> Blueprint:
     """A blueprint of the API: every request is authenticated, every error is JSON."""
     blp = Blueprint(name, __name__, description=description)
     blp.before_request(authenticate)
+    blp.after_request(not_cached)
     blp.register_error_handler(HTTPException, http_error)
     blp.register_error_handler(StoreUnavailable, store_error)
+    blp.register_error_handler(RecursionError, too_deep)
     blp.register_error_handler(StoreRefused, store_error)
     return blp
 
@@ -42,14 +46,38 @@ def authenticate() -> Response | None:
     if scheme.lower() != "bearer" or not token:
         return error(401, "send Authorization: Bearer <ADMIN_TOKEN or VIEWER_TOKEN>",
                      {"WWW-Authenticate": REALM})
+    throttle = throttle_of(current_app)
+    client = request.remote_addr or "-"
+    now = bridge().settings.clock().timestamp()
+    wait = throttle.wait(client, now)
+    if wait:
+        return error(429, f"too many wrong tokens from this address: wait {wait} s and try "
+                     "again", {"Retry-After": str(wait)})
     role = role_for(bridge().settings, token)
     if role is None:
+        wait = throttle.failed(client, now)
+        log.warning("api: wrong token from %s (next try in %d s)", client, wait)
         return error(401, "the token is neither ADMIN_TOKEN nor VIEWER_TOKEN",
-                     {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+                     {"WWW-Authenticate": f'{REALM}, error="invalid_token"',
+                      "Retry-After": str(wait)})
+    if role == ADMIN:  # not a viewer's: its token would reset the count of admin guesses
+        throttle.succeeded(client)
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "admin_only", False) and not may_act(role):
         return error(403, "this action needs the ADMIN_TOKEN; the viewer token reads only")
     return None
+
+
+def too_deep(err: RecursionError) -> Response:
+    """A JSON body nested too deeply for Python's parser, which recurses (the hook answers
+    such a body 400 too; unhandled, it was a 500)."""
+    return error(400, "the JSON body is nested too deeply to be read: send a flatter one")
+
+
+def not_cached(response: Response) -> Response:
+    """No answer of the API is for a cache: phones (the reveal's in full), reasons, bodies."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def admin_only(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,7 +117,7 @@ def store_error(err: Exception) -> Response:
 def documents(blp: Blueprint, *codes: int) -> Callable[[Callable[..., Any]], Any]:
     """Document the error answers a view can give, each in ErrorSchema's shape."""
     def decorate(func: Callable[..., Any]) -> Any:
-        for code in codes:
+        for code in (*codes, 429) if 401 in codes else codes:
             headers = ({"WWW-Authenticate": {"description": "Bearer",
                                              "schema": {"type": "string"}}}
                        if code == 401 else None)
@@ -100,10 +128,11 @@ def documents(blp: Blueprint, *codes: int) -> Callable[[Callable[..., Any]], Any
 
 
 DESCRIBED = {
-    400: "the body is not JSON",
+    400: "the body is not JSON (or is nested too deeply to read)",
     401: "no token, or not a valid one (WWW-Authenticate says which)",
     403: "an action asked with the viewer token",
     404: "no such event or source",
+    429: "too many wrong tokens from this address: wait Retry-After seconds",
     409: "the event cannot do that in its status (the message says why)",
     422: "a parameter or the body is not valid (errors says which)",
 }

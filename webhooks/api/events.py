@@ -88,11 +88,15 @@ def reveal(event_id: int) -> dict[str, Any]:
 @admin_only
 @bp.arguments(s.BulkRetrySchema, as_kwargs=True)
 @bp.response(200, s.BulkResultSchema)
-@documents(bp, 400, 401, 403, 409)
+@documents(bp, 400, 401, 403, 409, 422)
 def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
     """Retry every failed, invalid or ignored event the filter selects. Without
     `confirm: true` nothing is done: the answer is how many would be. A confirmed retry of
     more than 5000 events is refused (409): narrow the time range or the source."""
+    try:
+        operations.check_source(bridge(), query.get("source"))
+    except operations.UnknownSource as err:
+        abort(422, message=str(err), errors={"json": {"source": [str(err)]}})
     where = _filter(status=status, **query)
     assert where is not None  # no phone filter here
     matched = bridge().store.count(where)

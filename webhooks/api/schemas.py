@@ -54,6 +54,16 @@ class Text(fields.String):
         return text
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON's true or false and nothing else: marshmallow's Boolean also takes "yes", 1 and
+    "on", which the document (type: boolean) does not say."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 # --- errors ----------------------------------------------------------------------------------
 class ErrorSchema(Schema):
     """Every error answer: the status, a message for a person, and per-field errors when the
@@ -161,7 +171,7 @@ class BulkRetrySchema(Schema):
     source = Text(validate=validate.Length(max=64))
     since = _time()
     until = _time()
-    confirm = fields.Boolean(load_default=False, metadata={
+    confirm = StrictBoolean(load_default=False, metadata={
         "description": "false: only count (a preview); true: retry them"})
 
 

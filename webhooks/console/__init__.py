@@ -6,7 +6,8 @@ writes the audit log; the console has no SQL of its own.
 
 Modules: `web.py` (the blueprint: who is signed in, CSRF, headers, helpers), `login.py`
 (sign in and out, the language switch), `throttle.py` (failed sign-ins slowed down per client),
-`overview.py` and `chart.py` (today's figures, the tokens, the 48 h chart), `events.py` (the
+`sessions.py` (a signed-out session stays out, in every process), `overview.py` and
+`chart.py` (today's figures, the tokens, the 48 h chart), `events.py` (the
 events pages and the actions on one event), `bulk.py`, `sources.py` and `playground.py`
 (each mapping, and what it makes of a body), `capture.py` (test events as they arrive),
 `filters.py` (the events filter form), `i18n.py` (languages, labels).
@@ -36,10 +37,10 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
-from ..access import enabled
+from ..access import enabled, throttle_of
 from . import i18n
-from .throttle import Throttle
-from .web import https
+from .sessions import SignOuts
+from .web import SESSION_MAX_AGE, https
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "console_session"
@@ -91,7 +92,8 @@ def init_app(app: Flask) -> None:
         Babel(app, locale_selector=i18n.select_locale)
     else:
         babel.locale_selector = i18n.chained(babel.locale_selector)
-    app.extensions["console"] = {"csrf": csrf, "throttle": Throttle()}
+    app.extensions["console"] = {"csrf": csrf, "throttle": throttle_of(app),
+                                 "sign_outs": SignOuts(SESSION_MAX_AGE)}
 
     from . import bulk, capture, events, login, overview, sources  # noqa: F401  (routes)
     from .web import bp

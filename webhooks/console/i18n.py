@@ -31,6 +31,8 @@ ACTION_LABELS = {
     "cancel": lazy_gettext("cancel"),
     "reveal": lazy_gettext("reveal phone"),
     "bulk-retry": lazy_gettext("bulk retry"),
+    "purge": lazy_gettext("purge finished events"),
+    "sign-out": lazy_gettext("sign out"),
 }
 ROLE_LABELS = {"admin": lazy_gettext("administrator"), "viewer": lazy_gettext("viewer")}
 ACTOR_LABELS = {**ROLE_LABELS, "cli": lazy_gettext("command line")}  # who, in the audit log

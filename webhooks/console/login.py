@@ -19,6 +19,7 @@ from flask_babel import gettext as _
 
 from ..access import role_for
 from . import i18n
+from .sessions import new_session_id
 from .web import bp, bridge, fingerprint, https, local_next, now
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ def sign_in() -> Any:
         log.warning("console: wrong token from %s (next try in %d s)", client, wait)
         return _refused(401, _("That token is not valid. You can try again in %(seconds)s s.",
                                seconds=wait), wait, target)
-    throttle.succeeded(client)
+    if role == "admin":  # a viewer's sign-in must not reset the count of admin guesses
+        throttle.succeeded(client)
     session.clear()  # a new session (and CSRF token) for every sign-in
-    session.update(role=role, proof=fingerprint(token), since=moment)
+    session.update(role=role, proof=fingerprint(token), since=moment, sid=new_session_id())
     log.info("console: %s signed in from %s", role, client)
     return redirect(local_next(target), 303)
 
@@ -67,6 +69,10 @@ def _refused(status: int, message: str, wait: int, target: str) -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    """End the session for good: its id is written as signed out (sessions.py), so that a
+    copy of the cookie opens nothing either; then the cookie is cleared."""
+    sign_outs = current_app.extensions["console"]["sign_outs"]
+    sign_outs.sign_out(bridge().store, session["sid"], g.role, now())
     log.info("console: %s signed out", g.role)
     session.clear()
     return redirect(url_for("console.login"), 303)

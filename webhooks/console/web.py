@@ -84,8 +84,8 @@ def fingerprint(token: str) -> str:
 
 
 def signed_in_role() -> str | None:
-    """The role of this request's session, if its token is still the configured one and it is
-    younger than SESSION_MAX_AGE."""
+    """The role of this request's session, if its token is still the configured one, it is
+    younger than SESSION_MAX_AGE and it was not signed out."""
     role = session.get("role")
     settings = bridge().settings
     token = {"admin": settings.admin_token, "viewer": settings.viewer_token}.get(role or "")
@@ -96,12 +96,18 @@ def signed_in_role() -> str | None:
     since = session.get("since")
     if not isinstance(since, int | float) or not 0 <= now() - since <= SESSION_MAX_AGE:
         return None
+    sid = session.get("sid")
+    if not isinstance(sid, str) or current_app.extensions["console"]["sign_outs"].signed_out(
+            bridge().store, sid, now()):
+        return None  # signed out (sessions.py), here or with a copy of this cookie
     return role
 
 
 def local_next(target: str | None) -> str:
     """A place to go back to after signing in or switching language: a console path only."""
-    if target:
+    # A control character (CR/LF: a header split; tab) or a space is never in a path the
+    # console made; urlsplit drops some of them silently, so they are refused first.
+    if target and target.isprintable() and " " not in target:
         parts = urlsplit(target)
         if (not parts.scheme and not parts.netloc and parts.path.startswith("/console")
                 and "\\" not in target):

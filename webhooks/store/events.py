@@ -316,21 +316,30 @@ class EventStore:
 
     def requeue(self, event_id: int, now: float, reason: str,
                 recall: dict[str, str] | None = None, at: float | None = None,
-                status: Status = Status.QUEUED) -> None:
+                status: Status = Status.QUEUED,
+                was: tuple[str, float] | None = None) -> bool:
         """An operator's retry: queued again (due at `at`, default now), attempts reset, its
         age counted afresh (requeued_at); created_at and the attempts so far are kept, and the
         retry itself is written among them. With `status` invalid or ignored, an event judged
-        again with today's mapping keeps that verdict and its new reason instead."""
+        again with today's mapping keeps that verdict and its new reason instead.
+
+        With `was` (status, updated_at as the operator's read found them), only if the event
+        is still so: False, and nothing written, when another retry or cancel came first."""
         values: dict[str, Any] = {"status": status, "reason": text(reason), "updated_at": now}
         if status == Status.QUEUED:
             values.update(attempts=0, next_attempt_at=now if at is None else at,
                           requeued_at=now, holder=None, lease_until=None)
         if recall is not None:
             values.update(_lead_values(recall))
+        which = [events.c.id == event_id]
+        if was is not None:
+            which += [events.c.status == was[0], events.c.updated_at == was[1]]
         with self._tx() as db:
-            db.execute(update(events).where(events.c.id == event_id).values(**values))
+            if not db.execute(update(events).where(*which).values(**values)).rowcount:
+                return False
             db.execute(insert(attempts).values(event_id=event_id, at=now, outcome="requeued",
                                                reason=text(reason)))
+        return True
 
 
 def text(value: str) -> str:

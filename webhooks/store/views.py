@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, insert, select, update
 
 from ..lifecycle import CANCELLABLE, Status
+from .events import text
 from .tables import attempts, audit, events, holds, quota, slots
 
 # The columns of an events page row: not the body (big), not the recall (the phone is there).
@@ -166,7 +167,21 @@ class ViewStore:
         """Record what an operator did."""
         with self._tx() as db:
             db.execute(insert(audit).values(at=now, actor=actor[:64], action=action[:32],
-                                            event_id=event_id, detail=detail))
+                                            event_id=event_id, detail=text(detail)))
+
+    def audit_since(self, after: int, action: str, since: float) -> list[dict[str, Any]]:
+        """Audit entries of one `action` with ids above `after`, written at or after `since`,
+        oldest first: what a process has not seen yet (the primary key bounds the scan)."""
+        query = (select(audit.c.id, audit.c.at, audit.c.detail)
+                 .where(audit.c.id > after, audit.c.action == action, audit.c.at >= since)
+                 .order_by(audit.c.id))
+        with self._tx(read=True) as db:
+            return [dict(row) for row in db.execute(query).mappings()]
+
+    def last_audit_id(self) -> int:
+        """The newest audit entry's id (0: none)."""
+        with self._tx(read=True) as db:
+            return db.execute(select(func.max(audit.c.id))).scalar() or 0
 
     def audit_log(self, limit: int = 100, event_id: int | None = None) -> list[dict[str, Any]]:
         query = select(audit).order_by(audit.c.id.desc()).limit(limit)
