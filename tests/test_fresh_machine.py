@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -52,16 +51,15 @@ def test_in_ci_a_missing_chromium_fails_the_browser_suite(tmp_path, no_chromium)
     assert ".ci/run installs it" in result.stdout
 
 
-def test_without_a_time_zone_database_the_run_stops_at_once_naming_the_fix(tmp_path):
+def test_without_the_systems_time_zones_the_suite_runs_on_the_pinned_tzdata(tmp_path):
+    """A slim image or PaaS with no /usr/share/zoneinfo: requirements.txt's tzdata answers
+    (before it, collection stopped with ZoneInfoNotFoundError tracebacks)."""
     empty = tmp_path / "zoneinfo"
     empty.mkdir()
-    if find_spec("tzdata") is not None:  # the package carries its own database: nothing to hide
-        pytest.skip("the tzdata package is installed: zoneinfo cannot be made to miss a zone")
-    # Today's failure: this module reads zones at import, so collection stopped with a traceback.
-    result = pytest_run(tmp_path, "tests/test_calling_windows.py", PYTHONTZPATH=str(empty))
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
-    assert "no IANA time zone database found" in result.stderr
-    assert "apt-get install tzdata" in result.stderr
+    result = pytest_run(tmp_path, "tests/test_calling_windows.py", "-m", "not postgres",
+                        PYTHONTZPATH=str(empty))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
     assert "ZoneInfoNotFoundError" not in result.stdout + result.stderr
 
 
