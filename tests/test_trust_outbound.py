@@ -21,6 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import bridge_of, drain
+from tests.test_api import ADMIN, get
+from tests.test_console import signed_in
 from tests.test_crms_latam import BITRIX24_LEAD, BY_SOURCE
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
@@ -218,11 +220,11 @@ def test_a_lookup_400_that_does_not_say_not_found_is_still_retried(make_app):
 
 
 # --- item 7: a phone in wolkvox's message shows nowhere -------------------------------------------
-def test_a_phone_in_a_wolkvox_400_shows_in_no_reason_attempt_or_log(make_app, hostile_wolkvox,
-                                                                     caplog):
+def test_a_phone_in_a_wolkvox_400_shows_in_no_reason_attempt_api_console_or_log(
+        make_app, hostile_wolkvox, caplog):
     hostile_wolkvox.script = [answer("400 Bad Request", {
         "code": 400, "error": "Error", "msg": f"INVALID recall_telephone: {PHONE}"})]
-    app = make_app(wolkvox_base_url=hostile_wolkvox.url)
+    app = make_app(wolkvox_base_url=hostile_wolkvox.url, admin_token=ADMIN)
     [event_id] = receive(app, zap())
     with caplog.at_level(logging.INFO):
         drain(app)
@@ -230,7 +232,14 @@ def test_a_phone_in_a_wolkvox_400_shows_in_no_reason_attempt_or_log(make_app, ho
     assert row["status"] == "failed"
     assert "INVALID recall_telephone: ********321" in row["reason"]
     [attempt] = bridge_of(app).store.attempts_of(event_id)
-    shown = [row["reason"], json.dumps(attempt, default=str), caplog.text]
+    api = get(app, f"/api/v1/events/{event_id}").get_data(as_text=True)
+    listed = get(app, "/api/v1/events").get_data(as_text=True)
+    console = signed_in(app)
+    pages = [console.get(path).get_data(as_text=True)
+             for path in (f"/console/events/{event_id}", "/console/events")]
+    assert "INVALID recall_telephone: ********321" in api and all(
+        "INVALID recall_telephone: ********321" in page for page in pages[:1])
+    shown = [row["reason"], json.dumps(attempt, default=str), caplog.text, api, listed, *pages]
     assert all(PHONE not in text for text in shown), shown
     assert "********321" in json.dumps(attempt, default=str)
 
