@@ -18,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
+import responses
 import sqlalchemy as sa
 
 from tests.conftest import bridge_of, drain
@@ -27,7 +29,9 @@ from tests.test_crms_latam import BITRIX24_LEAD, BY_SOURCE
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
 from webhooks import wolkvox
+from webhooks.deadline import Call
 from webhooks.delivery import Worker
+from webhooks.recall import Target
 from webhooks.settings import utcnow
 
 PHONE = "93007654321"
@@ -352,3 +356,19 @@ def test_a_simultaneous_refusal_ends_the_batch_and_rests_the_slot(make_app, sand
     clock.advance(seconds=2)
     drain(app)
     assert all(event(app, i)["status"] == "delivered" for i in ids)
+
+
+def test_a_read_timeout_rests_the_slot_and_a_connect_timeout_does_not():
+    target = Target("https://wv0005.wolkvox.com", "token", "America/Bogota")
+    recall = {"type_campaign": "predictive", "campaign_id": "4638", "customer_id": "1",
+              "recall_telephone": PHONE, "recall_date": "20301201103000"}
+    rests = []
+    for error in (requests.exceptions.ReadTimeout("slow"),
+                  requests.exceptions.ConnectTimeout("no route")):
+        call = Call()
+        with responses.RequestsMock() as fake, requests.Session() as session:
+            fake.add(responses.PUT, target.base_url + wolkvox.RECALL_PATH, body=error)
+            with pytest.raises(wolkvox.RetryLater):
+                wolkvox.send_recall(session, target, recall, (5.0, 60.0), call)
+        rests.append(call.rest)
+    assert 59 < rests[0] <= wolkvox.CALL_LIMIT and rests[1] == 0

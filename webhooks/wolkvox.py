@@ -113,7 +113,8 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
         kind = RetryLater if err.counted else RetrySoon
         raise kind(f"cut short: {err.why}", _answer(None, None, "", started)) from None
     except _TIMEOUTS as err:
-        _rest(call, started)
+        if not isinstance(err, requests.ConnectTimeout):  # else wolkvox never had the call
+            _rest(call, started)
         answer = _answer(None, None, "", started)
         raise RetryLater(f"timeout: {type(err).__name__}", answer) from None
     except _READ_ERRORS as err:
