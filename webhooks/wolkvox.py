@@ -1,7 +1,10 @@
 """The only module that speaks HTTP to wolkvox: one PUT per recall, and what its answer means.
 
 Every answer becomes either `Delivered` or one of the `WolkvoxError` kinds below, named by
-what the worker should do. requests' exceptions are translated here and go no further.
+what the worker should do. requests', urllib3's and http.client's exceptions, and what parsing
+the body raises, are translated here and go no further (the worker's catch-all is for bugs).
+A call we stopped waiting for, and a SIMULTANEOUS refusal, set `Call.rest`: how long the slot
+must stay unused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ MSG_LIMIT = 500  # longest wolkvox msg or body excerpt kept with an attempt
 ANSWER_LIMIT = 64 * 1024  # wolkvox answers in a few hundred bytes; more is not read
 MAX_RETRY_AFTER = 6 * 3600.0  # a Retry-After further out than this is taken as this
 CALL_LIMIT = 60.0  # wolkvox's own limit for one call (wolkvox-api.md): it works no longer
-SIMULTANEOUS_PAUSE = 1.5  # a slot refused for concurrency rests this long before its next call
+SIMULTANEOUS_PAUSE = 1.5  # a slot refused for concurrency rests this long (lifecycle.RETRY_SOON)
 # What reading an answer can raise besides requests' own: urllib3 reads the body (a reset or
 # a close mid-body, a broken chunk, a body that is not the gzip it says), http.client parses
 # it; requests translates these on its own reads only, and we read `raw`.
@@ -141,7 +144,7 @@ def classify(http_status: int, content: bytes, latency_ms: float,
              retry_after: str | None = None) -> Delivered:
     """wolkvox-api.md's error table as code: Delivered, or raise the matching WolkvoxError.
 
-    wolkvox's msg repeats the phone ("INVALID recall_telephone: 93007654321"): it is masked
+    wolkvox's msg repeats the phone ("INVALID recall_telephone: <the phone>"): it is masked
     here, once, so that no reason, attempt, log line or hold built from the answer shows it."""
     data = _json(content)
     code = _int(data.get("code")) if data is not None else None
