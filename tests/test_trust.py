@@ -29,8 +29,11 @@ from webhooks.wolkvox import seconds_after
 
 # --- 4. the concurrency limit holds against a wolkvox that answers byte by byte ---------------
 @pytest.mark.slow
-def test_a_trickling_wolkvox_never_gets_more_calls_in_flight_than_the_limit(make_app, sandbox):
+def test_a_trickling_wolkvox_never_gets_more_calls_in_flight_than_the_limit(make_app, sandbox,
+                                                                           monkeypatch):
     # Real time: leases run out while a call trickles, which is what let a third call start.
+    # A cut call's slot rests until its start + wolkvox's limit for a call: 60 s scaled to 3.
+    monkeypatch.setattr("webhooks.wolkvox.CALL_LIMIT", 3.0)
     app = make_app(clock=utcnow, wolkvox_timeout=1.5, wolkvox_connect_timeout=0.5,
                    lookup_timeout=0.5, lease=1.5)
     ids = receive(app, *[zap(lead=n) for n in range(12)])

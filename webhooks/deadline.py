@@ -50,6 +50,9 @@ class Call:
         self._sockets: list[socket.socket] = []
         self.aborted = ""  # why, once cut short
         self.counted = True  # the server's fault (too slow), rather than the bridge's
+        # Seconds its slot must stay unused once it ended: a call we hung up on may still be
+        # running at wolkvox, which counts it until it is done (set by wolkvox.send_recall).
+        self.rest = 0.0
 
     def attach(self, connection: Any) -> None:
         sock = getattr(connection, "sock", None)

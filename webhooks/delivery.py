@@ -178,7 +178,7 @@ class Worker:
         finally:
             if self.keeper is not None:
                 self.keeper.leave(tenure)
-            self.store.release_slot(key, slot, holder)
+            self.store.release_slot(key, slot, holder, tenure.rest_until)
 
     def trouble(self, tenure: Tenure) -> str:
         """Why the thread holding `tenure` must not start a call now ("" when it may)."""

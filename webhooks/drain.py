@@ -59,7 +59,8 @@ class Drain:
         batch = worker.claim(self.key, self.group, self.holder)
         with ThreadPoolExecutor(1, thread_name_prefix="record") as self.recorder:
             try:
-                while batch.events and not self.held and not worker.stopping:
+                while (batch.events and not self.held and not worker.stopping
+                       and not self.tenure.rest_until):
                     sent = self.handled
                     self._send(batch)
                     batch = self._next(batch, sent)
@@ -104,6 +105,14 @@ class Drain:
                 self.store.release_hold(self.key, since=self.probing["since"])
                 log.info("token %s works again: hold released", self.key)
                 self.probing = None
+            if call.rest > 0:
+                # Cut short (wolkvox may still be working on it) or refused as SIMULTANEOUS
+                # (wolkvox counts a call we do not): the slot rests, unused by any process,
+                # and the rest of the batch goes back rather than meet the same refusal.
+                self.tenure.rest_until = worker.now() + call.rest
+                worker.give_back(self.key, batch, events[index + 1:], self.holder)
+                batch.events[index + 1:] = []
+                break
         batch.events[:] = []
 
     def _next(self, batch: Batch, sent: int) -> Batch:
@@ -112,7 +121,8 @@ class Drain:
         if self.ahead is not None:
             batch, self.ahead = self.ahead.result(), None
             return batch
-        if self.held or self.worker.stopping or self.handled == sent:
+        if (self.held or self.worker.stopping or self.handled == sent
+                or self.tenure.rest_until):
             # nothing sent from this batch (a slow claim, say): leave the slot, come back later
             return Batch(batch.day, [])
         return self.worker.claim(self.key, self.group, self.holder)  # cut short: afresh

@@ -42,6 +42,7 @@ class Tenure:
     holder: str
     lost: str = ""  # why the slot is no longer this thread's, once it is not
     call: Call | None = field(default=None, repr=False)  # the call in flight, if any
+    rest_until: float = 0.0  # once set, the slot is left resting until then (Call.rest)
 
     def lose(self, why: str) -> None:
         if not self.lost:

@@ -8,11 +8,15 @@ JSON answer in the event under `into`, where the recall fields read it. No CRM i
 An id is validated and percent-encoded before it goes into a URL: it can name one object, it
 can never change the path or the host (`../../v3/owners` is refused). Answers are classified
 like wolkvox's: 429 honours Retry-After, 401/403 holds that CRM's credentials (LookupRefused),
-404 fails the event, anything else is retried with backoff.
+404 (or a 400 whose message says the object is not found: Bitrix24's deleted lead) fails the
+event with the CRM's message, anything else (transport faults while reading included) is
+retried with backoff.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,15 +24,23 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3.exceptions
 from jmespath.parser import ParsedResult
 
 from .deadline import Call, CallAborted, deadline
+from .recall import mask_phones_in
 from .wolkvox import seconds_after
 
 # An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
 # can only ever name one object: it cannot climb out of the lookup's path or change its host.
 _OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
 ANSWER_LIMIT = 2 * 1024 * 1024  # a CRM record is a few KB; more is not read
+# What reading an answer can raise (see wolkvox._READ_ERRORS): all of it is a passing fault.
+_READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError)
+# A 400 or 404 whose message says this: the object is gone (Bitrix24 answers a deleted lead's
+# crm.lead.get with 400 {"error": "", "error_description": "Not found"}).
+_GONE = re.compile(r"not[ _]found|does not exist|doesn't exist|no such|deleted", re.I)
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,8 @@ class LookupRefused(Exception):
 
 
 class LookupFailed(Exception):
-    """The object does not exist (404), the event names none, or the answer holds nothing
-    where `pick` looks: the event fails with the reason."""
+    """The object does not exist (404, or a 400 saying so), the event names none, or the
+    answer holds nothing where `pick` looks: the event fails with the reason."""
 
 
 def object_id_of(value: Any) -> str:
@@ -117,11 +129,14 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
                 content = response.raw.read(ANSWER_LIMIT, decode_content=True)
     except CallAborted as err:
         raise LookupRetry(f"lookup: cut short: {err.why}") from None
-    except (requests.RequestException, OSError) as err:
+    except _READ_ERRORS as err:
         raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
     status = response.status_code
-    if status == 404:
-        raise LookupFailed(f"lookup: {what} {object_id} not found (HTTP 404)")
+    if status in (400, 404):
+        said = _message(content)
+        if status == 404 or _GONE.search(said):
+            raise LookupFailed(f"lookup: {what} {object_id} not found (HTTP {status})"
+                               + (f": {said}" if said else ""))
     if status in (401, 403):
         raise LookupRefused(f"lookup: {host} refused the credentials for {what} (HTTP "
                             f"{status}); check the token in the mapping's lookup and its scopes")
@@ -131,11 +146,26 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
     if status != 200:
         raise LookupRetry(f"lookup: {host} answered HTTP {status} for {what}")
     try:
-        answer = requests.compat.json.loads(content)
-    except ValueError:
+        answer = json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested `[`
         raise LookupRetry(f"lookup: {host}'s answer for {what} is not JSON") from None
     picked = step.pick.search(answer)
     if picked is None:
         raise LookupFailed(f"lookup: the answer for {what} {object_id} has nothing at "
                            f"`{step.pick.expression}`")
     return picked
+
+
+def _message(content: bytes) -> str:
+    """What a CRM's error body says (Bitrix24's error_description, Kommo's detail or title,
+    HubSpot's message), phones masked, at most 200 characters; "" when it says nothing."""
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    for key in ("error_description", "message", "detail", "title", "error"):
+        if isinstance(data.get(key), str) and data[key].strip():
+            return mask_phones_in(" ".join(data[key].split()))[:200]
+    return ""

@@ -1,11 +1,15 @@
 """The only module that speaks HTTP to wolkvox: one PUT per recall, and what its answer means.
 
 Every answer becomes either `Delivered` or one of the `WolkvoxError` kinds below, named by
-what the worker should do. requests' exceptions are translated here and go no further.
+what the worker should do. requests', urllib3's and http.client's exceptions, and what parsing
+the body raises, are translated here and go no further (the worker's catch-all is for bugs).
+A call we stopped waiting for, and a SIMULTANEOUS refusal, set `Call.rest`: how long the slot
+must stay unused.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Mapping
@@ -14,14 +18,23 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
 from .deadline import Call, CallAborted, deadline
-from .recall import Target, request_parts
+from .recall import Target, mask_phones_in, request_parts
 
 RECALL_PATH = "/api/v2/campaign.php"
 MSG_LIMIT = 500  # longest wolkvox msg or body excerpt kept with an attempt
 ANSWER_LIMIT = 64 * 1024  # wolkvox answers in a few hundred bytes; more is not read
 MAX_RETRY_AFTER = 6 * 3600.0  # a Retry-After further out than this is taken as this
+CALL_LIMIT = 60.0  # wolkvox's own limit for one call (wolkvox-api.md): it works no longer
+SIMULTANEOUS_PAUSE = 1.5  # a slot refused for concurrency rests this long (lifecycle.RETRY_SOON)
+# What reading an answer can raise besides requests' own: urllib3 reads the body (a reset or
+# a close mid-body, a broken chunk, a body that is not the gzip it says), http.client parses
+# it; requests translates these on its own reads only, and we read `raw`.
+_READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError)
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -99,24 +112,43 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
                 content = response.raw.read(ANSWER_LIMIT, decode_content=True)
     except CallAborted as err:
         # Ambiguous (the recall may be set), but re-sending the same recall is harmless.
+        _rest(call, started)
         kind = RetryLater if err.counted else RetrySoon
         raise kind(f"cut short: {err.why}", _answer(None, None, "", started)) from None
-    except requests.Timeout as err:
+    except _TIMEOUTS as err:
+        if not isinstance(err, requests.ConnectTimeout):  # else wolkvox never had the call
+            _rest(call, started)
         answer = _answer(None, None, "", started)
         raise RetryLater(f"timeout: {type(err).__name__}", answer) from None
-    except (requests.RequestException, OSError) as err:
+    except _READ_ERRORS as err:
         raise RetryLater(f"transport error: {type(err).__name__}",
                          _answer(None, None, "", started)) from None
-    return classify(response.status_code, content, _elapsed(started),
-                    response.headers.get("Retry-After"))
+    try:
+        return classify(response.status_code, content, _elapsed(started),
+                        response.headers.get("Retry-After"))
+    except RetrySoon:
+        if call is not None:  # wolkvox counts more calls than we do: this slot waits
+            call.rest = max(call.rest, SIMULTANEOUS_PAUSE)
+        raise
+
+
+def _rest(call: Call | None, started: float) -> None:
+    """A call we stopped waiting for may still be running at wolkvox, which learns of the
+    hang-up only at its next write, and works on a call for CALL_LIMIT s at most: its slot
+    stays unused until then."""
+    if call is not None:
+        call.rest = max(call.rest, CALL_LIMIT - (time.perf_counter() - started))
 
 
 def classify(http_status: int, content: bytes, latency_ms: float,
              retry_after: str | None = None) -> Delivered:
-    """wolkvox-api.md's error table as code: Delivered, or raise the matching WolkvoxError."""
+    """wolkvox-api.md's error table as code: Delivered, or raise the matching WolkvoxError.
+
+    wolkvox's msg repeats the phone ("INVALID recall_telephone: <the phone>"): it is masked
+    here, once, so that no reason, attempt, log line or hold built from the answer shows it."""
     data = _json(content)
     code = _int(data.get("code")) if data is not None else None
-    msg = str(data.get("msg") or data.get("error") or "") if data is not None else ""
+    msg = mask_phones_in(str(data.get("msg") or data.get("error") or "")) if data else ""
     answer = Answer(http_status, code, (msg or _excerpt(content))[:MSG_LIMIT], latency_ms)
     upper = msg.upper()
     if 200 <= http_status < 300:
@@ -155,22 +187,25 @@ def seconds_after(value: str | None, now: float | None = None) -> float:
 
 
 def _json(content: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None: not JSON, not an object, or nested too deep for the
+    parser (thousands of `[` raise RecursionError)."""
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def _int(value: Any) -> int | None:
+    """`code` as an int: 202 and "202" are; 1e999 (infinity), NaN, lists are not."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
 def _excerpt(content: bytes) -> str:
-    return " ".join(content[:200].decode("utf-8", "replace").split())
+    return mask_phones_in(" ".join(content[:200].decode("utf-8", "replace").split()))
 
 
 def _elapsed(started: float) -> float:

@@ -1,7 +1,9 @@
 """wolkvox's limits as rows, so they hold across threads, processes and machines.
 
 - slots: N rows per token; a worker owns one by writing its lease, which its process renews.
-  A dead holder's slot is free again (see life.py), so a slot is never lost.
+  A dead holder's slot is free again (see life.py), so a slot is never lost. A slot released
+  with a rest (a call cut short, a SIMULTANEOUS refusal) has no holder and is taken by no one
+  before its `lease_until`: wolkvox may still count the call that ended there.
 - quota: one counter per token per day; a unit is reserved before each call.
 - holds: a token that must not be called until a time (quota reset, next probe).
 """
@@ -37,8 +39,7 @@ class LimitStore:
         taken."""
         with self._tx(read=True) as db:  # idle threads must not queue for the write lock
             rows, dead = self._slots(db, token_key, size, now)
-            if len(rows) == size and not any(r.holder is None or r.holder in dead
-                                             for r in rows.values()):
+            if len(rows) == size and not any(_free(r, dead, now) for r in rows.values()):
                 return None
         order = list(range(size))
         random.shuffle(order)  # spread contention over the rows
@@ -52,7 +53,7 @@ class LimitStore:
                 rows, dead = self._slots(db, token_key, size, now)
             for n in order:
                 row = rows[n]
-                if row.holder is not None and row.holder not in dead:
+                if not _free(row, dead, now):
                     continue
                 same = (slots.c.holder.is_(None) if row.holder is None
                         else slots.c.holder == row.holder)
@@ -72,11 +73,14 @@ class LimitStore:
         held = {r.holder: r.lease_until for r in rows.values() if r.holder is not None}
         return rows, dead_holders(db, self.dialect, held, now, held) if held else set()
 
-    def release_slot(self, token_key: str, slot: int, holder: str) -> None:
+    def release_slot(self, token_key: str, slot: int, holder: str,
+                     rest_until: float = 0.0) -> None:
+        """Give the slot up; with `rest_until`, no one may take it before then (wolkvox may
+        still be working on the call that ended on it). Nothing when it is no longer ours."""
         with self._tx() as db:
             db.execute(update(slots).where(
                 slots.c.token_key == token_key, slots.c.slot == slot,
-                slots.c.holder == holder).values(holder=None, lease_until=0.0))
+                slots.c.holder == holder).values(holder=None, lease_until=rest_until))
 
     def hold_life(self, name: str) -> Life:
         """This process's tenure: its lock on PostgreSQL, its lease renewals everywhere."""
@@ -141,3 +145,10 @@ class LimitStore:
         with self._tx() as db:
             db.execute(self._upsert(probe).values(id=1, at=now).on_conflict_do_update(
                 index_elements=["id"], set_={"at": now}))
+
+
+def _free(row: Any, dead: set[str], now: float) -> bool:
+    """May the slot row be taken now: released and done resting, or its holder dead?"""
+    if row.holder is None:
+        return row.lease_until <= now
+    return row.holder in dead
