@@ -166,7 +166,10 @@ def results(response: Any) -> list[str]:
 
 def soon(clock: Clock) -> str:
     """Where a recall for "now" lands: the minimum lead (30 min) ahead, Bogota wall time."""
-    return (clock() + timedelta(minutes=30)).astimezone(BOGOTA).strftime("%Y%m%d%H%M%S")
+    least = clock() + timedelta(minutes=30)
+    if least.microsecond:  # never a fraction short of the lead: rounded up to a whole second
+        least = least.replace(microsecond=0) + timedelta(seconds=1)
+    return least.astimezone(BOGOTA).strftime("%Y%m%d%H%M%S")
 
 
 def assert_ack(response: Any) -> None:
