@@ -154,7 +154,9 @@ def recall_fields(recall: dict[str, Any]) -> dict[str, Any]:
 @each_crm
 def test_authenticated_sample_is_mapped_and_reaches_wolkvox(crm, app, sandbox, clock):
     response = crm.post(app)
-    assert response.status_code == 202, response.get_data(as_text=True)
+    # monday retries anything but 200, so its mapping answers 200 (`answer: {status: 200}`)
+    assert response.status_code == (200 if crm.source == "monday" else 202), \
+        response.get_data(as_text=True)
     assert results(response) == ["accepted"]
     assert counts(app) == {"queued": 1}
     drain(app)

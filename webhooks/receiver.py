@@ -116,12 +116,12 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
                               "events": results}
     if test:
         answer["test"] = True
-        return _json(answer, 202)
+        return _json(answer, source.answer_status)
     waited = _wait_for_delivery(bridge, results, source.answer_wait)
     if waited:
         answer["events"] = waited
         return _json(answer, 200)
-    return _json(answer, 202)
+    return _json(answer, source.answer_status)  # the mapping's `answer.status`: 202 unless set
 
 
 def as_test(event: NewEvent) -> NewEvent:
@@ -157,7 +157,8 @@ def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
     return _json({"source": source.name, "received": len(new), "spooled": True,
                   "note": "the store is unavailable: the request is kept on the bridge's disk "
                           "and stored once the store answers again",
-                  "counts": Counter(r["result"] for r in results), "events": results}, 202)
+                  "counts": Counter(r["result"] for r in results), "events": results},
+                 source.answer_status)
 
 
 def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> None:

@@ -1,0 +1,148 @@
+"""Issue 15, items 6, 9 and 10: what a CRM's own format and habits make of its events.
+
+Through the hook, the console and the API, on SQLite and PostgreSQL (the `make_app` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ENVIRON, drain
+from tests.test_console import signed_in, text
+from tests.test_crms import sample, soon
+from tests.test_crms_latam import BY_SOURCE
+from tests.test_delivery import receive
+from tests.test_receiver import zap
+from webhooks.mapping.files import ConfigError
+
+ADMIN = "a" * 32
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def app(make_app: Any) -> Any:
+    return make_app(admin_token=ADMIN)
+
+
+def api_ids(app: Any, **query: str) -> list[int]:
+    answer = app.test_client().get("/api/v1/events", query_string=query,
+                                   headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code == 200, answer.get_json()
+    return [e["id"] for e in answer.get_json()["events"]]
+
+
+def console_ids(client: Any, **query: str) -> list[int]:
+    page = text(client.get("/console/events", query_string=query))
+    return [int(found) for found in re.findall(r'href="/console/events/(\d+)"', page)]
+
+
+# --- item 9: ignored and invalid events keep their lead ----------------------------------------
+def test_ignored_event_is_found_by_its_customer_in_the_console_and_the_api(app):
+    body = sample("activecampaign.txt").replace(b"contact%5Btags%5D=callback",
+                                                b"contact%5Btags%5D=newsletter")
+    answer = BY_SOURCE["activecampaign"].post(app, body=body)
+    [event] = answer.get_json()["events"]
+    assert event["result"] == "ignored"
+    assert api_ids(app, customer_id="42") == [event["id"]]
+    [shown] = app.test_client().get(
+        "/api/v1/events", query_string={"customer_id": "42"},
+        headers={"Authorization": f"Bearer {ADMIN}"}).get_json()["events"]
+    assert shown["customer_id"] == "42"
+    client = signed_in(app, ADMIN)
+    assert console_ids(client, customer="42") == [event["id"]]
+    row = text(client.get("/console/events", query_string={"customer": "42"}))
+    assert re.search(r">\s*42\s*<", row), "the customer column shows the contact id"
+
+
+def test_invalid_event_keeps_the_customer_and_campaign_the_mapping_makes(app):
+    [bad] = receive(app, zap(lead=77, phone="12", campaign_id="555"))
+    assert api_ids(app, customer_id="77") == [bad]
+    stored = app.extensions["recall_bridge"].store.get(bad)
+    assert stored["status"] == "invalid"
+    assert (stored["campaign_id"], stored["customer_id"]) == ("555", "77")
+    assert console_ids(signed_in(app, ADMIN), customer="77") == [bad]
+
+
+def test_lookup_source_ignored_event_keeps_the_id_the_event_carries(make_app):
+    app = make_app(admin_token=ADMIN)
+    body = sample("bitrix24.txt").replace(b"ONCRMLEADUPDATE", b"ONCRMLEADDELETE")
+    answer = BY_SOURCE["bitrix24"].post(app, body=body)
+    [event] = answer.get_json()["events"]
+    assert event["result"] == "ignored"
+    assert api_ids(app, customer_id="1000983") == [event["id"]]
+
+
+def test_event_whose_customer_cannot_be_made_stays_without_one(app):
+    [bad] = receive(app, {"request_id": "no-lead", "phone": "300 123 4567"})
+    stored = app.extensions["recall_bridge"].store.get(bad)
+    assert stored["status"] == "invalid" and stored["customer_id"] is None
+
+
+# --- item 10: the vendors' own formats -----------------------------------------------------------
+def rdstation_as_documented(callback_at: str) -> bytes:
+    """A deal in the callback stage shaped like RD Station's documented CRM payload
+    (developers.rdstation.com/reference/webhooks-payload-crm): each custom field is
+    {"value": ..., "custom_field": {"id": ..., "label": ...}}."""
+    return json.dumps({
+        "event_name": "crm_deal_updated",
+        "document": {
+            "id": "650890f2a0a1b2000f1e2d3c", "name": "Ana", "updated_at":
+            "2026-11-28T14:00:00.000-03:00",
+            "deal_stage": {"id": "6508a0f2a0a1b2000f1e2d40", "name": "Retornar"},
+            "contacts": [{"name": "Ana", "phones": [{"phone": "+57 300 123 4567"}]}],
+            "deal_custom_fields": [
+                {"value": None, "custom_field": {"id": "611e89b0f269d0000b3bb2c2",
+                                                 "label": "Whatsapp", "type": "text"}},
+                {"value": callback_at, "custom_field": {"id": "6508a0f2a0a1b2000f1e2d99",
+                                                        "label": "Retornar em",
+                                                        "type": "datetime"}}]}}).encode()
+
+
+def test_rdstation_callback_time_is_read_from_custom_field_id_as_rd_station_sends_it(
+        app, sandbox, clock):
+    answer = BY_SOURCE["rdstation"].post(
+        app, body=rdstation_as_documented("2030-12-01T12:30:00-03:00"))
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    drain(app)
+    [recall] = sandbox.recalls()
+    assert recall["recall_date"] == "20301201103000"  # 12:30 in Sao Paulo is 10:30 in Bogota
+    assert recall["recall_date"] != soon(clock)
+
+
+def test_rdstation_sample_has_the_documented_custom_field_shape():
+    body = json.loads(sample("rdstation.json"))
+    [field] = body["document"]["deal_custom_fields"]
+    assert set(field) == {"value", "custom_field"} and "id" in field["custom_field"]
+
+
+def test_monday_event_is_answered_200_since_monday_retries_anything_else(app, sandbox):
+    answer = BY_SOURCE["monday"].post(app)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["events"][0]["result"] == "accepted"
+    again = BY_SOURCE["monday"].post(app)
+    assert again.status_code == 200 and again.get_json()["events"][0]["result"] == "duplicate"
+
+
+def test_answer_status_is_a_mapping_setting_and_the_default_stays_202(make_app, mappings_dir):
+    path = mappings_dir / "zapier.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "answer: {status: 201}\n",
+                    encoding="utf-8")
+    app = make_app()
+    answer = app.test_client().post("/hooks/zapier", json=zap(),
+                                    headers={"X-Bridge-Token": ENVIRON["ZAPIER_SHARED_SECRET"]})
+    assert answer.status_code == 201
+    other = BY_SOURCE["odoo"].post(app)
+    assert other.status_code == 202
+
+
+def test_answer_status_other_than_a_success_is_refused_at_start(make_app, mappings_dir: Path):
+    path = mappings_dir / "zapier.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "answer: {status: 500}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be 200, 201 or 202"):
+        make_app()
