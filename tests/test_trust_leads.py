@@ -43,8 +43,8 @@ def console_ids(client: Any, **query: str) -> list[int]:
 
 # --- item 9: ignored and invalid events keep their lead ----------------------------------------
 def test_ignored_event_is_found_by_its_customer_in_the_console_and_the_api(app):
-    body = sample("activecampaign.txt").replace(b"contact%5Btags%5D=callback",
-                                                b"contact%5Btags%5D=newsletter")
+    body = sample("activecampaign.txt").replace(b"type=contact_tag_added",
+                                                b"type=contact_updated")
     answer = BY_SOURCE["activecampaign"].post(app, body=body)
     [event] = answer.get_json()["events"]
     assert event["result"] == "ignored"
@@ -81,6 +81,29 @@ def test_event_whose_customer_cannot_be_made_stays_without_one(app):
     [bad] = receive(app, {"request_id": "no-lead", "phone": "300 123 4567"})
     stored = app.extensions["recall_bridge"].store.get(bad)
     assert stored["status"] == "invalid" and stored["customer_id"] is None
+
+
+# --- item 6: the shipped mappings use the CRM's transition, not its state ---------------------
+def test_activecampaign_edit_of_a_contact_already_tagged_is_ignored_not_a_new_call(app, sandbox):
+    tagged = BY_SOURCE["activecampaign"].post(app)
+    assert results_of(tagged) == ["accepted"]
+    drain(app)
+    edited = sample("activecampaign.txt").replace(b"type=contact_tag_added",
+                                                  b"type=contact_updated").replace(
+        b"2026-11-28T12%3A00%3A00", b"2026-11-28T12%3A05%3A00")
+    assert results_of(BY_SOURCE["activecampaign"].post(app, body=edited)) == ["ignored"]
+    drain(app)
+    assert len(sandbox.recalls()) == 1
+
+
+def test_activecampaign_another_tag_added_is_ignored(app):
+    body = sample("activecampaign.txt").replace(b"&tag=callback", b"&tag=vip").replace(
+        b"contact%5Btags%5D=callback", b"contact%5Btags%5D=vip")
+    assert results_of(BY_SOURCE["activecampaign"].post(app, body=body)) == ["ignored"]
+
+
+def results_of(answer: Any) -> list[str]:
+    return [e["result"] for e in answer.get_json()["events"]]
 
 
 # --- item 10: the vendors' own formats -----------------------------------------------------------
