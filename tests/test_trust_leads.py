@@ -5,7 +5,9 @@ Through the hook, the console and the API, on SQLite and PostgreSQL (the `make_a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from tests.conftest import ENVIRON, drain
 from tests.test_console import signed_in, text
-from tests.test_crms import sample, soon
+from tests.test_crms import hubspot_v3, sample, soon
 from tests.test_crms_latam import BY_SOURCE
 from tests.test_delivery import receive
 from tests.test_receiver import zap
@@ -169,3 +171,39 @@ def test_answer_status_other_than_a_success_is_refused_at_start(make_app, mappin
                     encoding="utf-8")
     with pytest.raises(ConfigError, match="must be 200, 201 or 202"):
         make_app()
+
+
+# --- item 10: HubSpot workflow requests without a v3 signature --------------------------------
+def hubspot_v1(body: bytes) -> dict[str, str]:
+    """The older signature a workflow's webhook may carry: SHA-256 hex of secret + body."""
+    digest = hashlib.sha256(ENVIRON["HUBSPOT_CLIENT_SECRET"].encode() + body).hexdigest()
+    return {"X-HubSpot-Signature": digest, "X-HubSpot-Signature-Version": "v1",
+            "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["v1-only", "unsigned"])
+def test_hubspot_request_without_a_v3_signature_tells_the_admin_why_and_the_fix(
+        app, signed, caplog):
+    body = sample("hubspot-workflow.json")
+    headers = hubspot_v1(body) if signed else {"Content-Type": "application/json"}
+    with caplog.at_level(logging.ERROR, logger="webhooks"):
+        answer = app.test_client().post("/hooks/hubspot-workflow", data=body, headers=headers)
+        app.test_client().post("/hooks/hubspot-workflow", data=body, headers=headers)
+    assert answer.status_code == 401
+    said = "v1 only" if signed else "unsigned"
+    logged = [r.getMessage() for r in caplog.records if "versions: [v3, v2]" in r.getMessage()]
+    assert len(logged) == 1 and said in logged[0], "logged once, with the fix"
+    problems = app.test_client().get("/readyz").get_json()["problems"]
+    assert any(p.startswith("hubspot-workflow: ") and said in p and "versions: [v3, v2]" in p
+               for p in problems), problems
+    page = text(signed_in(app, ADMIN).get("/console/capture",
+                                          query_string={"source": "hubspot-workflow"}))
+    assert "versions: [v3, v2]" in page and said in page
+
+
+def test_hubspot_request_whose_v3_signature_fails_is_no_setup_problem(app, clock):
+    body = sample("hubspot-workflow.json")
+    request = hubspot_v3(body, clock, forged=True, url="http://localhost/hooks/hubspot-workflow")
+    assert app.test_client().post("/hooks/hubspot-workflow", **request).status_code == 401
+    assert not [p for p in app.test_client().get("/readyz").get_json()["problems"]
+                if "versions" in p]

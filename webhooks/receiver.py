@@ -68,6 +68,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     except AuthFailed as err:
         log.warning("hook %s: refused: %s", name, err)
         _explain_url_mismatch(bridge, source, signed)
+        if err.setup:  # every such request fails: tell the admin once, with the fix
+            _diagnose(bridge, source.name, err.setup)
         return _refuse(soap, 401, f"not authenticated: {err}")
     except formats.FormatError as err:
         log.warning("hook %s: unreadable body: %s", name, err)
@@ -174,9 +176,14 @@ def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> No
                 "X-Forwarded-Proto and X-Forwarded-Host")
     message = (f"signatures fail because the CRM signed {base} but the bridge sees "
                f"{seen.scheme}://{seen.netloc}: {fix}")
-    if bridge.diagnostics.get(source.name) != message:
-        bridge.diagnostics[source.name] = message
-        log.error("hook %s: %s", source.name, message)
+    _diagnose(bridge, source.name, message)
+
+
+def _diagnose(bridge: Any, name: str, message: str) -> None:
+    """A setup problem of source `name`, for /readyz and the console: logged once per change."""
+    if bridge.diagnostics.get(name) != message:
+        bridge.diagnostics[name] = message
+        log.error("hook %s: %s", name, message)
 
 
 def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:
