@@ -104,6 +104,50 @@ def test_activecampaign_another_tag_added_is_ignored(app):
     assert results_of(BY_SOURCE["activecampaign"].post(app, body=body)) == ["ignored"]
 
 
+def rdstation_edit(updated_at: str, callback_at: str | None) -> bytes:
+    """An RD Station "deal updated" for the sample's deal, in the callback stage, edited at
+    `updated_at` (a new event each time), asking for `callback_at` (None: no date)."""
+    body = json.loads(rdstation_as_documented(callback_at or ""))
+    body["document"]["updated_at"] = updated_at
+    if callback_at is None:
+        body["document"]["deal_custom_fields"][1]["value"] = None
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("asked", ["2030-12-01T12:30:00-03:00", None], ids=["dated", "no-date"])
+def test_rdstation_edit_asking_what_the_recall_ahead_asked_is_a_duplicate_not_a_call(
+        app, sandbox, clock, asked):
+    crm = BY_SOURCE["rdstation"]
+    [first] = results_of_ids(crm.post(app, body=rdstation_edit("2026-11-28T14:00:00-03:00",
+                                                              asked)))
+    drain(app)
+    clock.advance(minutes=5)  # a later edit: with no date, now + 30 min would be 5 min later
+    [second] = results_of_ids(crm.post(app, body=rdstation_edit("2026-11-28T14:05:00-03:00",
+                                                               asked)))
+    drain(app)
+    assert len(sandbox.recalls()) == 1, "the edit re-scheduled the call"
+    stored = app.extensions["recall_bridge"].store.get(second)
+    assert stored["status"] == "superseded"
+    assert f"duplicate of event {first}" in stored["reason"]
+
+
+def test_rdstation_edit_asking_another_date_or_none_is_a_new_call(app, sandbox, clock):
+    crm = BY_SOURCE["rdstation"]
+    crm.post(app, body=rdstation_edit("2026-11-28T14:00:00-03:00", "2030-12-01T12:30:00-03:00"))
+    drain(app)
+    crm.post(app, body=rdstation_edit("2026-11-28T14:05:00-03:00", "2030-12-02T12:30:00-03:00"))
+    drain(app)
+    crm.post(app, body=rdstation_edit("2026-11-28T14:06:00-03:00", None))
+    drain(app)
+    dates = [r["recall_date"] for r in sandbox.recalls()]
+    assert dates == ["20301201103000", "20301202103000", soon(clock)]
+
+
+def results_of_ids(answer: Any) -> list[int]:
+    assert [e["result"] for e in answer.get_json()["events"]] == ["accepted"]
+    return [e["id"] for e in answer.get_json()["events"]]
+
+
 def results_of(answer: Any) -> list[str]:
     return [e["result"] for e in answer.get_json()["events"]]
 

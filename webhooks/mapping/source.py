@@ -189,6 +189,22 @@ class Source:
             return None
         return found.get("campaign_id", ""), found["customer_id"]
 
+    def asked_date(self, event: Any) -> str | None:
+        """The callback time `event` asks for, as the CRM sent it ("" for none: "as soon as
+        possible" is a request of its own), before any default or conversion; None when the
+        mapping cannot tell (a constant, a lookup source whose value is in the CRM's record,
+        or a path that fails). Two requests asking the same are the same request."""
+        if self.lookup is not None:
+            return None
+        rule = next(r for r in self.rules if r.name == "recall_date")
+        if rule.path is None:
+            return None
+        try:
+            value = rule.path.search(event)
+        except JMESPathError:
+            return None
+        return "" if value in (None, "") else json.dumps(value, sort_keys=True, default=str)
+
     def map(self, event: Any, now: datetime) -> dict[str, str]:
         """The five recall fields, validated; RecallInvalid says which field failed and why."""
         values: dict[str, Any] = {}
