@@ -154,7 +154,9 @@ def recall_fields(recall: dict[str, Any]) -> dict[str, Any]:
 @each_crm
 def test_authenticated_sample_is_mapped_and_reaches_wolkvox(crm, app, sandbox, clock):
     response = crm.post(app)
-    assert response.status_code == 202, response.get_data(as_text=True)
+    # monday retries anything but 200, so its mapping answers 200 (`answer: {status: 200}`)
+    assert response.status_code == (200 if crm.source == "monday" else 202), \
+        response.get_data(as_text=True)
     assert results(response) == ["accepted"]
     assert counts(app) == {"queued": 1}
     drain(app)
@@ -292,7 +294,8 @@ def test_odoo_empty_callback_field_calls_as_soon_as_allowed(app, sandbox, clock)
 
 def test_activecampaign_contact_without_the_callback_tag_is_ignored(app):
     body = sample("activecampaign.txt").replace(b"contact%5Btags%5D=callback",
-                                                b"contact%5Btags%5D=newsletter")
+                                                b"contact%5Btags%5D=newsletter").replace(
+        b"&tag=callback", b"&tag=newsletter")
     assert results(BY_SOURCE["activecampaign"].post(app, body=body)) == ["ignored"]
 
 

@@ -30,7 +30,13 @@ class AuthConfigError(ValueError):
 
 
 class AuthFailed(Exception):
-    """The request is not proven authentic; str(e) is a short reason, safe to log and show."""
+    """The request is not proven authentic; str(e) is a short reason, safe to log and show.
+    `setup`, when set, says what in the bridge's or the CRM's setup makes every such request
+    fail, and the fix: shown to the admin (log, /readyz, console), never to the sender."""
+
+    def __init__(self, reason: str, setup: str = "") -> None:
+        super().__init__(reason)
+        self.setup = setup
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,21 @@ def _same(given: str | bytes, expected: str | bytes) -> bool:
     return hmac.compare_digest(a, expected.encode() if isinstance(expected, str) else expected)
 
 
+def _no_v3_setup(request: SignedRequest) -> str:
+    """Why a HubSpot request without a v3 signature is refused, and the two fixes."""
+    version = (_header(request, "X-HubSpot-Signature-Version", required=False) or "v1").lower()
+    if _header(request, "X-HubSpot-Signature", required=False):
+        sent = f"HubSpot signs these requests with {version[:8]} only (X-HubSpot-Signature)"
+    else:
+        sent = ("HubSpot sends these requests unsigned (a workflow's \"Send a webhook\" "
+                "without request signature)")
+    return (f"requests are refused because {sent}, and this source accepts v3 only: either "
+            "add `versions: [v3, v2]` (or v1) to the mapping's `auth:` block (v1/v2 carry no "
+            "timestamp, so a captured request can be replayed), or authenticate with a secret "
+            "header instead (`auth: {scheme: token, header: ...}` and the same header in the "
+            "workflow's webhook action)")
+
+
 def _header(request: SignedRequest, name: str, required: bool = True) -> str:
     """The header's stripped value; "" when absent or blank, or AuthFailed if required."""
     value = (request.headers.get(name) or "").strip()
@@ -201,7 +222,8 @@ class HubSpotVerifier(Verifier):
         legacy = [v for v in self.versions if v != "v3"]
         if not legacy:
             raise AuthFailed("missing header X-HubSpot-Signature-v3 (v1/v2 signatures carry no "
-                             "timestamp and are not accepted by this source)")
+                             "timestamp and are not accepted by this source)",
+                             setup=_no_v3_setup(request))
         signature = _header(request, "X-HubSpot-Signature")
         version = (_header(request, "X-HubSpot-Signature-Version", required=False) or "v1").lower()
         if version not in legacy:

@@ -280,6 +280,11 @@ class Worker:
                           f"{timerules.local(event.occurred_at, 'UTC')} UTC)")
                 return Decision(Status.SUPERSEDED, reason, Attempt("superseded", reason),
                                 recall=recall), None
+        repeat = self._repeat_of(key, source, event, recall, now)
+        if repeat is not None:  # a CRM firing on every edit: the call stays as it was
+            self.refund(key, day)
+            return Decision(Status.SUPERSEDED, repeat, Attempt("superseded", repeat),
+                            recall=recall), None
         plan = self.plan(key, source, recall, now)
         if plan.recall is None:
             self.refund(key, day)
@@ -295,6 +300,23 @@ class Worker:
         reason = f"delivered, {note}; wolkvox: {said}" if note else f"delivered: {said}"
         return Decision(Status.DELIVERED, reason, _attempt("delivered", reason, result.answer),
                         recall=recall, scheduled_for=timerules.epoch(recall, target.timezone)), None
+
+    def _repeat_of(self, key: str, source: Any, event: Claimed, recall: dict[str, str],
+                   now: float) -> str | None:
+        """The reason to keep `event` as a duplicate when it asks what the lead's last recall,
+        still ahead in wolkvox, asked: same customer, phone and asked date ("no date" being a
+        value of its own). None when it is a new request, or the mapping cannot tell."""
+        asked = source.asked_date(event.raw)
+        if asked is None:
+            return None
+        last = self.store.ahead_in_wolkvox(key, recall["campaign_id"], recall["customer_id"],
+                                           now, event.id)
+        if last is None or last["phone"] != recall["recall_telephone"] \
+                or source.asked_date(last["raw"]) != asked:
+            return None
+        return (f"superseded: duplicate of event {last['id']}, still ahead in wolkvox "
+                f"({timerules.local(last['scheduled_for'], source.target.timezone)}): same "
+                "customer, phone and asked date; not sent again")
 
     def plan(self, key: str, source: Any, recall: dict[str, str], now: float) -> timerules.Plan:
         """When to send `recall`: the time rules, the source's calling hours, and its contact

@@ -53,38 +53,42 @@ def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
     event, unstorable = storable(event)
     common = {"source": source.name, "token_key": source.target.key, "raw": event,
               "occurred_at": source.occurred(event)}
+    # an ignored or invalid event keeps its lead too, to be found by its customer
+    lead = source.lead_of(event, now)
     try:
         common["dedup_key"] = source.dedup_key(event, index, delivery_id)
     except JMESPathError as err:
         common["dedup_key"] = source.dedup_key(event, index, None, hashed=True)
-        return _invalid(common, f"invalid: `event_id` failed: {err}")
+        return _invalid(common, f"invalid: `event_id` failed: {err}", lead=lead)
     if unstorable:
         return _invalid(common, f"invalid: {', '.join(unstorable[:5])}: text with a NUL "
                         "character or an unpaired surrogate, which cannot be stored (replaced "
-                        "by U+FFFD); fix the sender's data")
+                        "by U+FFFD); fix the sender's data", lead=lead)
     try:
         wanted = source.wanted(event)
     except JMESPathError as err:  # kept as invalid, for replay after a fix
-        return _invalid(common, f"invalid: `when` failed: {err}")
+        return _invalid(common, f"invalid: `when` failed: {err}", lead=lead)
     if not wanted:
-        return Verdict(NewEvent(**common, status=Status.IGNORED,
+        return Verdict(NewEvent(**common, status=Status.IGNORED, lead=lead,
                                 reason=source.unwanted_reason(event)))
     if source.lookup is not None:  # mapped in the worker, after the CRM lookup
         try:
             object_id = object_id_of(source.lookup.object_id.search(event))
         except (LookupFailed, JMESPathError) as err:
-            return _invalid(common, f"invalid: {err}")
+            return _invalid(common, f"invalid: {err}", lead=lead)
         return Verdict(NewEvent(**common, reason="waiting for the CRM lookup",
                                 lead=("", f"{source.name}:{object_id}")))
     try:
         return Verdict(NewEvent(**common, recall=source.map(event, now)))
     except RecallInvalid as err:
-        return _invalid(common, f"invalid: {err}", err.errors)
+        return _invalid(common, f"invalid: {err}", err.errors, lead=lead)
 
 
 def _invalid(common: dict[str, Any], reason: str,
-             errors: dict[str, list[str]] | None = None) -> Verdict:
-    return Verdict(NewEvent(**common, status=Status.INVALID, reason=reason), errors or {})
+             errors: dict[str, list[str]] | None = None,
+             lead: tuple[str, str] | None = None) -> Verdict:
+    return Verdict(NewEvent(**common, status=Status.INVALID, reason=reason, lead=lead),
+                   errors or {})
 
 
 def storable(value: Any) -> tuple[Any, list[str]]:

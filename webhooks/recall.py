@@ -79,12 +79,13 @@ class RecallSchema(Schema):
 _SCHEMA = RecallSchema()
 
 
-def validate_recall(values: Mapping[str, Any]) -> dict[str, str]:
-    """Return the five fields as strings, or raise RecallInvalid naming each bad field."""
+def validate_recall(values: Mapping[str, Any], partial: bool = False) -> dict[str, str]:
+    """Return the five fields as strings, or raise RecallInvalid naming each bad field
+    (with `partial`, only the fields given are checked and returned)."""
     data = {k: (str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
             for k, v in values.items() if v is not None}
     try:
-        return _SCHEMA.load(data)
+        return _SCHEMA.load(data, partial=partial)
     except ValidationError as err:
         raise RecallInvalid({k: _flat(v) for k, v in err.normalized_messages().items()}) from None
 

@@ -69,6 +69,8 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     except AuthFailed as err:
         log.warning("hook %s: refused: %s", name, err)
         _explain_url_mismatch(bridge, source, signed)
+        if err.setup:  # every such request fails: tell the admin once, with the fix
+            _diagnose(bridge, source.name, err.setup)
         return _refuse(soap, 401, f"not authenticated: {err}")
     except formats.FormatError as err:
         log.warning("hook %s: unreadable body: %s", name, err)
@@ -118,12 +120,12 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
                               "events": results}
     if test:
         answer["test"] = True
-        return _json(answer, 202)
+        return _json(answer, source.answer_status)
     waited = _wait_for_delivery(bridge, results, source.answer_wait)
     if waited:
         answer["events"] = waited
         return _json(answer, 200)
-    return _json(answer, 202)
+    return _json(answer, source.answer_status)  # the mapping's `answer.status`: 202 unless set
 
 
 @bp.after_request
@@ -174,7 +176,8 @@ def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
     return _json({"source": source.name, "received": len(new), "spooled": True,
                   "note": "the store is unavailable: the request is kept on the bridge's disk "
                           "and stored once the store answers again",
-                  "counts": Counter(r["result"] for r in results), "events": results}, 202)
+                  "counts": Counter(r["result"] for r in results), "events": results},
+                 source.answer_status)
 
 
 def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> None:
@@ -190,9 +193,14 @@ def _explain_url_mismatch(bridge: Any, source: Any, signed: SignedRequest) -> No
                 "X-Forwarded-Proto and X-Forwarded-Host")
     message = (f"signatures fail because the CRM signed {base} but the bridge sees "
                f"{seen.scheme}://{seen.netloc}: {fix}")
-    if bridge.diagnostics.get(source.name) != message:
-        bridge.diagnostics[source.name] = message
-        log.error("hook %s: %s", source.name, message)
+    _diagnose(bridge, source.name, message)
+
+
+def _diagnose(bridge: Any, name: str, message: str) -> None:
+    """A setup problem of source `name`, for /readyz and the console: logged once per change."""
+    if bridge.diagnostics.get(name) != message:
+        bridge.diagnostics[name] = message
+        log.error("hook %s: %s", name, message)
 
 
 def _describe(index: int, event: NewEvent, outcome: Any) -> dict[str, Any]:

@@ -46,7 +46,11 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def capture() -> Any:
     source = _source()
     rows = items(bridge().store.latest(Status.TEST, source, limit=LATEST))
+    # a setup problem seen on real or test requests (a refused signature): the fix, here too
+    problems = sorted((name, message) for name, message in bridge().diagnostics.items()
+                      if source is None or name == source)
     return render_template("console/capture.html", rows=rows, source=source,
+                           problems=problems,
                            sources=sorted(bridge().sources), refresh=REFRESH, poll=POLL,
                            last=max((r["id"] for r in rows), default=0),
                            checked=local_time(now(), seconds=True))

@@ -126,6 +126,7 @@ def load_source(path: Path, settings: Any) -> Source:
                    jmespath.compile(spec["handshake"]["answer"])) if spec["handshake"] else None,
         answer_wait=spec["answer"]["wait"] if spec["answer"] and
         spec["answer"]["after"] == "delivered" else 0.0,
+        answer_status=spec["answer"]["status"] if spec["answer"] else 202,
     )
 
 

@@ -170,12 +170,16 @@ class Handshake(Schema):
 
 class Answer(Schema):
     """When the CRM gets its answer: once stored (default), or once delivered, waiting at most
-    `wait` seconds (what ?wait= does, for a CRM that cannot add a query string)."""
+    `wait` seconds (what ?wait= does, for a CRM that cannot add a query string); and the HTTP
+    status of an accepted request's answer (202 by default; 200 for a CRM that retries anything
+    else, as monday.com does)."""
 
     after = fields.String(load_default="stored", validate=validate.OneOf(
         ["stored", "delivered"], error="must be stored or delivered"))
     wait = fields.Float(load_default=10.0, validate=validate.Range(
         min=0, max=25, error="must be 0 to 25 seconds (CRMs wait 30 at most)"))
+    status = fields.Integer(load_default=202, validate=validate.OneOf(
+        [200, 201, 202], error="must be 200, 201 or 202 (a success the CRM accepts)"))
 
 
 class MaxRecalls(Schema):

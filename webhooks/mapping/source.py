@@ -85,6 +85,7 @@ class Source:
     occurred_at: ParsedResult | None = None  # the CRM's time of the change
     handshake: tuple[ParsedResult, ParsedResult] | None = None  # (when, answer)
     answer_wait: float = 0.0  # answer after delivery, waiting at most this long
+    answer_status: int = 202  # the HTTP status of an accepted request's answer (`answer.status`)
 
     def parse(self, body: bytes, content_type: str | None) -> Any:
         """The body in this source's format (FormatError when it cannot be read)."""
@@ -168,6 +169,41 @@ class Source:
             return fit_key(f"{delivery_id}#{index}" if index else delivery_id)
         canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
         return _sha256(canonical)
+
+    def lead_of(self, event: Any, now: datetime) -> tuple[str, str] | None:
+        """(campaign_id, customer_id) as the mapping makes them for `event`, whatever `when`
+        says and whatever the other fields hold, so that an ignored or invalid event is found
+        by its lead. None when no valid customer id comes out; the campaign is "" when it
+        cannot be made (a stage map that does not know the value, a lookup's field). Never
+        raises for what the event holds."""
+        found: dict[str, str] = {}
+        for rule in self.rules:
+            if rule.name not in ("campaign_id", "customer_id"):
+                continue
+            try:
+                found[rule.name] = validate_recall({rule.name: rule.apply(event, now)},
+                                                   partial=True)[rule.name]
+            except (ValueError, RecallInvalid, JMESPathError, TypeError):
+                continue
+        if "customer_id" not in found:
+            return None
+        return found.get("campaign_id", ""), found["customer_id"]
+
+    def asked_date(self, event: Any) -> str | None:
+        """The callback time `event` asks for, as the CRM sent it ("" for none: "as soon as
+        possible" is a request of its own), before any default or conversion; None when the
+        mapping cannot tell (a constant, a lookup source whose value is in the CRM's record,
+        or a path that fails). Two requests asking the same are the same request."""
+        if self.lookup is not None:
+            return None
+        rule = next(r for r in self.rules if r.name == "recall_date")
+        if rule.path is None:
+            return None
+        try:
+            value = rule.path.search(event)
+        except JMESPathError:
+            return None
+        return "" if value in (None, "") else json.dumps(value, sort_keys=True, default=str)
 
     def map(self, event: Any, now: datetime) -> dict[str, str]:
         """The five recall fields, validated; RecallInvalid says which field failed and why."""

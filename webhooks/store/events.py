@@ -264,6 +264,20 @@ class EventStore:
                 events.c.customer_id == customer_id, events.c.status == Status.DELIVERED,
                 events.c.scheduled_for >= since, events.c.scheduled_for <= until)).scalars())
 
+    def ahead_in_wolkvox(self, token_key: str, campaign_id: str, customer_id: str,
+                         now: float, event_id: int) -> dict[str, Any] | None:
+        """The lead's last delivered recall (id, phone, raw, scheduled_for) when it is still
+        ahead (set to ring after `now`), else None: a repeat of its request is no new call."""
+        with self._tx(read=True) as db:
+            row = db.execute(select(
+                events.c.id, events.c.phone, events.c.raw, events.c.scheduled_for).where(
+                events.c.token_key == token_key, events.c.campaign_id == campaign_id,
+                events.c.customer_id == customer_id, events.c.status == Status.DELIVERED,
+                events.c.id != event_id).order_by(events.c.id.desc()).limit(1)).mappings().first()
+            if row is None or row["scheduled_for"] is None or row["scheduled_for"] <= now:
+                return None
+            return dict(row)
+
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:
         with self._tx(read=True) as db:
