@@ -32,6 +32,12 @@ WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enoug
 CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
 MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
 MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is refused whole
+# A hung store (webhooks/store/timeouts.py): each wait short enough that a webhook is answered,
+# stored or spooled, within 2 s (Odoo waits 1 s, Kommo 2 s); 0 turns one off.
+STORE_CONNECT_TIMEOUT = 1.0  # a new PostgreSQL connection, seconds
+STORE_STATEMENT_TIMEOUT = 1.2  # one PostgreSQL statement (server-side and client-side), seconds
+STORE_POOL_TIMEOUT = 0.5  # waiting for a free connection of the pool (PostgreSQL), seconds
+STORE_LOCK_TIMEOUT = 1.2  # a lock: SQLite's write lock, PostgreSQL's lock_timeout, seconds
 SPOOL_DIR = "instance/spool"  # requests acknowledged while the store was down, until replayed
 
 
@@ -71,6 +77,10 @@ class Settings:
     max_wait: float = MAX_WAIT
     max_events_per_request: int = MAX_EVENTS_PER_REQUEST
     spool_dir: str = SPOOL_DIR
+    store_connect_timeout: float = STORE_CONNECT_TIMEOUT
+    store_statement_timeout: float = STORE_STATEMENT_TIMEOUT
+    store_pool_timeout: float = STORE_POOL_TIMEOUT
+    store_lock_timeout: float = STORE_LOCK_TIMEOUT
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both
