@@ -258,20 +258,20 @@ def test_a_statement_on_a_frozen_postgres_connection_fails_within_its_timeout(
     store = Store(proxied, StoreTimeouts(connect=0.5, statement=0.5, pool=0.5, lock=0.5))
     try:
         store.migrate()
-        assert store.statuses([1]) == {}
+        assert store.statuses([-1]) == {}
         proxy.freeze()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            store.statuses([1])
+            store.statuses([-1])
         assert time.monotonic() - started < 1.5
         watchdog: Watchdog = store.engine.watchdog
         assert watchdog.fired >= 1
         started = time.monotonic()  # the pool is dropped: a new connection cannot be made
         with pytest.raises(StoreUnavailable, match="STORE_CONNECT_TIMEOUT=0.5s"):
-            store.statuses([1])
+            store.statuses([-1])
         assert time.monotonic() - started < 1.5
         proxy.thaw()
-        assert store.statuses([1]) == {}
+        assert store.statuses([-1]) == {}
     finally:
         proxy.thaw()
         store.dispose()
