@@ -334,7 +334,7 @@ class WholeRequestWorker(ThreadWorker):
             return super().enqueue_req(conn)
         conn.sock.setblocking(False)
         if conn.begin(time.monotonic() + self.request_timeout):
-            if self._liveness(conn, counted=True):
+            if self._liveness(conn):
                 return None
             return super().enqueue_req(conn)
         self.receiving[conn] = None
@@ -354,18 +354,17 @@ class WholeRequestWorker(ThreadWorker):
         arrival = conn.arrival
         if arrival.feed(data) or len(arrival.data) >= self.buffer_limit:
             self._forget(conn, closing=False)
-            if not self._liveness(conn, counted=True):
+            if not self._liveness(conn):
                 super().enqueue_req(conn)
         elif arrival.expects_continue and not conn.continued and self._send(conn, CONTINUE):
             conn.continued = True
 
-    def _liveness(self, conn, counted: bool) -> bool:
-        """Answer a whole `GET /healthz` from the poller (see the module's docstring)."""
-        data = conn.arrival.data
-        if not (conn.arrival.ready() and HEALTHZ.match(data)):
+    def _liveness(self, conn) -> bool:
+        """Answer a whole `GET /healthz` from the poller (see the module's docstring) and
+        close the connection; False for any other request."""
+        if not (conn.arrival.ready() and HEALTHZ.match(conn.arrival.data)):
             return False
-        if counted:
-            self.nr_conns -= 1
+        self.nr_conns -= 1
         with contextlib.suppress(OSError):
             conn.sock.send(HEALTHY)
         conn.close(graceful=True)
