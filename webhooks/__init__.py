@@ -19,7 +19,7 @@ from .delivery import Worker
 from .mapping.files import ConfigError, load_sources
 from .settings import SPOOL_ROOT, Settings, token_problems
 from .spool import Spool
-from .store import Store, StoreUnavailable
+from .store import Store, StoreTimeouts, StoreUnavailable
 from .store.identity import fingerprint
 
 log = logging.getLogger("webhooks")
@@ -36,6 +36,7 @@ class Bridge:
     spool: Spool
     worker: Worker | None = field(default=None)
     diagnostics: dict[str, str] = field(default_factory=dict)  # source -> a setup problem
+    breaker: Any = field(default=None, repr=False)  # receiver.Breaker: spool at once when hung
     _replayer: threading.Thread | None = field(default=None, repr=False)
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -118,7 +119,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     (gunicorn.conf.py) or `Bridge.start_delivery`, never at import.
     """
     settings, sources = load_config(test_config)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, StoreTimeouts(
+        connect=settings.store_connect_timeout, statement=settings.store_statement_timeout,
+        pool=settings.store_pool_timeout, lock=settings.store_lock_timeout))
     try:
         store.migrate()
         # known now, while the store answers: the spool needs it when the store does not
@@ -144,6 +147,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import api, cli, console, health, metrics, receiver
 
     app.register_blueprint(receiver.bp)
+    app.extensions["recall_bridge"].breaker = receiver.Breaker()
     app.register_blueprint(health.bp)
     cli.init_app(app)
     metrics.init_app(app)

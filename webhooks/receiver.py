@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -29,6 +30,47 @@ log = logging.getLogger(__name__)
 bp = Blueprint("receiver", __name__)
 RETRY_AFTER = "30"  # seconds a CRM should wait when the store is down
 WAIT_POLL = 0.05  # seconds between looks at an event's status during ?wait=
+STORE_PAUSE = 2.0  # seconds webhooks go straight to the spool after the store failed one
+
+
+class Breaker:
+    """After the store failed a webhook (a timeout fired: STORE_LOCK_TIMEOUT and the others),
+    the next webhooks are spooled at once for STORE_PAUSE seconds instead of each waiting out
+    the same timeout: requests queued behind hung threads are answered in milliseconds, not
+    after a timeout each. Then one webhook at a time tries the store; the first it stores
+    closes the breaker. Per process."""
+
+    def __init__(self, pause: float = STORE_PAUSE):
+        self.pause = pause
+        self.open_until = 0.0  # monotonic; 0: closed (the store answered last time)
+        self._probe = threading.Lock()
+        self._mine = threading.local()  # does this thread's request hold the probe?
+
+    def try_store(self) -> bool:
+        """May this request try the store? False: spool it now. True with the probe taken
+        when half-open: the caller reports with `stored()` or `failed()` either way."""
+        if not self.open_until:
+            return True
+        if time.monotonic() < self.open_until:
+            return False
+        self._mine.probing = self._probe.acquire(blocking=False)
+        return self._mine.probing
+
+    def stored(self) -> None:
+        if self.open_until:
+            self.open_until = 0.0
+            log.info("store: answering again; webhooks are stored, not spooled")
+        self.release()
+
+    def failed(self) -> None:
+        self.open_until = time.monotonic() + self.pause
+        self.release()
+
+    def release(self) -> None:
+        """Give back the probe (if this thread's request held it)."""
+        if getattr(self._mine, "probing", False):
+            self._mine.probing = False
+            self._probe.release()
 
 
 @bp.post("/hooks/<name>")
@@ -96,13 +138,23 @@ def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
     if test:
         capture = secrets.token_hex(6)
         new = [as_test(event, capture) for event in new]
+    breaker = bridge.breaker
+    if not breaker.try_store():
+        return _spool(bridge, source, new, now.timestamp(),
+                      StoreUnavailable(f"it failed in the last {breaker.pause:g} s"))
     try:
         outcomes = bridge.store.add_events(new, now.timestamp())
     except StoreRefused as err:  # the values themselves: retrying the same body cannot help
+        breaker.stored()
         log.error("hook %s: the store refused this body's values: %s", name, err)
         return _refuse(soap, 400, f"the store refused this body's values: {err}")
     except StoreUnavailable as err:
+        breaker.failed()
         return _spool(bridge, source, new, now.timestamp(), err)
+    except BaseException:
+        breaker.release()  # not the store's answer: another request probes
+        raise
+    breaker.stored()
     if bridge.worker is not None and any(o.result == "accepted" for o in outcomes):
         bridge.worker.wake()
     results = [_describe(index, *pair) for index, pair in enumerate(zip(new, outcomes,

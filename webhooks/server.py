@@ -41,6 +41,10 @@ another; a worker holding fewer is woken by the same connection and takes it fir
 connection waits `threads` milliseconds at most (8), and not at all when a worker holds none
 or there is one worker.
 
+Liveness. `GET /healthz` is answered by the poller itself, never by a thread: with every thread
+waiting on a hung store (up to its timeouts), a liveness probe queued behind them would fail and
+get a healthy process restarted. It answers what the application's /healthz says, and closes.
+
 Limits: TLS, PROXY protocol, uWSGI and HTTP/2 prior knowledge put other bytes before the request;
 with any of them on, the worker does exactly what gthread does (terminate TLS in front of it).
 
@@ -70,6 +74,11 @@ LINGER_BYTES = 64 * 1024  # ... or until this much has been drained
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 ACCEPT_STEP = 0.001  # seconds a worker waits, per connection it holds, before accepting
+HEALTHZ = re.compile(rb"(?:\r\n)?GET /healthz(?:\?[^ ]*)? HTTP/1\.[0-9]\r\n")
+HEALTHY_BODY = b'{"status":"ok"}\n'  # what the application's /healthz answers
+HEALTHY = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+           + str(len(HEALTHY_BODY)).encode() + b"\r\nCache-Control: no-store\r\n"
+           b"Connection: close\r\n\r\n" + HEALTHY_BODY)
 HEX = frozenset(b"0123456789abcdefABCDEF")
 MAX_CHUNK_LINE = 8190  # a chunk-size line longer than this is refused by gunicorn anyway
 
@@ -325,6 +334,8 @@ class WholeRequestWorker(ThreadWorker):
             return super().enqueue_req(conn)
         conn.sock.setblocking(False)
         if conn.begin(time.monotonic() + self.request_timeout):
+            if self._liveness(conn):
+                return None
             return super().enqueue_req(conn)
         self.receiving[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, conn))
@@ -343,9 +354,21 @@ class WholeRequestWorker(ThreadWorker):
         arrival = conn.arrival
         if arrival.feed(data) or len(arrival.data) >= self.buffer_limit:
             self._forget(conn, closing=False)
-            super().enqueue_req(conn)
+            if not self._liveness(conn):
+                super().enqueue_req(conn)
         elif arrival.expects_continue and not conn.continued and self._send(conn, CONTINUE):
             conn.continued = True
+
+    def _liveness(self, conn) -> bool:
+        """Answer a whole `GET /healthz` from the poller (see the module's docstring) and
+        close the connection; False for any other request."""
+        if not (conn.arrival.ready() and HEALTHZ.match(conn.arrival.data)):
+            return False
+        self.nr_conns -= 1
+        with contextlib.suppress(OSError):
+            conn.sock.send(HEALTHY)
+        conn.close(graceful=True)
+        return True
 
     def _send(self, conn, data: bytes) -> bool:
         """One non-blocking send; False (and the connection closed) if it could not all go."""

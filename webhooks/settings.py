@@ -37,6 +37,12 @@ MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is
 SPOOL_ROOT = "instance/spool"
 MIN_TOKEN_LENGTH = 24  # ADMIN_TOKEN, VIEWER_TOKEN, METRICS_TOKEN: shorter ones can be guessed
 TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'  # noqa: S105
+# A hung store (webhooks/store/timeouts.py): each wait short enough that a webhook is answered,
+# stored or spooled, within 2 s (Odoo waits 1 s, Kommo 2 s); 0 turns one off.
+STORE_CONNECT_TIMEOUT = 1.0  # a new PostgreSQL connection, seconds
+STORE_STATEMENT_TIMEOUT = 1.2  # one PostgreSQL statement (server-side and client-side), seconds
+STORE_POOL_TIMEOUT = 0.5  # waiting for a free connection of the pool (PostgreSQL), seconds
+STORE_LOCK_TIMEOUT = 1.2  # a lock: SQLite's write lock, PostgreSQL's lock_timeout, seconds
 
 
 def utcnow() -> datetime:
@@ -75,6 +81,10 @@ class Settings:
     max_wait: float = MAX_WAIT
     max_events_per_request: int = MAX_EVENTS_PER_REQUEST
     spool_dir: str = ""  # empty: SPOOL_ROOT/<the store's fingerprint>
+    store_connect_timeout: float = STORE_CONNECT_TIMEOUT
+    store_statement_timeout: float = STORE_STATEMENT_TIMEOUT
+    store_pool_timeout: float = STORE_POOL_TIMEOUT
+    store_lock_timeout: float = STORE_LOCK_TIMEOUT
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both

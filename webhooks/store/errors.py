@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class StoreUnavailable(Exception):
@@ -19,8 +22,20 @@ def short(err: Exception) -> str:
     return (str(inner).strip().splitlines() or [type(inner).__name__])[0][:200]
 
 
-def translate(err: SQLAlchemyError) -> Exception:
-    """StoreRefused for what the data caused, StoreUnavailable for everything else."""
+def translate(err: SQLAlchemyError, timeouts: Any = None) -> Exception:
+    """StoreRefused for what the data caused, StoreUnavailable for everything else (naming
+    the setting of a timeout of `timeouts`, a StoreTimeouts, that fired)."""
     if isinstance(err, DataError | IntegrityError):
         return StoreRefused(short(err))
-    return StoreUnavailable(short(err))
+    message = short(err)
+    if timeouts is not None:
+        from .timeouts import fired
+
+        lowered = message.lower()
+        if isinstance(err, PoolTimeout):
+            message = fired("STORE_POOL_TIMEOUT", timeouts.pool, "pool")
+        elif "database is locked" in lowered or "lock timeout" in lowered:
+            message = fired("STORE_LOCK_TIMEOUT", timeouts.lock, "lock")
+        elif "statement timeout" in lowered:
+            message = fired("STORE_STATEMENT_TIMEOUT", timeouts.statement, "statement")
+    return StoreUnavailable(message)

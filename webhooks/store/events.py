@@ -137,7 +137,7 @@ class EventStore:
                 with self.engine.begin() as connection:
                     yield connection
         except SQLAlchemyError as err:
-            raise translate(err) from err
+            raise translate(err, getattr(self, "timeouts", None)) from err
 
     # --- delivery ----------------------------------------------------------------------
     def claim(self, sources: Iterable[str], holder: str, now: float, lease: float,

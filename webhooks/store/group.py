@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import StoreRefused, StoreUnavailable
 from .sqlite import WriteLock, pragmas
+from .timeouts import fired
 
 MAX_BATCH = 64  # requests in one transaction at most
 
@@ -33,6 +34,7 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: Exception | None = None
+    abandoned: bool = False  # its request stopped waiting (and was spooled): skip it
 
 
 class GroupCommit:
@@ -40,8 +42,10 @@ class GroupCommit:
     statement by name on the writer's connection, under `lock`."""
 
     def __init__(self, database: str, lock: WriteLock,
-                 prepared: Callable[[], dict[str, Any]], write: Callable[..., Any]):
+                 prepared: Callable[[], dict[str, Any]], write: Callable[..., Any],
+                 wait: float = 0.0):
         self._database, self._lock = database, lock
+        self._wait = wait  # STORE_LOCK_TIMEOUT: how long a request waits for its commit
         self._prepared, self._write = prepared, write
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._pid = 0
@@ -49,11 +53,17 @@ class GroupCommit:
 
     def submit(self, new: Sequence[Any], now: float) -> Any:
         """Store `new` with other waiting requests; its outcomes once they are committed.
-        Raises StoreUnavailable or StoreRefused as a transaction of its own would."""
+        Raises StoreUnavailable or StoreRefused as a transaction of its own would, and
+        StoreUnavailable when not committed within STORE_LOCK_TIMEOUT (another process holds
+        SQLite's write lock): the writer then skips the job if it has not begun it; one it
+        commits all the same is stored twice at worst as a duplicate, when the spool replays."""
         self._ensure_thread()
         job = _Job(new, now)
         self._queue.put(job)
-        job.done.wait()
+        if not job.done.wait(self._wait or None):
+            job.abandoned = True
+            if not job.done.is_set():
+                raise StoreUnavailable(fired("STORE_LOCK_TIMEOUT", self._wait, "lock"))
         if job.error is not None:
             raise job.error
         return job.result
@@ -89,9 +99,9 @@ class GroupCommit:
                 job.done.set()
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self._database, isolation_level=None, timeout=30,
-                                     check_same_thread=False)
-        pragmas(connection)
+        connection = sqlite3.connect(self._database, isolation_level=None,
+                                     timeout=self._wait or 30, check_same_thread=False)
+        pragmas(connection, self._wait)
         return connection
 
     def _commit(self, connection: sqlite3.Connection, statements: dict[str, Any],
@@ -99,6 +109,9 @@ class GroupCommit:
         def run(name: str, values: dict[str, Any]) -> list[Any]:
             return statements[name].run(connection, values)
 
+        jobs = [job for job in jobs if not job.abandoned]
+        if not jobs:
+            return
         refused: Exception | None = None
         self._lock.acquire()
         try:
@@ -115,8 +128,10 @@ class GroupCommit:
                 ValueError) as err:
             refused = err
         except sqlite3.Error as err:
+            message = (fired("STORE_LOCK_TIMEOUT", self._wait, "lock")
+                       if "locked" in str(err) and self._wait else str(err)[:200])
             for job in jobs:
-                job.error = StoreUnavailable(str(err)[:200])
+                job.error = StoreUnavailable(message)
         except Exception as err:  # a bug must not leave requests waiting forever
             for job in jobs:
                 job.error = StoreUnavailable(f"unexpected {type(err).__name__}")

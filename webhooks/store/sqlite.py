@@ -53,22 +53,23 @@ class WriteLock:
             self._mutex.release()
 
 
-def pragmas(connection: Any) -> None:
-    """WAL, a busy timeout for writers outside this lock (another tool), foreign keys."""
+def pragmas(connection: Any, busy: float = 30.0) -> None:
+    """WAL, a busy timeout for writers outside this lock (another tool, another process
+    holding a write transaction: STORE_LOCK_TIMEOUT), foreign keys."""
     connection.isolation_level = None  # we issue BEGIN ourselves (below)
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int((busy or 30.0) * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def connect(dbapi_connection: Any, _record: Any) -> None:
-    pragmas(dbapi_connection)
+def listeners(lock: WriteLock | None, busy: float = 30.0) -> dict[str, Any]:
+    """The engine events that begin and end transactions under `lock`; a writer outside it
+    is waited for `busy` seconds (STORE_LOCK_TIMEOUT)."""
 
-
-def listeners(lock: WriteLock | None) -> dict[str, Any]:
-    """The engine events that begin and end transactions under `lock`."""
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        pragmas(dbapi_connection, busy)
 
     def begin(connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
