@@ -44,6 +44,8 @@ def spool_one(app, monkeypatch, body: dict) -> None:
         break_store(patch, app)
         answer = app.test_client().post("/hooks/zapier", json=body, headers=ZAP_HEADERS)
     assert answer.status_code == 202 and answer.get_json()["spooled"] is True
+    # the outage ends: the store answers again, and the breaker's pause is over
+    bridge_of(app).breaker.open_until = time.monotonic() - 1
 
 
 # --- item 2: a spooled request goes back only into its own store ---------------------------
