@@ -52,7 +52,7 @@ from webhooks.intake import judge  # noqa: E402
 from webhooks.lifecycle import Status  # noqa: E402
 from webhooks.mapping.files import load_sources  # noqa: E402
 from webhooks.settings import Settings  # noqa: E402
-from webhooks.store import Store  # noqa: E402
+from webhooks.store import NO_TIMEOUTS, Store  # noqa: E402
 from webhooks.store.ingest import _row  # noqa: E402
 from webhooks.store.tables import events  # noqa: E402
 
@@ -87,7 +87,7 @@ def insert_events(url: str, rows: list[dict]) -> float:
     One INSERT through SQLAlchemy Core executed for every row, which psycopg 3 pipelines:
     3.5 s for 100,000 rows here, where multi-row VALUES lists took 13 s (insertmanyvalues,
     1,000 rows a statement) and 34 s (one `values([...])` of 2,000 rows a statement)."""
-    store = Store(url)
+    store = Store(url, NO_TIMEOUTS)  # a bulk seed, not a webhook: no 1.2 s statement limit
     try:
         store.migrate()
         started = time.monotonic()
