@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import ENVIRON, ROOT, bridge_of, drain
+from tests.test_console import csrf_token
 from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, zap
 from webhooks import ConfigError
@@ -33,11 +33,6 @@ def app(make_app):
     return make_app(admin_token=ADMIN, viewer_token=VIEWER)
 
 
-def csrf_token(client, path: str = "/console/login") -> str:
-    page = client.get(path)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert found, f"no CSRF token on {path} ({page.status_code})"
-    return found.group(1)
 
 
 def signed_in(app, token: str = ADMIN):

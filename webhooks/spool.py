@@ -80,6 +80,14 @@ class Spool:
         record = {"store": self.store, "source": source, "received_at": received_at,
                   "events": [asdict(event) for event in events]}
         name = f"{time.time_ns():020d}-{self.store}-{os.getpid()}-{next(_sequence):06d}"
+        try:
+            self._write(name, record)
+        except OSError as err:
+            raise SpoolFull(f"cannot spool the request: {err.strerror or err}") from None
+
+    def _write(self, name: str, record: dict[str, Any]) -> Path:
+        """`record` as the file `name`, whole or not at all: fsync'd under a temporary name,
+        renamed into place, the folder fsync'd. OSError when it cannot be (nothing is left)."""
         temporary = self.folder / f".{name}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -87,12 +95,14 @@ class Spool:
                 json.dump(record, handle, separators=(",", ":"))
                 handle.flush()
                 os.fsync(handle.fileno())
-            temporary.rename(self.folder / f"{name}{SUFFIX}")
+            final = self.folder / f"{name}{SUFFIX}"
+            temporary.rename(final)
             _fsync_folder(self.folder)
-        except OSError as err:
+            return final
+        except OSError:
             with contextlib.suppress(OSError):
                 temporary.unlink()
-            raise SpoolFull(f"cannot spool the request: {err.strerror or err}") from None
+            raise
 
     def adopt(self, paths: list[Path]) -> list[Path]:
         """Make spooled files this store's: each is rewritten into the folder under this
@@ -112,16 +122,8 @@ class Spool:
             arrived = path.name.split("-", 1)[0]
             name = (f"{arrived if arrived.isdigit() else f'{time.time_ns():020d}'}-"
                     f"{self.store}-{os.getpid()}-{next(_sequence):06d}")
-            temporary = self.folder / f".{name}.tmp"
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with temporary.open("w", encoding="utf-8") as handle:
-                json.dump(record, handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.rename(self.folder / f"{name}{SUFFIX}")
-            _fsync_folder(self.folder)
+            adopted.append(self._write(name, record))
             path.unlink()
-            adopted.append(self.folder / f"{name}{SUFFIX}")
         return adopted
 
     def unnamed(self, *elsewhere: str | Path) -> list[Path]:
