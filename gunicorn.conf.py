@@ -3,13 +3,14 @@
 import os
 import sys
 
-from webhooks.accesslog import SafeLogger
-from webhooks.server import REQUEST_TIMEOUT, WholeRequestWorker
+from webhooks.server.accesslog import SafeLogger
+from webhooks.server.whole_requests import REQUEST_TIMEOUT, WholeRequestWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread whose threads get only whole requests: a client that stalls mid-request holds a
-# buffer, not a thread, and gets a 408 after REQUEST_TIMEOUT seconds (webhooks/server.py).
+# buffer, not a thread, and gets a 408 after REQUEST_TIMEOUT seconds
+# (webhooks/server/whole_requests.py).
 worker_class = WholeRequestWorker.configured(
     request_timeout=float(os.environ.get("REQUEST_TIMEOUT", REQUEST_TIMEOUT)))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))  # ?wait= holds a thread while it waits

@@ -48,7 +48,7 @@ from bench.drain import (  # noqa: E402
     zapier_only,
 )
 from tests.procs import Proc, deliver, wait_until  # noqa: E402
-from webhooks.intake import judge  # noqa: E402
+from webhooks.intake.judge import judge  # noqa: E402
 from webhooks.lifecycle import Status  # noqa: E402
 from webhooks.mapping.files import load_sources  # noqa: E402
 from webhooks.settings import Settings  # noqa: E402

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.procs import ROOT, Proc, deliver, free_port, gunicorn, wait_until  # noqa: E402
-from webhooks.deadline import new_session  # noqa: E402
+from webhooks.outbound.deadline import new_session  # noqa: E402
 from webhooks.store import normalize_url  # noqa: E402
 
 TOKEN = "bench-token-0001"

@@ -247,7 +247,7 @@ def drain(app: Any, passes: int = 50) -> None:
 
 
 def _worker(app: Any) -> Any:
-    from webhooks.delivery import Worker
+    from webhooks.delivery.worker import Worker
 
     bridge = bridge_of(app)
     return Worker(bridge.store, bridge.sources, bridge.settings, name="test")

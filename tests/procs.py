@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from webhooks.store.life import HOST
+from webhooks.store.holders import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

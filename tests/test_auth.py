@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhooks.auth import (
+from webhooks.crm.signatures import (
     SCHEMES,
     AuthConfigError,
     AuthFailed,
@@ -513,7 +513,7 @@ def test_config_a_list_of_only_empty_secrets_is_refused() -> None:
 
 
 def test_signed_url_seen_through_a_misconfigured_proxy_is_found_among_the_variants() -> None:
-    from webhooks.auth import matching_variant
+    from webhooks.crm.signatures import matching_variant
 
     ts = int(NOW * 1000)
     public = "https://bridge.example.com/hooks/hubspot?x=1"
@@ -633,7 +633,7 @@ def test_verifier_repr_does_not_show_secrets() -> None:
 
 
 def test_token_in_a_nested_body_field_is_checked_and_removed() -> None:
-    from webhooks.auth import strip
+    from webhooks.crm.signatures import strip
 
     verifier = build_verifier({"scheme": "token", "secret": "t0ken",
                                "field": "auth.application_token"})

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from webhooks.calling_hours import CallingHours, CallingHoursError, load_calling_hours
+from webhooks.timing.calling_hours import CallingHours, CallingHoursError, load_calling_hours
 
 BOGOTA = ZoneInfo("America/Bogota")
 MEXICO = ZoneInfo("America/Mexico_City")

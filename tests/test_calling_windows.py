@@ -170,8 +170,8 @@ from datetime import UTC, timedelta  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from webhooks.calling_hours import load_calling_hours  # noqa: E402
-from webhooks.timerules import Caps, schedule  # noqa: E402
+from webhooks.timing.calling_hours import load_calling_hours  # noqa: E402
+from webhooks.timing.rules import Caps, schedule  # noqa: E402
 
 ZONES = ["America/Bogota", "America/Santiago", "America/Mexico_City", "America/Lima",
          "America/Sao_Paulo", "UTC"]

@@ -16,11 +16,11 @@ from babel.messages.pofile import read_po
 from tests.conftest import bridge_of, drain
 from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, zap
-from webhooks.console import throttle
+from webhooks.operators import throttle
 
 ADMIN = "admin-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef"
-CONSOLE = Path(__file__).resolve().parent.parent / "webhooks" / "console"
+CONSOLE = Path(__file__).resolve().parent.parent / "webhooks" / "operators" / "console"
 CATALOG = CONSOLE / "translations" / "es" / "LC_MESSAGES"
 
 
@@ -249,7 +249,7 @@ def test_every_visible_text_has_a_spanish_translation():
         if (not message or message.fuzzy or not strings
                 or (isinstance(strings, tuple) and not all(strings))):
             missing.append(msgid)
-    assert missing == [], "untranslated (see webhooks/console/__init__.py)"
+    assert missing == [], "untranslated (see webhooks/operators/console/__init__.py)"
 
 
 def test_the_compiled_spanish_catalog_matches_its_source():
@@ -261,7 +261,7 @@ def test_the_compiled_spanish_catalog_matches_its_source():
         source = entries(read_po(handle, locale="es"))
     with (CATALOG / "console.mo").open("rb") as handle:
         compiled = entries(read_mo(handle))
-    assert compiled == source, "run pybabel compile (see webhooks/console/__init__.py)"
+    assert compiled == source, "run pybabel compile (see webhooks/operators/console/__init__.py)"
 
 
 # --- pages -------------------------------------------------------------------------------

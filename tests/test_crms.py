@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ENVIRON, ROOT, Clock, bridge_of, drain
 from tests.hubspot_lookalike import HubSpotLookalike
-from webhooks.formats import salesforce_ack
+from webhooks.crm.formats import salesforce_ack
 
 SAMPLES = ROOT / "mappings" / "samples"
 BOGOTA = ZoneInfo("America/Bogota")

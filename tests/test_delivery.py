@@ -9,8 +9,8 @@ import requests
 
 from tests.conftest import SANDBOX_TOKEN, bridge_of, drain
 from tests.test_receiver import ZAP_HEADERS, zap
-from webhooks.delivery import FULL_PAUSE, Worker
-from webhooks.store.life import process_name
+from webhooks.delivery.worker import FULL_PAUSE, Worker
+from webhooks.store.holders import process_name
 
 
 def receive(app, *bodies: dict) -> list[int]:

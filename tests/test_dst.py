@@ -3,7 +3,7 @@ the recall date in the source's zone at the end, so a DST change never sends a r
 WOLKVOX_MIN_LEAD, into the past, earlier than asked, or outside the calling hours.
 
 The checks below read a 14-digit recall date the way docs/calling-hours.md says the bridge (and
-wolkvox) read it, computed here independently of webhooks/timerules.py: a wall time the clock
+wolkvox) read it, computed here independently of webhooks/timing/rules.py: a wall time the clock
 reads once is that instant; one it reads twice (a fall-back's repeated hour) is the first pass;
 one it never reads (a spring-forward gap) is the first instant after the gap."""
 
@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhooks.calling_hours import CallingHours, load_calling_hours
-from webhooks.timerules import Caps, Plan, schedule
+from webhooks.timing.calling_hours import CallingHours, load_calling_hours
+from webhooks.timing.rules import Caps, Plan, schedule
 
 FORMAT = "%Y%m%d%H%M%S"
 DST_ZONES = ("America/New_York", "America/Santiago", "Europe/Madrid", "Australia/Lord_Howe",

@@ -1,11 +1,11 @@
-"""webhooks.formats: request bodies in each declared format -> Python data."""
+"""webhooks.crm.formats: request bodies in each declared format -> Python data."""
 
 import time
 
 import pytest
 from defusedxml.ElementTree import fromstring
 
-from webhooks.formats import (
+from webhooks.crm.formats import (
     FORMATS,
     SALESFORCE_CONTENT_TYPE,
     FormatError,

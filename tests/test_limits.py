@@ -172,7 +172,7 @@ def test_recall_date_in_the_operation_timezone_moves_forward_not_back(make_app, 
 
 def test_store_failing_mid_drain_neither_resends_nor_leaks_quota(make_app, sandbox, clock,
                                                                  monkeypatch):
-    from webhooks.delivery import Worker
+    from webhooks.delivery.worker import Worker
     from webhooks.store import StoreUnavailable
 
     app = make_app(wolkvox_daily_limit=10)
@@ -230,7 +230,7 @@ def test_lifting_a_probed_hold_leaves_a_hold_set_meanwhile(store):
 def test_worker_holder_names_fit_the_column_with_a_long_host_name(make_app, monkeypatch):
     import socket
 
-    from webhooks.delivery import Worker
+    from webhooks.delivery.worker import Worker
 
     monkeypatch.setattr(socket, "gethostname", lambda: "recall-bridge-worker-" + "x" * 60)
     app = make_app()

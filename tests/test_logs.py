@@ -9,7 +9,8 @@ import logging
 
 import pytest
 
-from webhooks import ConfigError, logs
+from webhooks import ConfigError
+from webhooks.observability import logs
 from webhooks.settings import Settings
 
 SECRETS = {"ZAPIER_SHARED_SECRET": "zap-secret-value", "SALESFORCE_ORG_ID": "00D5e000000AbCd"}
@@ -112,5 +113,5 @@ def test_the_app_logs_json_when_asked(make_app, capsys):
                            headers={"X-Bridge-Token": "zap-secret"})
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
              if line.startswith("{")]
-    assert any(line["logger"] == "webhooks.receiver" and "zapier" in line["message"]
+    assert any(line["logger"] == "webhooks.intake.receiver" and "zapier" in line["message"]
                for line in lines)

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import bridge_of, drain
 from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, zap
-from webhooks.operations import (
+from webhooks.operators.operations import (
     RetryRefused,
     bulk_retry,
     cancel_event,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tests.procs import Proc, gunicorn, wait_until
-from webhooks.server import Arrival
+from webhooks.server.whole_requests import Arrival
 
 pytestmark = pytest.mark.slow
 

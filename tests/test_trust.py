@@ -21,10 +21,10 @@ from tests.test_crms import (  # noqa: F401 - fixtures used by name
 )
 from tests.test_delivery import event, receive
 from tests.test_receiver import ZAP_HEADERS, hubspot_v3, zap
-from webhooks.delivery import Worker
+from webhooks.delivery.worker import Worker
+from webhooks.outbound.wolkvox import seconds_after
 from webhooks.settings import utcnow
 from webhooks.store import StoreUnavailable
-from webhooks.wolkvox import seconds_after
 
 
 # --- 4. the concurrency limit holds against a wolkvox that answers byte by byte ---------------
@@ -33,7 +33,7 @@ def test_a_trickling_wolkvox_never_gets_more_calls_in_flight_than_the_limit(make
                                                                            monkeypatch):
     # Real time: leases run out while a call trickles, which is what let a third call start.
     # A cut call's slot rests until its start + wolkvox's limit for a call: 60 s scaled to 3.
-    monkeypatch.setattr("webhooks.wolkvox.CALL_LIMIT", 3.0)
+    monkeypatch.setattr("webhooks.outbound.wolkvox.CALL_LIMIT", 3.0)
     app = make_app(clock=utcnow, wolkvox_timeout=1.5, wolkvox_connect_timeout=0.5,
                    lookup_timeout=0.5, lease=1.5)
     ids = receive(app, *[zap(lead=n) for n in range(12)])
@@ -236,7 +236,7 @@ def test_signatures_failing_only_for_the_url_say_so_in_the_log_and_readyz(make_a
     headers = {**hubspot_v3("hubspot-secret", body, clock, url=public),
                "X-Forwarded-Proto": "https", "X-Forwarded-Host": "bridge.example.com"}
     client = app.test_client()
-    with caplog.at_level(logging.ERROR, logger="webhooks.receiver"):
+    with caplog.at_level(logging.ERROR, logger="webhooks.intake.receiver"):
         for _ in range(3):
             assert client.post("/hooks/hubspot-workflow", data=body,
                                headers=headers).status_code == 401
@@ -258,7 +258,7 @@ def test_a_plainly_wrong_signature_is_not_blamed_on_the_url(make_app, clock, cap
     headers = {**hubspot_v3("not-the-secret", body, clock,
                             url="https://bridge.example.com/hooks/hubspot-workflow"),
                "X-Forwarded-Host": "bridge.example.com"}
-    with caplog.at_level(logging.ERROR, logger="webhooks.receiver"):
+    with caplog.at_level(logging.ERROR, logger="webhooks.intake.receiver"):
         app.test_client().post("/hooks/hubspot-workflow", data=body, headers=headers)
     assert not [r for r in caplog.records if "PUBLIC_URL" in r.getMessage()]
     assert app.test_client().get("/readyz").get_json()["problems"] == []

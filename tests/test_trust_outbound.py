@@ -28,9 +28,9 @@ from tests.test_console import signed_in
 from tests.test_crms_latam import BITRIX24_LEAD, BY_SOURCE
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
-from webhooks import wolkvox
-from webhooks.deadline import Call
-from webhooks.delivery import Worker
+from webhooks.delivery.worker import Worker
+from webhooks.outbound import wolkvox
+from webhooks.outbound.deadline import Call
 from webhooks.recall import Target
 from webhooks.settings import utcnow
 

@@ -16,9 +16,9 @@ from tests.conftest import bridge_of, drain
 from tests.test_metrics import scrape, value
 from tests.test_receiver import ZAP_HEADERS, zap
 from webhooks.lifecycle import Status
-from webhooks.spool import SET_ASIDE, owner
 from webhooks.store import NewEvent, Store, StoreUnavailable
 from webhooks.store.identity import fingerprint, safe_url
+from webhooks.store.spool import SET_ASIDE, owner
 
 RECALL = {"type_campaign": "predictive", "campaign_id": "4638", "customer_id": "7",
           "recall_telephone": "93001234567", "recall_date": "20301201103000"}
@@ -223,7 +223,7 @@ def test_a_bad_spool_file_is_set_aside_with_its_reason_and_the_rest_replayed(
         clock.advance(seconds=1)
     bad = bridge.spool.files()[0]  # the oldest: everything else is behind it
     bad.write_text(_corrupt(kind, json.loads(bad.read_text())))
-    with caplog.at_level(logging.INFO, logger="webhooks.spool"):
+    with caplog.at_level(logging.INFO, logger="webhooks.store.spool"):
         assert bridge.spool.replay(bridge.store) == 2
         assert bridge.spool.replay(bridge.store) == 0
     assert bridge.store.counts() == {"queued": 2}

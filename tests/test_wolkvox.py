@@ -9,8 +9,7 @@ import pytest
 import requests
 import responses
 
-from webhooks.recall import Target
-from webhooks.wolkvox import (
+from webhooks.outbound.wolkvox import (
     Delivered,
     QuotaExceeded,
     Rejected,
@@ -21,6 +20,7 @@ from webhooks.wolkvox import (
     classify,
     send_recall,
 )
+from webhooks.recall import Target
 
 BASE = "https://wv0005.wolkvox.com"
 URL = BASE + "/api/v2/campaign.php"

@@ -14,13 +14,14 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs, timerules
-from .delivery import Worker
+from .delivery.worker import Worker
 from .mapping.files import ConfigError, load_sources
+from .observability import logs
 from .settings import SPOOL_ROOT, Settings, token_problems
-from .spool import Spool
 from .store import Store, StoreTimeouts, StoreUnavailable
 from .store.identity import fingerprint
+from .store.spool import Spool
+from .timing import rules as timerules
 
 log = logging.getLogger("webhooks")
 SPOOL_REPLAY_EVERY = 1.0  # seconds between tries to move spooled requests into the store
@@ -144,7 +145,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["recall_bridge"] = Bridge(settings, sources, store, spool)
     logs.setup(settings)
 
-    from . import api, cli, console, health, metrics, receiver
+    from .intake import receiver
+    from .observability import metrics
+    from .operators import api, cli, console, health
 
     app.register_blueprint(receiver.bp)
     app.extensions["recall_bridge"].breaker = receiver.Breaker()

@@ -16,11 +16,11 @@ import jmespath
 import yaml
 from marshmallow import Schema, ValidationError
 
-from .. import auth
-from ..calling_hours import CallingHours, CallingHoursError, load_calling_hours
-from ..lookup import Lookup, LookupStep
+from ..crm import signatures as auth
+from ..outbound.lookups import Lookup, LookupStep
 from ..recall import Target
-from ..timerules import Caps
+from ..timing.calling_hours import CallingHours, CallingHoursError, load_calling_hours
+from ..timing.rules import Caps
 from .schema import (
     Answer,
     DateOptions,

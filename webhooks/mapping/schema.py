@@ -12,7 +12,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..formats import FORMATS
+from ..crm.formats import FORMATS
 from ..recall import FIELDS
 from .converters import ConversionError, check_region, check_timezone
 

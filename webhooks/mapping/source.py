@@ -18,12 +18,12 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from .. import formats
-from ..auth import strip
-from ..calling_hours import CallingHours
-from ..lookup import Lookup
+from ..crm import formats
+from ..crm.signatures import strip
+from ..outbound.lookups import Lookup
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
-from ..timerules import Caps
+from ..timing.calling_hours import CallingHours
+from ..timing.rules import Caps
 from . import converters
 from .paths import missing_paths, root_paths
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from . import sqlite
 from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
-from .group import GroupCommit
+from .group_commit import GroupCommit
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
 from .tables import MAX_ID

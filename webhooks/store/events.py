@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
 from .errors import translate
-from .life import lapsed_holders
+from .holders import lapsed_holders
 from .sqlite import READ_ONLY
 from .tables import attempts, events
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
 from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome, text
-from .fast import Prepared
+from .prepared import Prepared
 from .tables import events
 
 Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> rows

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
-from .life import Life, dead_holders
+from .holders import Life, dead_holders
 from .tables import events, holds, probe, quota, slots
 
 

@@ -1,0 +1,115 @@
+"""From a parsed request body to events ready to store: split, make storable, judge, map.
+
+Pure functions of their input. The receiver, the capture URL, `events retry`, `mappings try`
+and the console's playground all judge events here, so they all say the same thing about one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jmespath.exceptions import JMESPathError
+
+from ..lifecycle import Status
+from ..outbound.lookups import LookupFailed, object_id_of
+from ..recall import RecallInvalid
+from ..store.events import NewEvent, text
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One event judged: what to store, and, when the mapping failed, the errors per field."""
+
+    event: NewEvent
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+class TooManyEvents(ValueError):
+    """A request carries more events than MAX_EVENTS_PER_REQUEST: refused whole."""
+
+
+def split(source: Any, payload: Any, limit: int) -> list[Any]:
+    """The events of one body; TooManyEvents past `limit`, JMESPathError if `events` fails."""
+    events = source.split(payload)
+    if len(events) > limit:
+        raise TooManyEvents(f"{len(events)} events in one request; at most {limit} are taken "
+                            "(MAX_EVENTS_PER_REQUEST): send them in smaller requests")
+    return events
+
+
+def judge(source: Any, event: Any, index: int, delivery_id: str | None,
+          now: datetime) -> NewEvent:
+    """One event as it will be stored: queued (mapped, or waiting for its lookup), ignored
+    (`when` is false) or invalid, each with its reason. Never raises for what the event holds."""
+    return verdict(source, event, index, delivery_id, now).event
+
+
+def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
+            now: datetime) -> Verdict:
+    """`judge`, with the mapping's errors per field when it failed (for `mappings try` and the
+    console's playground)."""
+    event, unstorable = storable(event)
+    common = {"source": source.name, "token_key": source.target.key, "raw": event,
+              "occurred_at": source.occurred(event)}
+    # an ignored or invalid event keeps its lead too, to be found by its customer
+    lead = source.lead_of(event, now)
+    try:
+        common["dedup_key"] = source.dedup_key(event, index, delivery_id)
+    except JMESPathError as err:
+        common["dedup_key"] = source.dedup_key(event, index, None, hashed=True)
+        return _invalid(common, f"invalid: `event_id` failed: {err}", lead=lead)
+    if unstorable:
+        return _invalid(common, f"invalid: {', '.join(unstorable[:5])}: text with a NUL "
+                        "character or an unpaired surrogate, which cannot be stored (replaced "
+                        "by U+FFFD); fix the sender's data", lead=lead)
+    try:
+        wanted = source.wanted(event)
+    except JMESPathError as err:  # kept as invalid, for replay after a fix
+        return _invalid(common, f"invalid: `when` failed: {err}", lead=lead)
+    if not wanted:
+        return Verdict(NewEvent(**common, status=Status.IGNORED, lead=lead,
+                                reason=source.unwanted_reason(event)))
+    if source.lookup is not None:  # mapped in the worker, after the CRM lookup
+        try:
+            object_id = object_id_of(source.lookup.object_id.search(event))
+        except (LookupFailed, JMESPathError) as err:
+            return _invalid(common, f"invalid: {err}", lead=lead)
+        return Verdict(NewEvent(**common, reason="waiting for the CRM lookup",
+                                lead=("", f"{source.name}:{object_id}")))
+    try:
+        return Verdict(NewEvent(**common, recall=source.map(event, now)))
+    except RecallInvalid as err:
+        return _invalid(common, f"invalid: {err}", err.errors, lead=lead)
+
+
+def _invalid(common: dict[str, Any], reason: str,
+             errors: dict[str, list[str]] | None = None,
+             lead: tuple[str, str] | None = None) -> Verdict:
+    return Verdict(NewEvent(**common, status=Status.INVALID, reason=reason, lead=lead),
+                   errors or {})
+
+
+def storable(value: Any) -> tuple[Any, list[str]]:
+    """`value` with every NUL and unpaired surrogate replaced by U+FFFD, and the paths where
+    one was found (`properties.phone.value`, `[2].id`). Values without one are returned as is."""
+    problems: list[str] = []
+    return _clean(value, "", problems), problems
+
+
+def _clean(value: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+        cleaned = text(value)
+        if cleaned is not value:
+            problems.append(path or "the event")
+        return cleaned
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            name = _clean(key, f"{path}.<key>" if path else "<key>", problems)
+            out[name] = _clean(item, f"{path}.{name}" if path else str(name), problems)
+        return out
+    if isinstance(value, list):
+        return [_clean(item, f"{path}[{i}]", problems) for i, item in enumerate(value)]
+    return value

@@ -1,0 +1,1 @@
+"""Counters and log lines, used by every layer above (nothing here imports them)."""

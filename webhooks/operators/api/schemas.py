@@ -1,0 +1,304 @@
+"""What the admin API takes and answers, as marshmallow schemas: the OpenAPI document is made
+from these, and every answer is dumped through them, so the two cannot drift apart.
+
+Times are ISO 8601 (answers in UTC); a time given without an offset is read as UTC. Phones are
+masked (the last 3 digits) everywhere but the reveal action's answer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from ...lifecycle import Status
+from ...store import MAX_ID
+from ...store.events import UNSTORABLE
+from ..operations import BULK_STATUSES
+
+PAGE_LIMIT = 200  # events one page may hold
+
+
+class Epoch(fields.DateTime):
+    """Epoch seconds in the store, an ISO 8601 UTC time in the answer."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, int | float):
+            value = datetime.fromtimestamp(value, UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+def _time(**kwargs: Any) -> fields.Field:
+    return fields.AwareDateTime(default_timezone=UTC, **kwargs)
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+class Text(fields.String):
+    """A string a database can compare and store: no NUL character and no unpaired
+    surrogate (PostgreSQL refuses both; JSON can carry them). The document says so with a
+    `pattern` (NUL only: JSON Schema patterns cannot name surrogates)."""
+
+    def __init__(self, *args: Any, pattern: str = "^[^\\x00]*$", **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": pattern, **kwargs.get("metadata", {})}
+        super().__init__(*args, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if UNSTORABLE.search(text):
+            raise ValidationError("must not contain a NUL character or an unpaired surrogate")
+        return text
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON's true or false and nothing else: marshmallow's Boolean also takes "yes", 1 and
+    "on", which the document (type: boolean) does not say."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+# --- errors ----------------------------------------------------------------------------------
+class ErrorSchema(Schema):
+    """Every error answer: the status, a message for a person, and per-field errors when the
+    request's parameters or body were refused."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    status = fields.String(required=True, metadata={"description": "its name"})
+    message = fields.String(metadata={"description": "what went wrong, and the fix"})
+    errors = fields.Dict(metadata={"description": "per location and field: what is wrong"})
+
+
+# --- events ----------------------------------------------------------------------------------
+class EventQuery(Schema):
+    status = Text(validate=validate.OneOf([s.value for s in Status]))
+    source = Text(validate=validate.Length(max=64))
+    since = _time(metadata={"description": "created at or after (ISO 8601)"})
+    until = _time(metadata={"description": "created before (ISO 8601)"})
+    customer_id = Text(validate=validate.Length(max=255))
+    phone = Text(validate=validate.Length(max=64), metadata={
+        "description": "as a person types it; matched in each source's normalization"})
+    before = fields.Integer(validate=validate.Range(1, MAX_ID), metadata={
+        "description": "only events with a smaller id: the previous page's next_before"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, PAGE_LIMIT))
+
+
+class EventRowSchema(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    status = fields.String(required=True)
+    customer_id = fields.String(required=True, allow_none=True)
+    phone = fields.String(required=True, allow_none=True, metadata={"description": "masked"})
+    reason = fields.String(required=True, metadata={"description": "why it is in its status"})
+    failed_attempts = fields.Integer(required=True, metadata={
+        "description": "failures counted toward the backoff"})
+    created_at = Epoch(required=True)
+    updated_at = Epoch(required=True)
+    next_attempt_at = Epoch(required=True)
+
+
+class EventPageSchema(Schema):
+    events = fields.List(fields.Nested(EventRowSchema), required=True)
+    next_before = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "pass as `before` for the next page; null on the last one"})
+
+
+class AttemptSchema(Schema):
+    id = fields.Integer(required=True)
+    at = Epoch(required=True)
+    outcome = fields.String(required=True)
+    reason = fields.String(required=True)
+    latency_ms = fields.Float(required=True, allow_none=True)
+    http_status = fields.Integer(required=True, allow_none=True)
+    wolkvox_code = fields.Integer(required=True, allow_none=True)
+    wolkvox_msg = fields.String(required=True, allow_none=True, metadata={
+        "description": "wolkvox's answer, phones masked"})
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    at = Epoch(required=True)
+    actor = fields.String(required=True)
+    action = fields.String(required=True)
+    event_id = fields.Integer(required=True, allow_none=True)
+    detail = fields.String(required=True)
+
+
+class EventSchema(EventRowSchema):
+    dedup_key = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "the token's fingerprint"})
+    requeued_at = Epoch(required=True, allow_none=True)
+    scheduled_for = Epoch(required=True, allow_none=True)
+    raw = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "the event as the CRM sent it, phone-length digit runs masked"})
+    recall = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         allow_none=True, metadata={"description": "phone masked"})
+    attempts = fields.List(fields.Nested(AttemptSchema), required=True)
+    audit = fields.List(fields.Nested(AuditEntrySchema), required=True)
+
+
+class RetrySchema(Schema):
+    at = Text(validate=validate.Length(min=1, max=64), metadata={
+        "description": "call back at this time (ISO 8601, or YYYYmmddHHMMSS in the source's "
+                       "time zone); default: the earliest time the rules allow"})
+
+
+class CancelSchema(Schema):
+    reason = Text(required=True, validate=[validate.Length(max=1000), _not_blank],
+                  pattern="^[^\\x00]*[^\\s\\x00][^\\x00]*$")
+
+
+class ActionSchema(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"description": "the event's status now"})
+    message = fields.String(required=True)
+
+
+class RevealSchema(Schema):
+    id = fields.Integer(required=True)
+    phone = fields.String(required=True, allow_none=True, metadata={
+        "description": "in full; null when the event has none"})
+
+
+class BulkRetrySchema(Schema):
+    status = Text(required=True, validate=validate.OneOf(BULK_STATUSES))
+    source = Text(validate=validate.Length(max=64))
+    since = _time()
+    until = _time()
+    confirm = StrictBoolean(load_default=False, metadata={
+        "description": "false: only count (a preview); true: retry them"})
+
+
+class BulkResultSchema(Schema):
+    matched = fields.Integer(required=True, metadata={
+        "description": "events the filter selects (counted up to 100000; 100001: more)"})
+    confirmed = fields.Boolean(required=True)
+    queued = fields.Integer(metadata={"description": "after a confirmed retry"})
+    refused = fields.Integer(metadata={"description": "after a confirmed retry"})
+    reasons = fields.List(fields.String(), metadata={"description": "the first few refusals"})
+
+
+class AuditQuery(Schema):
+    event_id = fields.Integer(validate=validate.Range(1, MAX_ID))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+
+
+class AuditLogSchema(Schema):
+    entries = fields.List(fields.Nested(AuditEntrySchema), required=True)
+
+
+# --- the overview ----------------------------------------------------------------------------
+_COUNTS = {"keys": fields.String(), "values": fields.Integer()}
+
+
+class SourceCountsSchema(Schema):
+    source = fields.String(required=True)
+    today = fields.Dict(**_COUNTS, required=True, metadata={
+        "description": "events created since midnight (WOLKVOX_TIMEZONE), by status"})
+    week = fields.Dict(**_COUNTS, required=True, metadata={
+        "description": "events created in the last 7 days, by status"})
+
+
+class HoldSchema(Schema):
+    kind = fields.String(required=True)
+    reason = fields.String(required=True)
+    since = Epoch(required=True)
+    until = Epoch(required=True)
+    active = fields.Boolean(required=True)
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True, metadata={"description": "the token's fingerprint"})
+    sources = fields.List(fields.String(), required=True)
+    in_flight = fields.Integer(required=True)
+    max_in_flight = fields.Integer(required=True)
+    quota_day = fields.String(required=True, allow_none=True)
+    quota_used = fields.Integer(required=True)
+    quota_limit = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "WOLKVOX_DAILY_LIMIT; null when unknown"})
+    hold = fields.Nested(HoldSchema, required=True, allow_none=True)
+    queued = fields.Integer(required=True)
+    oldest_due_age_seconds = fields.Float(required=True, allow_none=True)
+
+
+class HourSchema(Schema):
+    hour = Epoch(required=True)
+    received = fields.Integer(required=True)
+    delivered = fields.Integer(required=True)
+
+
+class OverviewSchema(Schema):
+    now = Epoch(required=True)
+    timezone = fields.String(required=True)
+    sources = fields.List(fields.Nested(SourceCountsSchema), required=True)
+    tokens = fields.List(fields.Nested(TokenSchema), required=True)
+    hourly = fields.List(fields.Nested(HourSchema), required=True, metadata={
+        "description": "the last 48 hours, oldest first"})
+
+
+# --- sources ---------------------------------------------------------------------------------
+class SourceSchema(Schema):
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    url = fields.String(required=True, metadata={"description": "the URL the CRM calls"})
+    capture_url = fields.String(required=True, metadata={
+        "description": "judged like the real one, stored as `test`, never sent"})
+    format = fields.String(required=True)
+    auth = fields.String(required=True, metadata={"description": "the auth scheme"})
+    token = fields.String(required=True, metadata={"description": "the wolkvox token's "
+                                                   "fingerprint"})
+    timezone = fields.String(required=True)
+    calling_hours = fields.String(required=True, allow_none=True)
+    lookup = fields.String(required=True, allow_none=True, metadata={
+        "description": "the CRM lookup done before mapping, if any"})
+
+
+class SourceListSchema(Schema):
+    sources = fields.List(fields.Nested(SourceSchema), required=True)
+
+
+class TrySchema(Schema):
+    """A sample body: raw text (a string, read as the source's format), or JSON (any other
+    value, sent as a JSON body)."""
+
+    body = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "the body: a string is the raw text; anything else is JSON"})
+    content_type = Text(validate=validate.Length(max=200), metadata={
+        "description": "the raw text's Content-Type; default: the source's format's"})
+
+
+class PlanSchema(Schema):
+    action = fields.String(required=True, metadata={"description": "send, expired or refused"})
+    recall_date = fields.String(required=True, allow_none=True, metadata={
+        "description": "what would be sent now"})
+    note = fields.String(required=True, metadata={"description": "why the date moved, or why "
+                                                  "it would not be sent"})
+
+
+class VerdictSchema(Schema):
+    index = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={
+        "description": "what it would be stored as: queued, ignored or invalid"})
+    dedup_key = fields.String(required=True)
+    reason = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         required=True, metadata={"description": "per recall field"})
+    recall = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         allow_none=True, metadata={"description": "phone masked; null when "
+                                                    "invalid, ignored or after a lookup"})
+    plan = fields.Nested(PlanSchema, required=True, allow_none=True)
+
+
+class TryResultSchema(Schema):
+    source = fields.String(required=True)
+    error = fields.String(required=True, allow_none=True, metadata={
+        "description": "why the body cannot be split into events (unreadable in the "
+                       "source's format, or the mapping's `events` path fails); null if it can"})
+    events = fields.List(fields.Nested(VerdictSchema), required=True)
+    note = fields.String(required=True, allow_none=True)

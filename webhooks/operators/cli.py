@@ -1,0 +1,256 @@
+"""flask commands: mappings check/try, deliver, events list/show/retry, sandbox."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from jmespath.exceptions import JMESPathError
+
+from ..crm import formats
+from ..intake import judge as intake
+from ..intake import trial
+from ..lifecycle import TERMINAL, Status
+from ..recall import mask_phone, mask_recall
+from ..server.accesslog import printable as safe  # CRM data for a terminal: escapes shown
+from ..settings import SPOOL_ROOT
+from ..store import MAX_ID
+from .operations import RetryRefused, purge_events, retry_event
+
+mappings = AppGroup("mappings", help="Check and try the mapping files.")
+events = AppGroup("events", help="See and re-queue stored events.")
+spool = AppGroup("spool", help="Requests kept on disk while the store was down.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(mappings)
+    app.cli.add_command(events)
+    app.cli.add_command(deliver)
+    app.cli.add_command(sandbox)
+    app.cli.add_command(spool)
+
+
+def _bridge() -> Any:
+    return current_app.extensions["recall_bridge"]
+
+
+@mappings.command("check")
+def mappings_check() -> None:
+    """Load every mapping (the app does so at start) and list the sources it serves."""
+    for name, source in sorted(_bridge().sources.items()):
+        click.echo(f"ok  POST /hooks/{name}  format={source.format} "
+                   f"auth={source.verifier.scheme}  {source.description}")
+
+
+@mappings.command("try")
+@click.argument("source_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--show-phone", is_flag=True, help="Print phone numbers in full.")
+def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
+    """Map a sample body FILE as SOURCE would, printing each event's verdict: the recall
+    fields, or why it is ignored or invalid. Nothing is stored or sent, and the signature is
+    not checked."""
+    bridge = _bridge()
+    source = bridge.sources.get(source_name)
+    if source is None:
+        raise click.ClickException(f"unknown source {source_name!r}; known: "
+                                   f"{', '.join(sorted(bridge.sources))}")
+    try:
+        payload = source.parse(file.read_bytes(), formats.CONTENT_TYPES[source.format])
+        split = source.events_of(payload)
+    except formats.FormatError as err:
+        raise click.ClickException(f"{file}: {err}") from None
+    except JMESPathError as err:
+        raise click.ClickException(f"the mapping's `events` path fails on {file.name}: "
+                                   f"{safe(str(err))}") from None
+    if not split:
+        click.echo(f"no events: the `events` path found nothing in {file.name}")
+    if len(split) > bridge.settings.max_events_per_request:
+        click.echo(f"note: {len(split)} events; the hook refuses more than "
+                   f"{bridge.settings.max_events_per_request} in one request (413)")
+    now = bridge.settings.clock()
+    for index, event in enumerate(split):
+        found = intake.verdict(source, event, index, None, now)
+        judged = found.event
+        head = f"event {index}: {{}}  id={safe(judged.dedup_key)}"
+        if found.errors:
+            click.echo(head.format(judged.status.upper()))
+            for field, messages in found.errors.items():
+                click.echo(f"  {field}: {safe(' '.join(messages))}")
+        elif judged.status != Status.QUEUED:
+            click.echo(head.format(judged.status.upper()))
+            click.echo(f"  {safe(judged.reason)}")
+        elif judged.recall is None:
+            click.echo(head.format("ok") + "; fields come after the CRM lookup (done by the "
+                       "worker)")
+        else:
+            recall = judged.recall
+            if not show_phone:
+                recall = mask_recall(recall)
+            click.echo(head.format("ok"))
+            for field, value in recall.items():
+                click.echo(f"  {field}: {safe(value)}")
+            click.echo(f"  {_when_sent(bridge, source, recall, now)}")
+
+
+@click.command("deliver")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Delivery threads (WORKER_THREADS).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve /metrics on this port (a deliver process on a machine of its own).")
+def deliver(threads: int | None, metrics_port: int | None) -> None:
+    """Deliver queued events until stopped (SIGTERM or Ctrl-C)."""
+    bridge = _bridge()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from ..observability import metrics
+
+        start_http_server(metrics_port, registry=metrics.registry_for(bridge))
+    worker = bridge.start_delivery(threads)
+    bridge.start_spool_replayer()
+    click.echo(f"delivering for {len(worker.groups)} token(s), "
+               f"{threads or bridge.settings.worker_threads} thread(s)"
+               + (f", /metrics on port {metrics_port}" if metrics_port else "")
+               + "; Ctrl-C stops")
+    stop.wait()
+    bridge.stop_background()
+
+
+EVENT_ID = click.IntRange(1, MAX_ID)
+
+
+@events.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--source", default=None)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def events_list(status: str | None, source: str | None, limit: int) -> None:
+    """The newest events, one line each."""
+    rows = _bridge().store.list_events(status, source, limit)
+    for row in rows:
+        click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
+                   f"{safe(row['source']):<18} {safe(row['customer_id'] or '-'):<14} "
+                   f"{safe(row['reason'])[:160]}")
+    if not rows:
+        click.echo("no events")
+
+
+@events.command("show")
+@click.argument("event_id", type=EVENT_ID)
+def events_show(event_id: int) -> None:
+    """One event: its recall fields, its attempts and wolkvox's answers (phones masked)."""
+    store = _bridge().store
+    row = store.get(event_id)
+    if row is None:
+        raise click.ClickException(f"no event {event_id}")
+    for key in ("id", "source", "dedup_key", "status", "reason", "attempts"):
+        click.echo(f"{key}: {safe(str(row[key]))}")
+    for key in ("created_at", "updated_at", "next_attempt_at"):
+        click.echo(f"{key}: {_time(row[key])}")
+    recall = dict(row["recall"] or {})
+    if recall:
+        recall["recall_telephone"] = mask_phone(recall.get("recall_telephone"))
+        click.echo("recall: " + safe(json.dumps(recall, ensure_ascii=False)))
+    for attempt in store.attempts_of(event_id):
+        said = attempt["wolkvox_msg"] or attempt["reason"]  # stored with the phone masked
+        click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
+                   f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
+                   f"{attempt['latency_ms'] or 0:.0f} ms  {safe(said)}")
+
+
+@events.command("retry")
+@click.argument("event_id", type=EVENT_ID)
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Call back at TIME (ISO 8601, or YYYYmmddHHMMSS in the operation's zone); "
+                   "default: the earliest time the rules allow.")
+def events_retry(event_id: int, at: str | None) -> None:
+    """Re-queue a failed, expired, invalid or ignored event. An invalid or ignored one is
+    judged again with today's mapping; one whose callback time has passed is rescheduled."""
+    bridge = _bridge()
+    try:
+        message = retry_event(bridge, event_id, at)
+    except RetryRefused as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(message)
+
+
+@events.command("purge")
+@click.option("--days", type=click.IntRange(min=1, max=36_500), required=True,
+              help="Delete finished events last changed more than this many days ago.")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(sorted(s.value for s in TERMINAL)),
+              help="Only these statuses (repeat); default: every finished status.")
+def events_purge(days: int, statuses: tuple[str, ...]) -> None:
+    """Retention: delete finished events (and their attempts) older than --days. Queued
+    and sending events are never deleted."""
+    removed = purge_events(_bridge(), days, list(statuses) or [s.value for s in TERMINAL])
+    click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
+
+
+@spool.command("adopt")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False,
+                                                    path_type=Path))
+def spool_adopt(files: tuple[Path, ...]) -> None:
+    """Make spooled FILES this store's, to be replayed into it: without FILES, those written
+    before spooled requests named their store (a version before 0007). Only for files known
+    to be this store's: another store's callbacks replayed here are lost to it."""
+    from ..store.spool import BadRecord
+
+    bridge = _bridge()
+    # unset SPOOL_DIR: earlier versions wrote to SPOOL_ROOT itself
+    chosen = list(files) or bridge.spool.unnamed(
+        *(() if bridge.settings.spool_dir else (SPOOL_ROOT,)))
+    try:
+        adopted = bridge.spool.adopt(chosen)
+    except (BadRecord, OSError) as err:
+        raise click.ClickException(f"{err}; the files before it were adopted") from None
+    replayed = bridge.spool.replay(bridge.store)
+    click.echo(f"adopted {len(adopted)} spooled request(s) for store {bridge.spool.store}, "
+               f"replayed {replayed} (the rest is replayed by the web process once the store "
+               "answers)")
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--token", "tokens", multiple=True,
+              help="A valid token (repeat); default: WOLKVOX_TOKEN.")
+@click.option("--latency", type=float, default=0.0, help="Seconds per call.")
+@click.option("--daily-limit", type=int, default=0, help="Calls per token; 0: none.")
+def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
+            daily_limit: int) -> None:
+    """Serve a wolkvox look-alike on loopback (see webhooks/sandbox.py)."""
+    from ..sandbox import create_sandbox, serve
+
+    valid = list(tokens) or [_bridge().settings.wolkvox_token]
+    server = serve(create_sandbox(valid, latency, daily_limit), host, port)
+    click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
+               f"({len(valid)} token(s), latency {latency:g} s)")
+    server.serve_forever()
+
+
+def _when_sent(bridge: Any, source: Any, recall: dict[str, str], now: Any) -> str:
+    """The date asked and the date that would be sent now, with the rule that moved it."""
+    when = trial.when_sent(bridge, source, recall, now)
+    caps = trial.CAPS_NOTE if when.caps else ""
+    if when.sent is None:
+        return f"sent: never, {when.note}"
+    return (f"sent: {when.sent}, as asked{caps}" if when.sent == when.asked
+            else f"sent: {when.sent}, moved from {when.asked}: {when.why}{caps}")
+
+
+def _time(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+

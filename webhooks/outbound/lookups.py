@@ -1,0 +1,171 @@
+"""Fetch what a thin event lacks from its CRM, then map it. Runs in the worker only.
+
+A mapping's `lookup:` declares one or two GETs (HubSpot: the contact; Kommo: the lead, then
+its main contact; Bitrix24: the lead through the portal's REST webhook): each takes an id from
+the event (or from the step before), puts it in its URL, and places the picked part of the
+JSON answer in the event under `into`, where the recall fields read it. No CRM is coded here.
+
+An id is validated and percent-encoded before it goes into a URL: it can name one object, it
+can never change the path or the host (`../../v3/owners` is refused). Answers are classified
+like wolkvox's: 429 honours Retry-After, 401/403 holds that CRM's credentials (LookupRefused),
+404 (or a 400 whose message says the object is not found: Bitrix24's deleted lead) fails the
+event with the CRM's message, anything else (transport faults while reading included) is
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import urllib3.exceptions
+from jmespath.parser import ParsedResult
+
+from ..recall import mask_phones_in
+from .deadline import Call, CallAborted, deadline
+from .wolkvox import seconds_after
+
+# An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
+# can only ever name one object: it cannot climb out of the lookup's path or change its host.
+_OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
+ANSWER_LIMIT = 2 * 1024 * 1024  # a CRM record is a few KB; more is not read
+# What reading an answer can raise (see wolkvox._READ_ERRORS): all of it is a passing fault.
+_READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError)
+# A 400 or 404 whose message says this: the object is gone (Bitrix24 answers a deleted lead's
+# crm.lead.get with 400 {"error": "", "error_description": "Not found"}).
+_GONE = re.compile(r"not[ _]found|does not exist|doesn't exist|no such|deleted", re.I)
+
+
+@dataclass(frozen=True)
+class LookupStep:
+    """One GET: `url` has one `{id}`; `id` finds the id; `pick` the part of the answer kept
+    under `into`."""
+
+    url: str = field(repr=False)  # may carry a secret (Bitrix24's webhook URL)
+    id: ParsedResult
+    headers: dict[str, str] = field(repr=False)
+    pick: ParsedResult
+    into: str
+    name: str = ""  # what it fetches, for reasons ("HubSpot contact"); default: the host
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A source's lookup: its steps (its credentials are held as `lookup:<source>`)."""
+
+    steps: tuple[LookupStep, ...]
+
+    @property
+    def object_id(self) -> ParsedResult:
+        return self.steps[0].id
+
+    def describe(self) -> str:
+        """What it fetches, step by step ("HubSpot contact"; a host when unnamed: never the
+        URL, which may carry a secret)."""
+        return " then ".join(step.name or urlsplit(step.url).hostname or "the CRM"
+                             for step in self.steps)
+
+
+class LookupRetry(Exception):
+    """The CRM did not answer usefully now (transport, 429, 5xx): retry with backoff, and not
+    before `after` seconds when the CRM said so (429 Retry-After)."""
+
+    def __init__(self, reason: str, after: float = 0.0):
+        super().__init__(reason)
+        self.after = after
+
+
+class LookupRefused(Exception):
+    """The CRM refused the lookup's credentials (401/403): hold them, probe slowly; the events
+    wait and lose no attempt."""
+
+
+class LookupFailed(Exception):
+    """The object does not exist (404, or a 400 saying so), the event names none, or the
+    answer holds nothing where `pick` looks: the event fails with the reason."""
+
+
+def object_id_of(value: Any) -> str:
+    """`value` as an object id for a lookup URL, or LookupFailed saying why it is not one."""
+    if value is None or value == "":
+        raise LookupFailed("lookup: the event has no object id where the lookup's id looks")
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+    if text is None or not _OBJECT_ID.fullmatch(text):
+        shown = repr(value)[:40]
+        raise LookupFailed(f"lookup: object id {shown} is not an id (letters, digits, . _ : @ -, "
+                           "at most 128 characters)")
+    return text
+
+
+def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
+                  timeouts: tuple[float, float], call: Call | None = None) -> dict[str, str]:
+    """The event's recall fields after its lookup's steps; raises the errors above or
+    recall.RecallInvalid."""
+    enriched = dict(event) if isinstance(event, dict) else {"event": event}
+    for step in source.lookup.steps:
+        enriched[step.into] = fetch(step, enriched, session, timeouts, call)
+    return source.map(enriched, now)
+
+
+def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
+          timeouts: tuple[float, float], call: Call | None = None) -> Any:
+    """One step's GET, classified; the picked part of its answer."""
+    object_id = object_id_of(step.id.search(event))
+    url = step.url.replace("{id}", quote(object_id, safe=""))
+    host = urlsplit(url).netloc
+    what = step.name or f"the object at {host}"
+    try:
+        with deadline(timeouts[1], call):
+            response = session.get(url, timeout=timeouts, headers=step.headers,
+                                   allow_redirects=False, stream=True)
+            with response:
+                content = response.raw.read(ANSWER_LIMIT, decode_content=True)
+    except CallAborted as err:
+        raise LookupRetry(f"lookup: cut short: {err.why}") from None
+    except _READ_ERRORS as err:
+        raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
+    status = response.status_code
+    if status in (400, 404):
+        said = _message(content)
+        if status == 404 or _GONE.search(said):
+            raise LookupFailed(f"lookup: {what} {object_id} not found (HTTP {status})"
+                               + (f": {said}" if said else ""))
+    if status in (401, 403):
+        raise LookupRefused(f"lookup: {host} refused the credentials for {what} (HTTP "
+                            f"{status}); check the token in the mapping's lookup and its scopes")
+    if status == 429:
+        after = seconds_after(response.headers.get("Retry-After")) or 10.0
+        raise LookupRetry(f"lookup: {host} rate limit (HTTP 429)", after)
+    if status != 200:
+        raise LookupRetry(f"lookup: {host} answered HTTP {status} for {what}")
+    try:
+        answer = json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested `[`
+        raise LookupRetry(f"lookup: {host}'s answer for {what} is not JSON") from None
+    picked = step.pick.search(answer)
+    if picked is None:
+        raise LookupFailed(f"lookup: the answer for {what} {object_id} has nothing at "
+                           f"`{step.pick.expression}`")
+    return picked
+
+
+def _message(content: bytes) -> str:
+    """What a CRM's error body says (Bitrix24's error_description, Kommo's detail or title,
+    HubSpot's message), phones masked, at most 200 characters; "" when it says nothing."""
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    for key in ("error_description", "message", "detail", "title", "error"):
+        if isinstance(data.get(key), str) and data[key].strip():
+            return mask_phones_in(" ".join(data[key].split()))[:200]
+    return ""
