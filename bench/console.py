@@ -32,6 +32,7 @@ from bench.drain import ENV, drop_postgres, fresh_postgres, postgres_base  # noq
 from tests.conftest import ENVIRON  # noqa: E402
 from tests.procs import ROOT  # noqa: E402
 from webhooks import create_app  # noqa: E402
+from webhooks.bridge import bridge_of  # noqa: E402
 from webhooks.store import EventFilter  # noqa: E402
 from webhooks.store.tables import events  # noqa: E402
 from webhooks.store.views import LISTED  # noqa: E402
@@ -116,7 +117,7 @@ def run(count: int, rounds: int, database: str, workdir: Path) -> dict[str, Any]
                           "wolkvox_token": "t", "wolkvox_base_url": "http://127.0.0.1:9",
                           "admin_token": ADMIN, "delivery_worker": False,
                           "spool_dir": str(workdir / "spool"), "environ": {**ENVIRON}})
-        store = app.extensions["recall_bridge"].store
+        store = bridge_of(app).store
         ids = store.ids(EventFilter(), limit=count)
         deep = ids[len(ids) * 3 // 10]  # 70% of the way down the newest-first list
         console = _signed_in(app)

@@ -20,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.hubspot_lookalike import HubSpotLookalike
 from webhooks import create_app
+from webhooks.bridge import bridge_of
 from webhooks.sandbox import create_sandbox, serve
 from webhooks.store import Store, normalize_url
 
@@ -228,13 +229,9 @@ def make_app(sandbox: Sandbox, database_url: str, clock: Clock, mappings_dir: Pa
 
     yield build
     for app in apps:
-        bridge = app.extensions["recall_bridge"]
+        bridge = bridge_of(app)
         bridge.stop_background()
         bridge.store.dispose()
-
-
-def bridge_of(app: Any) -> Any:
-    return app.extensions["recall_bridge"]
 
 
 def drain(app: Any, passes: int = 50) -> None:

@@ -20,6 +20,7 @@ from tests.test_crms import hubspot_v3, sample, soon
 from tests.test_crms_latam import BY_SOURCE
 from tests.test_delivery import receive
 from tests.test_receiver import zap
+from webhooks.bridge import bridge_of
 from webhooks.mapping.files import ConfigError
 
 ADMIN = "a" * 32
@@ -64,7 +65,7 @@ def test_ignored_event_is_found_by_its_customer_in_the_console_and_the_api(app):
 def test_invalid_event_keeps_the_customer_and_campaign_the_mapping_makes(app):
     [bad] = receive(app, zap(lead=77, phone="12", campaign_id="555"))
     assert api_ids(app, customer_id="77") == [bad]
-    stored = app.extensions["recall_bridge"].store.get(bad)
+    stored = bridge_of(app).store.get(bad)
     assert stored["status"] == "invalid"
     assert (stored["campaign_id"], stored["customer_id"]) == ("555", "77")
     assert console_ids(signed_in(app, ADMIN), customer="77") == [bad]
@@ -81,7 +82,7 @@ def test_lookup_source_ignored_event_keeps_the_id_the_event_carries(make_app):
 
 def test_event_whose_customer_cannot_be_made_stays_without_one(app):
     [bad] = receive(app, {"request_id": "no-lead", "phone": "300 123 4567"})
-    stored = app.extensions["recall_bridge"].store.get(bad)
+    stored = bridge_of(app).store.get(bad)
     assert stored["status"] == "invalid" and stored["customer_id"] is None
 
 
@@ -126,7 +127,7 @@ def test_rdstation_edit_asking_what_the_recall_ahead_asked_is_a_duplicate_not_a_
                                                                asked)))
     drain(app)
     assert len(sandbox.recalls()) == 1, "the edit re-scheduled the call"
-    stored = app.extensions["recall_bridge"].store.get(second)
+    stored = bridge_of(app).store.get(second)
     assert stored["status"] == "superseded"
     assert f"duplicate of event {first}" in stored["reason"]
 

@@ -45,6 +45,14 @@ STORE_POOL_TIMEOUT = 0.5  # waiting for a free connection of the pool (PostgreSQ
 STORE_LOCK_TIMEOUT = 1.2  # a lock: SQLite's write lock, PostgreSQL's lock_timeout, seconds
 
 
+class ConfigError(Exception):
+    """The configuration cannot run; `problems` holds one readable line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 def utcnow() -> datetime:
     """The real clock; tests inject their own through `Settings.clock`."""
     return datetime.now(UTC)

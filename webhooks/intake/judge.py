@@ -13,7 +13,7 @@ from typing import Any
 from jmespath.exceptions import JMESPathError
 
 from ..lifecycle import Status
-from ..outbound.lookups import LookupFailed, object_id_of
+from ..mapping.lookups import ObjectIdInvalid, object_id_of
 from ..recall import RecallInvalid
 from ..store.events import NewEvent, text
 
@@ -74,7 +74,7 @@ def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
     if source.lookup is not None:  # mapped in the worker, after the CRM lookup
         try:
             object_id = object_id_of(source.lookup.object_id.search(event))
-        except (LookupFailed, JMESPathError) as err:
+        except (ObjectIdInvalid, JMESPathError) as err:
             return _invalid(common, f"invalid: {err}", lead=lead)
         return Verdict(NewEvent(**common, reason="waiting for the CRM lookup",
                                 lead=("", f"{source.name}:{object_id}")))

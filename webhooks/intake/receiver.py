@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..bridge import current_bridge
 from ..crm import formats
 from ..crm.signatures import AuthFailed, SignedRequest, matching_variant
 from ..lifecycle import TERMINAL, Status
@@ -32,47 +32,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("receiver", __name__)
 RETRY_AFTER = "30"  # seconds a CRM should wait when the store is down
 WAIT_POLL = 0.05  # seconds between looks at an event's status during ?wait=
-STORE_PAUSE = 2.0  # seconds webhooks go straight to the spool after the store failed one
-
-
-class Breaker:
-    """After the store failed a webhook (a timeout fired: STORE_LOCK_TIMEOUT and the others),
-    the next webhooks are spooled at once for STORE_PAUSE seconds instead of each waiting out
-    the same timeout: requests queued behind hung threads are answered in milliseconds, not
-    after a timeout each. Then one webhook at a time tries the store; the first it stores
-    closes the breaker. Per process."""
-
-    def __init__(self, pause: float = STORE_PAUSE):
-        self.pause = pause
-        self.open_until = 0.0  # monotonic; 0: closed (the store answered last time)
-        self._probe = threading.Lock()
-        self._mine = threading.local()  # does this thread's request hold the probe?
-
-    def try_store(self) -> bool:
-        """May this request try the store? False: spool it now. True with the probe taken
-        when half-open: the caller reports with `stored()` or `failed()` either way."""
-        if not self.open_until:
-            return True
-        if time.monotonic() < self.open_until:
-            return False
-        self._mine.probing = self._probe.acquire(blocking=False)
-        return self._mine.probing
-
-    def stored(self) -> None:
-        if self.open_until:
-            self.open_until = 0.0
-            log.info("store: answering again; webhooks are stored, not spooled")
-        self.release()
-
-    def failed(self) -> None:
-        self.open_until = time.monotonic() + self.pause
-        self.release()
-
-    def release(self) -> None:
-        """Give back the probe (if this thread's request held it)."""
-        if getattr(self._mine, "probing", False):
-            self._mine.probing = False
-            self._probe.release()
 
 
 @bp.post("/hooks/<name>")
@@ -88,7 +47,7 @@ def capture(name: str) -> Response | tuple[Response, int]:
 
 
 def _receive(name: str, test: bool) -> Response | tuple[Response, int]:
-    bridge = current_app.extensions["recall_bridge"]
+    bridge = current_bridge()
     source = bridge.sources.get(name)
     if source is None:
         return _json({"error": f"unknown source '{name}'",
@@ -187,7 +146,7 @@ def _count_refused(response: Response) -> Response:
     """Every error answer to a known source's hook is counted on /metrics, whichever check
     gave it (an unknown source is not: its name is whatever the caller typed)."""
     name = (request.view_args or {}).get("name")
-    if response.status_code >= 400 and name in current_app.extensions["recall_bridge"].sources:
+    if response.status_code >= 400 and name in current_bridge().sources:
         metrics.webhook_refused(name, response.status_code)
     return response
 

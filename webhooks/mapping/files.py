@@ -17,15 +17,16 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from ..crm import signatures as auth
-from ..outbound.lookups import Lookup, LookupStep
 from ..recall import Target
+from ..settings import ConfigError
 from ..timing.calling_hours import CallingHours, CallingHoursError, load_calling_hours
 from ..timing.rules import Caps
+from .lookups import Lookup, LookupStep
 from .schema import (
-    Answer,
+    AnswerBlock,
     DateOptions,
     FieldSpec,
-    Handshake,
+    HandshakeBlock,
     LookupBlock,
     MappingFile,
     MaxRecalls,
@@ -37,14 +38,6 @@ from .source import Source, rules_for
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}
-
-
-class ConfigError(Exception):
-    """The configuration cannot run; `problems` holds one readable line each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def load_sources(directory: str | Path, settings: Any) -> dict[str, Source]:
@@ -215,7 +208,8 @@ def _expand(value: Any, environ: Mapping[str, str], key: str, problems: list[str
 _SCHEMAS: dict[str, type[Schema]] = {
     "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
-    "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": Handshake, "answer": Answer,
+    "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": HandshakeBlock,
+    "answer": AnswerBlock,
 }
 
 

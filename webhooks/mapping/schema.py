@@ -38,7 +38,7 @@ def _region(value: str) -> None:
         raise ValidationError(str(err)) from None
 
 
-class Path(fields.String):
+class PathField(fields.String):
     """A JMESPath expression, compiled to check it."""
 
     def __init__(self, **kwargs: Any):
@@ -57,7 +57,7 @@ class DateOptions(Schema):
     format = fields.String(load_default=None)
     # the time zone the CRM sent with the value (Pipedrive's timezone_id): a JMESPath into the
     # event, read as a zone name, or through `timezones` (the CRM's ids to zone names)
-    timezone_from = Path(load_default=None)
+    timezone_from = PathField(load_default=None)
     timezones = fields.Dict(keys=fields.String(), values=fields.String(validate=_timezone),
                             load_default=None)
 
@@ -65,7 +65,7 @@ class DateOptions(Schema):
 class FieldSpec(Schema):
     """One recall field: `path` or `default`, then `map`, then one converter."""
 
-    path = Path(load_default=None)
+    path = PathField(load_default=None)
     default = fields.Raw(load_default=None)
     map = fields.Dict(keys=fields.Raw(), values=fields.Raw(), load_default=None)
     phone = fields.Nested(PhoneOptions, load_default=None)
@@ -122,16 +122,16 @@ class WolkvoxBlock(Schema):
     base_url = fields.String(validate=validate.Length(min=1))
 
 
-class LookupStep(Schema):
+class LookupStepBlock(Schema):
     """One GET to the CRM: `url` with `{id}` filled from the event, its answer (JSON) picked
     and placed in the event under `into`, for the recall fields (and the next step) to read."""
 
     url = fields.String(required=True, validate=validate.Regexp(
         r"^https?://[^{}]+(\{id\}[^{}]*)?$|^https?://[^{}]*\{id\}[^{}]*$",
         error="must be an http(s) URL with one {id} placeholder (the object's id)"))
-    id = Path(required=True)
+    id = PathField(required=True)
     headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
-    pick = Path(load_default="@")
+    pick = PathField(load_default="@")
     into = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Za-z_][A-Za-z0-9_]*$", error="must be a plain name (letters, digits, _)"))
     name = fields.String(load_default="")  # what it fetches, for reasons: "Kommo lead"
@@ -143,10 +143,10 @@ class LookupBlock(Schema):
     request. The older HubSpot form (kind: hubspot-contact, object_id, token, properties,
     base_url, into) is read as one step."""
 
-    steps = fields.List(fields.Nested(LookupStep), load_default=None,
+    steps = fields.List(fields.Nested(LookupStepBlock), load_default=None,
                         validate=validate.Length(min=1, max=2, error="one or two steps"))
     kind = fields.String(load_default=None, validate=validate.OneOf(["hubspot-contact"]))
-    object_id = Path(load_default=None)
+    object_id = PathField(load_default=None)
     token = fields.String(load_default=None, validate=validate.Length(min=1))
     properties = fields.List(fields.String(), load_default=list)
     base_url = fields.String(load_default="https://api.hubapi.com")
@@ -160,15 +160,15 @@ class LookupBlock(Schema):
             raise ValidationError("kind: hubspot-contact needs object_id and token")
 
 
-class Handshake(Schema):
+class HandshakeBlock(Schema):
     """A request that only proves the endpoint (monday.com's challenge): when `when` is true
     of the body, answer 200 with the JSON `answer` makes of it, and store nothing."""
 
-    when = Path(required=True)
-    answer = Path(required=True)
+    when = PathField(required=True)
+    answer = PathField(required=True)
 
 
-class Answer(Schema):
+class AnswerBlock(Schema):
     """When the CRM gets its answer: once stored (default), or once delivered, waiting at most
     `wait` seconds (what ?wait= does, for a CRM that cannot add a query string); and the HTTP
     status of an accepted request's answer (202 by default; 200 for a CRM that retries anything
@@ -195,16 +195,17 @@ class MappingFile(Schema):
     description = fields.String(load_default="")
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
     auth = AuthBlock(required=True)
-    events = Path(load_default="@")
-    event_id = Path(load_default=None)
-    when = Path(load_default=None)
+    events = PathField(load_default="@")
+    event_id = PathField(load_default=None)
+    when = PathField(load_default=None)
     lookup = fields.Nested(LookupBlock, load_default=None)
     unflatten = fields.Boolean(load_default=False)  # form: bracketed keys as nested objects
     headers = fields.List(fields.String(validate=validate.Regexp(
         r"^[A-Za-z0-9-]{1,64}$", error="must be a header name")), load_default=list)
-    occurred_at = Path(load_default=None)  # the CRM's time of the change: orders a lead's events
-    handshake = fields.Nested(Handshake, load_default=None)
-    answer = fields.Nested(Answer, load_default=None)
+    # the CRM's time of the change: orders a lead's events
+    occurred_at = PathField(load_default=None)
+    handshake = fields.Nested(HandshakeBlock, load_default=None)
+    answer = fields.Nested(AnswerBlock, load_default=None)
     recall = fields.Nested(RecallSpec, required=True)
     wolkvox = fields.Nested(WolkvoxBlock, load_default=dict)
     # a preset name, a mapping (see calling_hours.py), or none/false for no calling hours

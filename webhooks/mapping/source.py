@@ -20,11 +20,11 @@ from jmespath.parser import ParsedResult
 
 from ..crm import formats
 from ..crm.signatures import strip
-from ..outbound.lookups import Lookup
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from ..timing.calling_hours import CallingHours
 from ..timing.rules import Caps
 from . import converters
+from .lookups import Lookup
 from .paths import missing_paths, root_paths
 
 Converter = Callable[[Any, datetime, Any], str]  # (value, now, the event)

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from ..mapping.files import ConfigError
 from ..recall import mask_phones_in
+from ..settings import ConfigError
 
 LOGGER = "webhooks"  # every module logs under it
 HANDLER = "recall-bridge"  # the name of the handler set up here, so that setup() replaces it

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from jmespath.exceptions import JMESPathError
 
+from ..bridge import current_bridge
 from ..crm import formats
 from ..intake import judge as intake
 from ..intake import trial
@@ -37,14 +38,10 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(spool)
 
 
-def _bridge() -> Any:
-    return current_app.extensions["recall_bridge"]
-
-
 @mappings.command("check")
 def mappings_check() -> None:
     """Load every mapping (the app does so at start) and list the sources it serves."""
-    for name, source in sorted(_bridge().sources.items()):
+    for name, source in sorted(current_bridge().sources.items()):
         click.echo(f"ok  POST /hooks/{name}  format={source.format} "
                    f"auth={source.verifier.scheme}  {source.description}")
 
@@ -57,7 +54,7 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
     """Map a sample body FILE as SOURCE would, printing each event's verdict: the recall
     fields, or why it is ignored or invalid. Nothing is stored or sent, and the signature is
     not checked."""
-    bridge = _bridge()
+    bridge = current_bridge()
     source = bridge.sources.get(source_name)
     if source is None:
         raise click.ClickException(f"unknown source {source_name!r}; known: "
@@ -107,19 +104,20 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
               help="Serve /metrics on this port (a deliver process on a machine of its own).")
 def deliver(threads: int | None, metrics_port: int | None) -> None:
     """Deliver queued events until stopped (SIGTERM or Ctrl-C)."""
-    bridge = _bridge()
+    bridge = current_bridge()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        from ..observability import metrics
+        from . import scrape
 
-        start_http_server(metrics_port, registry=metrics.registry_for(bridge))
-    worker = bridge.start_delivery(threads)
+        start_http_server(metrics_port, registry=scrape.registry_for(bridge))
+    bridge.start_delivery(threads)
     bridge.start_spool_replayer()
-    click.echo(f"delivering for {len(worker.groups)} token(s), "
+    tokens = {source.target.key for source in bridge.sources.values()}
+    click.echo(f"delivering for {len(tokens)} token(s), "
                f"{threads or bridge.settings.worker_threads} thread(s)"
                + (f", /metrics on port {metrics_port}" if metrics_port else "")
                + "; Ctrl-C stops")
@@ -136,7 +134,7 @@ EVENT_ID = click.IntRange(1, MAX_ID)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 def events_list(status: str | None, source: str | None, limit: int) -> None:
     """The newest events, one line each."""
-    rows = _bridge().store.list_events(status, source, limit)
+    rows = current_bridge().store.list_events(status, source, limit)
     for row in rows:
         click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
                    f"{safe(row['source']):<18} {safe(row['customer_id'] or '-'):<14} "
@@ -149,7 +147,7 @@ def events_list(status: str | None, source: str | None, limit: int) -> None:
 @click.argument("event_id", type=EVENT_ID)
 def events_show(event_id: int) -> None:
     """One event: its recall fields, its attempts and wolkvox's answers (phones masked)."""
-    store = _bridge().store
+    store = current_bridge().store
     row = store.get(event_id)
     if row is None:
         raise click.ClickException(f"no event {event_id}")
@@ -176,7 +174,7 @@ def events_show(event_id: int) -> None:
 def events_retry(event_id: int, at: str | None) -> None:
     """Re-queue a failed, expired, invalid or ignored event. An invalid or ignored one is
     judged again with today's mapping; one whose callback time has passed is rescheduled."""
-    bridge = _bridge()
+    bridge = current_bridge()
     try:
         message = retry_event(bridge, event_id, at)
     except RetryRefused as err:
@@ -193,7 +191,7 @@ def events_retry(event_id: int, at: str | None) -> None:
 def events_purge(days: int, statuses: tuple[str, ...]) -> None:
     """Retention: delete finished events (and their attempts) older than --days. Queued
     and sending events are never deleted."""
-    removed = purge_events(_bridge(), days, list(statuses) or [s.value for s in TERMINAL])
+    removed = purge_events(current_bridge(), days, list(statuses) or [s.value for s in TERMINAL])
     click.echo(f"deleted {removed} event(s) finished more than {days} day(s) ago")
 
 
@@ -206,7 +204,7 @@ def spool_adopt(files: tuple[Path, ...]) -> None:
     to be this store's: another store's callbacks replayed here are lost to it."""
     from ..store.spool import BadRecord
 
-    bridge = _bridge()
+    bridge = current_bridge()
     # unset SPOOL_DIR: earlier versions wrote to SPOOL_ROOT itself
     chosen = list(files) or bridge.spool.unnamed(
         *(() if bridge.settings.spool_dir else (SPOOL_ROOT,)))
@@ -232,7 +230,7 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
     """Serve a wolkvox look-alike on loopback (see webhooks/sandbox.py)."""
     from ..sandbox import create_sandbox, serve
 
-    valid = list(tokens) or [_bridge().settings.wolkvox_token]
+    valid = list(tokens) or [current_bridge().settings.wolkvox_token]
     server = serve(create_sandbox(valid, latency, daily_limit), host, port)
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
                f"({len(valid)} token(s), latency {latency:g} s)")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from ..bridge import current_bridge
 from ..store import StoreRefused, StoreUnavailable
 from ..store.spool import Depth
 
@@ -48,7 +49,7 @@ def readyz() -> ResponseReturnValue:
     """Ready when the database takes a write and mappings are loaded. Lists held tokens and
     why, the spool (requests kept on disk while the store was down), setup problems found on
     real requests (a wrong PUBLIC_URL), and event counts."""
-    bridge = current_app.extensions["recall_bridge"]
+    bridge = current_bridge()
     now = bridge.settings.clock().timestamp()
     depth = bridge.spool.depth()
     body: dict = {"sources": sorted(bridge.sources), "database": "ok", "held_tokens": [],

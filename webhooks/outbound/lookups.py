@@ -18,22 +18,18 @@ from __future__ import annotations
 import http.client
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
-from jmespath.parser import ParsedResult
 
+from ..mapping.lookups import LookupStep, ObjectIdInvalid, object_id_of
 from ..recall import mask_phones_in
 from .deadline import Call, CallAborted, deadline
 from .wolkvox import seconds_after
 
-# An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
-# can only ever name one object: it cannot climb out of the lookup's path or change its host.
-_OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
 ANSWER_LIMIT = 2 * 1024 * 1024  # a CRM record is a few KB; more is not read
 # What reading an answer can raise (see wolkvox._READ_ERRORS): all of it is a passing fault.
 _READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
@@ -41,36 +37,6 @@ _READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
 # A 400 or 404 whose message says this: the object is gone (Bitrix24 answers a deleted lead's
 # crm.lead.get with 400 {"error": "", "error_description": "Not found"}).
 _GONE = re.compile(r"not[ _]found|does not exist|doesn't exist|no such|deleted", re.I)
-
-
-@dataclass(frozen=True)
-class LookupStep:
-    """One GET: `url` has one `{id}`; `id` finds the id; `pick` the part of the answer kept
-    under `into`."""
-
-    url: str = field(repr=False)  # may carry a secret (Bitrix24's webhook URL)
-    id: ParsedResult
-    headers: dict[str, str] = field(repr=False)
-    pick: ParsedResult
-    into: str
-    name: str = ""  # what it fetches, for reasons ("HubSpot contact"); default: the host
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """A source's lookup: its steps (its credentials are held as `lookup:<source>`)."""
-
-    steps: tuple[LookupStep, ...]
-
-    @property
-    def object_id(self) -> ParsedResult:
-        return self.steps[0].id
-
-    def describe(self) -> str:
-        """What it fetches, step by step ("HubSpot contact"; a host when unnamed: never the
-        URL, which may carry a secret)."""
-        return " then ".join(step.name or urlsplit(step.url).hostname or "the CRM"
-                             for step in self.steps)
 
 
 class LookupRetry(Exception):
@@ -92,18 +58,6 @@ class LookupFailed(Exception):
     answer holds nothing where `pick` looks: the event fails with the reason."""
 
 
-def object_id_of(value: Any) -> str:
-    """`value` as an object id for a lookup URL, or LookupFailed saying why it is not one."""
-    if value is None or value == "":
-        raise LookupFailed("lookup: the event has no object id where the lookup's id looks")
-    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
-    if text is None or not _OBJECT_ID.fullmatch(text):
-        shown = repr(value)[:40]
-        raise LookupFailed(f"lookup: object id {shown} is not an id (letters, digits, . _ : @ -, "
-                           "at most 128 characters)")
-    return text
-
-
 def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
                   timeouts: tuple[float, float], call: Call | None = None) -> dict[str, str]:
     """The event's recall fields after its lookup's steps; raises the errors above or
@@ -117,7 +71,10 @@ def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datet
 def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
           timeouts: tuple[float, float], call: Call | None = None) -> Any:
     """One step's GET, classified; the picked part of its answer."""
-    object_id = object_id_of(step.id.search(event))
+    try:
+        object_id = object_id_of(step.id.search(event))
+    except ObjectIdInvalid as err:
+        raise LookupFailed(str(err)) from None
     url = step.url.replace("{id}", quote(object_id, safe=""))
     host = urlsplit(url).netloc
     what = step.name or f"the object at {host}"

@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from ...bridge import bridge_of
 from ..access import enabled
 from . import bridge, events
 from .common import error
@@ -36,7 +37,7 @@ class BridgeApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register the API when ADMIN_TOKEN is set."""
-    if not enabled(app.extensions["recall_bridge"].settings):
+    if not enabled(bridge_of(app).settings):
         return
     app.config.update(
         API_TITLE=TITLE, API_VERSION=VERSION, OPENAPI_VERSION=OPENAPI_VERSION,

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from flask_smorest import abort
 from jmespath.exceptions import JMESPathError
 
+from ...bridge import current_bridge
 from ...crm import formats
 from ...intake import judge as intake
 from ...intake import trial
@@ -18,7 +19,7 @@ from ...intake.receiver import hook_base
 from ...lifecycle import Status
 from ...recall import mask_recall
 from . import schemas as s
-from .common import blueprint, bridge, documents
+from .common import blueprint, documents
 
 bp = blueprint("bridge", "The overview, the sources, and trying a mapping")
 HOURS = 48  # the overview's hourly series
@@ -31,7 +32,7 @@ WEEK = 7 * 86400
 def overview() -> dict[str, Any]:
     """Events by source (today, 7 days), each token's state (calls in flight, quota, hold,
     queue) and the hourly received and delivered counts of the last 48 hours."""
-    b = bridge()
+    b = current_bridge()
     now = b.settings.clock().timestamp()
     zone = b.settings.wolkvox_timezone
     midnight = datetime.fromtimestamp(now, ZoneInfo(zone)).replace(
@@ -49,7 +50,7 @@ def overview() -> dict[str, Any]:
 def sources() -> dict[str, Any]:
     """Every source served: the URLs to give the CRM, its format and auth scheme, where its
     recalls go (the token's fingerprint, the time zone) and its calling hours."""
-    b = bridge()
+    b = current_bridge()
     base = hook_base(b.settings)
     return {"sources": [{
         "name": name, "description": source.description, "url": f"{base}/hooks/{name}",
@@ -70,7 +71,7 @@ def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
     verdict, with the recall (phone masked) or the errors per field. Nothing is stored or
     sent, and the signature is not checked. A body that cannot be read as the source's
     format, or on which the `events` path fails, is answered with `error` saying so."""
-    b = bridge()
+    b = current_bridge()
     source = b.sources.get(name)
     if source is None:
         abort(404, message=f"no source {name!r}; known: {', '.join(sorted(b.sources))}")

@@ -12,6 +12,7 @@ from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
+from ...bridge import current_bridge
 from ...store import StoreRefused, StoreUnavailable
 from ..access import ADMIN, may_act, role_for, throttle_of
 from .schemas import ErrorSchema
@@ -20,10 +21,6 @@ log = logging.getLogger(__name__)
 ACTOR = "api-admin"  # who the audit log names for every action taken through the API
 REALM = 'Bearer realm="recall-bridge"'
 RETRY_AFTER = "30"  # seconds a client should wait when the store is down
-
-
-def bridge() -> Any:
-    return current_app.extensions["recall_bridge"]
 
 
 def blueprint(name: str, description: str) -> Blueprint:
@@ -48,12 +45,12 @@ def authenticate() -> Response | None:
                      {"WWW-Authenticate": REALM})
     throttle = throttle_of(current_app)
     client = request.remote_addr or "-"
-    now = bridge().settings.clock().timestamp()
+    now = current_bridge().settings.clock().timestamp()
     wait = throttle.wait(client, now)
     if wait:
         return error(429, f"too many wrong tokens from this address: wait {wait} s and try "
                      "again", {"Retry-After": str(wait)})
-    role = role_for(bridge().settings, token)
+    role = role_for(current_bridge().settings, token)
     if role is None:
         wait = throttle.failed(client, now)
         log.warning("api: wrong token from %s (next try in %d s)", client, wait)

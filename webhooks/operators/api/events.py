@@ -9,11 +9,12 @@ from typing import Any
 from flask_smorest import abort
 from marshmallow import RAISE
 
+from ...bridge import current_bridge
 from ...recall import mask_phone, mask_phones_in
 from ...store import MAX_ID, EventFilter
 from .. import operations
 from . import schemas as s
-from .common import ACTOR, admin_only, blueprint, bridge, documents
+from .common import ACTOR, admin_only, blueprint, documents
 
 bp = blueprint("events", "Events: search, detail, and the operator's actions")
 EVENT = f"/events/<int(min=1, max={MAX_ID}):event_id>"
@@ -29,7 +30,7 @@ def list_events(limit: int, before: int | None = None, phone: str | None = None,
     where = _filter(phone=phone, **query)
     if where is None:
         return {"events": [], "next_before": None}
-    rows = bridge().store.search(where, before=before, limit=limit)
+    rows = current_bridge().store.search(where, before=before, limit=limit)
     return {"events": [_row(r) for r in rows],
             "next_before": rows[-1]["id"] if len(rows) == limit else None}
 
@@ -39,7 +40,7 @@ def list_events(limit: int, before: int | None = None, phone: str | None = None,
 @documents(bp, 401, 404)
 def get_event(event_id: int) -> dict[str, Any]:
     """One event: its body as sent, the recall, every attempt and the operators' actions."""
-    store = bridge().store
+    store = current_bridge().store
     row = _event(event_id)
     recall = dict(row["recall"]) if row["recall"] else None
     if recall and "recall_telephone" in recall:
@@ -60,7 +61,8 @@ def retry(event_id: int, at: str | None = None) -> dict[str, Any]:
     """Queue a failed, expired, invalid or ignored event again (invalid and ignored ones are
     judged again with today's mapping); 409 says why when it cannot be."""
     _event(event_id)
-    return _act(event_id, lambda: operations.retry_event(bridge(), event_id, at, actor=ACTOR))
+    bridge = current_bridge()
+    return _act(event_id, lambda: operations.retry_event(bridge, event_id, at, actor=ACTOR))
 
 
 @bp.route(f"{EVENT}/cancel", methods=["POST"])
@@ -71,7 +73,8 @@ def retry(event_id: int, at: str | None = None) -> dict[str, Any]:
 def cancel(event_id: int, reason: str) -> dict[str, Any]:
     """Cancel a queued event, with the reason: it is never sent."""
     _event(event_id)
-    return _act(event_id, lambda: operations.cancel_event(bridge(), event_id, reason, ACTOR))
+    bridge = current_bridge()
+    return _act(event_id, lambda: operations.cancel_event(bridge, event_id, reason, ACTOR))
 
 
 @bp.route(f"{EVENT}/reveal", methods=["POST"])
@@ -81,7 +84,7 @@ def cancel(event_id: int, reason: str) -> dict[str, Any]:
 def reveal(event_id: int) -> dict[str, Any]:
     """The event's phone in full; written to the audit log."""
     _event(event_id)
-    return {"id": event_id, "phone": operations.reveal_phone(bridge(), event_id, ACTOR)}
+    return {"id": event_id, "phone": operations.reveal_phone(current_bridge(), event_id, ACTOR)}
 
 
 @bp.route("/bulk-retry", methods=["POST"])
@@ -94,16 +97,16 @@ def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
     `confirm: true` nothing is done: the answer is how many would be. A confirmed retry of
     more than 5000 events is refused (409): narrow the time range or the source."""
     try:
-        operations.check_source(bridge(), query.get("source"))
+        operations.check_source(current_bridge(), query.get("source"))
     except operations.UnknownSource as err:
         abort(422, message=str(err), errors={"json": {"source": [str(err)]}})
     where = _filter(status=status, **query)
     assert where is not None  # no phone filter here
-    matched = bridge().store.count(where)
+    matched = current_bridge().store.count(where)
     if not confirm:
         return {"matched": matched, "confirmed": False}
     try:
-        done = operations.bulk_retry(bridge(), where, ACTOR)
+        done = operations.bulk_retry(current_bridge(), where, ACTOR)
     except operations.RetryRefused as err:
         abort(409, message=str(err))
     return {"matched": matched, "confirmed": True, **done}
@@ -115,7 +118,7 @@ def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
 @documents(bp, 401)
 def audit(limit: int, event_id: int | None = None) -> dict[str, Any]:
     """What operators did, newest first: who, when, what, on which event."""
-    return {"entries": bridge().store.audit_log(limit=limit, event_id=event_id)}
+    return {"entries": current_bridge().store.audit_log(limit=limit, event_id=event_id)}
 
 
 def masked(value: Any) -> Any:
@@ -138,7 +141,7 @@ def _filter(phone: str | None = None, since: Any = None, until: Any = None,
     """The search's filter; None when a phone was asked for that no source could dial."""
     phones: tuple[str, ...] = ()
     if phone is not None:
-        phones = operations.phone_candidates(bridge(), phone)
+        phones = operations.phone_candidates(current_bridge(), phone)
         if not phones:
             return None
     return EventFilter(since=since.timestamp() if since else None,
@@ -151,7 +154,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _event(event_id: int) -> dict[str, Any]:
-    row = bridge().store.get(event_id)
+    row = current_bridge().store.get(event_id)
     if row is None:
         abort(404, message=f"no event {event_id}")
     return row
@@ -162,5 +165,5 @@ def _act(event_id: int, action: Any) -> dict[str, Any]:
         message = action()
     except operations.RetryRefused as err:
         abort(409, message=str(err))
-    row = bridge().store.get(event_id) or {}
+    row = current_bridge().store.get(event_id) or {}
     return {"id": event_id, "status": row.get("status", ""), "message": message}

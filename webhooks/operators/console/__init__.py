@@ -38,6 +38,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
+from ...bridge import bridge_of
 from ..access import enabled, throttle_of
 from . import i18n
 from .sessions import SignOuts
@@ -70,7 +71,7 @@ class ConsoleSessions(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the console when ADMIN_TOKEN is set; otherwise say how to turn it on."""
-    settings = app.extensions["recall_bridge"].settings
+    settings = bridge_of(app).settings
     # said when a server starts, not before every command of the CLI
     say = log.debug if click.get_current_context(silent=True) else log.info
     if not enabled(settings):

@@ -9,15 +9,17 @@ from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
+from ...bridge import current_bridge
 from ..operations import BULK_LIMIT, BULK_STATUSES, RetryRefused, bulk_retry
 from . import filters
-from .web import acting, bp, bridge
+from .web import acting, bp
 
 FIELDS = ("status", "source", "since", "until")
 
 
 def _form(args: Any) -> filters.Form:
-    form = filters.read(bridge(), {name: args.get(name, "") for name in FIELDS}, BULK_STATUSES)
+    form = filters.read(current_bridge(), {name: args.get(name, "") for name in FIELDS},
+                        BULK_STATUSES)
     if not form.values["status"]:
         form.errors["status"] = _("Choose failed, invalid or ignored.")
     return form
@@ -29,10 +31,10 @@ def bulk() -> Any:
     asked = "preview" in request.args
     count = None
     if asked and not form.errors:
-        count = bridge().store.count(form.where, cap=BULK_LIMIT)
+        count = current_bridge().store.count(form.where, cap=BULK_LIMIT)
     return render_template("console/bulk.html", form=form, asked=asked, count=count,
                            limit=BULK_LIMIT, statuses=BULK_STATUSES,
-                           sources=sorted(bridge().sources))
+                           sources=sorted(current_bridge().sources))
 
 
 @bp.post("/bulk")
@@ -42,9 +44,9 @@ def bulk_confirm() -> Any:
     if form.errors:
         return render_template("console/bulk.html", form=form, asked=True, count=None,
                                limit=BULK_LIMIT, statuses=BULK_STATUSES,
-                               sources=sorted(bridge().sources)), 400
+                               sources=sorted(current_bridge().sources)), 400
     try:
-        done = bulk_retry(bridge(), form.where, actor=g.role)
+        done = bulk_retry(current_bridge(), form.where, actor=g.role)
     except RetryRefused as err:
         flash(_("Nothing was retried: %(why)s", why=str(err)), "error")
     else:

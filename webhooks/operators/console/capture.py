@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import jsonify, render_template, request
 
+from ...bridge import current_bridge
 from ...lifecycle import Status
 from ...recall import mask_phone
 from .events import event_id_of, raw_text
-from .web import bp, bridge, local_time, now
+from .web import bp, local_time, now
 
 LATEST = 20  # test events shown
 REFRESH = 5  # seconds between refreshes without JavaScript
@@ -21,7 +22,7 @@ STATUSES = frozenset(s.value for s in Status)
 
 def _source() -> str | None:
     name = request.args.get("source", "")
-    return name if name in bridge().sources else None
+    return name if name in current_bridge().sources else None
 
 
 def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,13 +46,13 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @bp.get("/capture")
 def capture() -> Any:
     source = _source()
-    rows = items(bridge().store.latest(Status.TEST, source, limit=LATEST))
+    rows = items(current_bridge().store.latest(Status.TEST, source, limit=LATEST))
     # a setup problem seen on real or test requests (a refused signature): the fix, here too
-    problems = sorted((name, message) for name, message in bridge().diagnostics.items()
+    problems = sorted((name, message) for name, message in current_bridge().diagnostics.items()
                       if source is None or name == source)
     return render_template("console/capture.html", rows=rows, source=source,
                            problems=problems,
-                           sources=sorted(bridge().sources), refresh=REFRESH, poll=POLL,
+                           sources=sorted(current_bridge().sources), refresh=REFRESH, poll=POLL,
                            last=max((r["id"] for r in rows), default=0),
                            checked=local_time(now(), seconds=True))
 
@@ -59,7 +60,7 @@ def capture() -> Any:
 @bp.get("/capture.json")
 def capture_json() -> Any:
     """Test events newer than ?after=ID (of ?source=), each as the page's HTML for it."""
-    rows = items(bridge().store.latest(Status.TEST, _source(),
+    rows = items(current_bridge().store.latest(Status.TEST, _source(),
                                        after=event_id_of(request.args.get("after")) or 0,
                                        limit=LATEST))
     return jsonify({"events": [{"id": row["id"], "html": render_template(

@@ -10,12 +10,13 @@ from typing import Any
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from ...bridge import current_bridge
 from ...lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, Status
 from ...recall import mask_phone, mask_phones_in
 from ...store import MAX_ID
 from ..operations import RetryRefused, cancel_event, retry_event, reveal_phone
 from . import filters
-from .web import acting, bp, bridge
+from .web import acting, bp
 
 PAGE = 50  # events per page
 AUDIT_PAGE = 200  # audit entries shown
@@ -25,15 +26,15 @@ EVENT = f"/events/<int(min=1, max={MAX_ID}):event_id>"  # out of range: 404, as 
 @bp.get("/events")
 def events() -> Any:
     """Newest first, 50 a page; "older" continues below the last id shown (?before=)."""
-    store = bridge().store
-    form = filters.read(bridge(), request.args)
+    store = current_bridge().store
+    form = filters.read(current_bridge(), request.args)
     before = event_id_of(request.args.get("before"))
     rows = [] if form.matches_nothing else store.search(form.where, before=before,
                                                         limit=PAGE + 1)
     older = rows[PAGE - 1]["id"] if len(rows) > PAGE else None
     return render_template("console/events.html", form=form, rows=rows[:PAGE], older=older,
                            before=before, statuses=[s.value for s in Status],
-                           sources=sorted(bridge().sources))
+                           sources=sorted(current_bridge().sources))
 
 
 @bp.get(EVENT)
@@ -42,7 +43,7 @@ def event(event_id: int) -> Any:
 
 
 def _event_page(event_id: int, revealed: str | None = None) -> Any:
-    store = bridge().store
+    store = current_bridge().store
     row = store.get(event_id)
     if row is None:
         abort(404)
@@ -55,7 +56,7 @@ def _event_page(event_id: int, revealed: str | None = None) -> Any:
         attempts=store.attempts_of(event_id),
         audit=store.audit_log(limit=AUDIT_PAGE, event_id=event_id),
         phone=row.get("phone") or (row["recall"] or {}).get("recall_telephone"),
-        has_source=row["source"] in bridge().sources,
+        has_source=row["source"] in current_bridge().sources,
         can_retry=row["status"] in RETRYABLE_BY_OPERATOR,
         can_cancel=row["status"] in CANCELLABLE)
 
@@ -66,7 +67,7 @@ def retry(event_id: int) -> Any:
     """Queue a failed, expired, invalid or ignored event again, at the time asked (optional)."""
     at = request.form.get("at", "").strip() or None
     try:
-        retry_event(bridge(), event_id, at=at, actor=g.role)
+        retry_event(current_bridge(), event_id, at=at, actor=g.role)
         flash(_("Event %(id)s is queued again.", id=event_id), "ok")
     except RetryRefused as err:
         flash(_("Not retried: %(why)s", why=str(err)), "error")
@@ -78,7 +79,7 @@ def retry(event_id: int) -> Any:
 def cancel(event_id: int) -> Any:
     """Cancel a queued event with the operator's reason: it is never sent."""
     try:
-        cancel_event(bridge(), event_id, request.form.get("why", ""), actor=g.role)
+        cancel_event(current_bridge(), event_id, request.form.get("why", ""), actor=g.role)
         flash(_("Event %(id)s is cancelled: it will not be sent.", id=event_id), "ok")
     except RetryRefused as err:
         flash(_("Not cancelled: %(why)s", why=str(err)), "error")
@@ -89,15 +90,16 @@ def cancel(event_id: int) -> Any:
 @acting
 def reveal(event_id: int) -> Any:
     """The phone in full, on this answer only (never in a cookie or a URL); audited."""
-    if bridge().store.get(event_id) is None:
+    if current_bridge().store.get(event_id) is None:
         abort(404)
-    return _event_page(event_id, revealed=reveal_phone(bridge(), event_id, actor=g.role) or "")
+    revealed = reveal_phone(current_bridge(), event_id, actor=g.role)
+    return _event_page(event_id, revealed=revealed or "")
 
 
 @bp.get("/audit")
 def audit() -> Any:
     return render_template("console/audit.html",
-                           entries=bridge().store.audit_log(limit=AUDIT_PAGE))
+                           entries=current_bridge().store.audit_log(limit=AUDIT_PAGE))
 
 
 def raw_text(raw: object) -> str:

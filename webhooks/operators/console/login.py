@@ -17,10 +17,11 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from ...bridge import current_bridge
 from ..access import role_for
 from . import i18n
 from .sessions import new_session_id
-from .web import bp, bridge, fingerprint, https, local_next, now
+from .web import bp, fingerprint, https, local_next, now
 
 log = logging.getLogger(__name__)
 LANGUAGE_COOKIE_AGE = 365 * 86400  # seconds
@@ -46,7 +47,7 @@ def sign_in() -> Any:
         return _refused(429, _("Too many wrong tokens from this address: wait %(seconds)s s "
                                "and try again.", seconds=wait), wait, target)
     token = request.form.get("token", "")
-    role = role_for(bridge().settings, token)
+    role = role_for(current_bridge().settings, token)
     if role is None:
         wait = throttle.failed(client, moment)
         log.warning("console: wrong token from %s (next try in %d s)", client, wait)
@@ -72,7 +73,7 @@ def logout() -> Any:
     """End the session for good: its id is written as signed out (sessions.py), so that a
     copy of the cookie opens nothing either; then the cookie is cleared."""
     sign_outs = current_app.extensions["console"]["sign_outs"]
-    sign_outs.sign_out(bridge().store, session["sid"], g.role, now())
+    sign_outs.sign_out(current_bridge().store, session["sid"], g.role, now())
     log.info("console: %s signed out", g.role)
     session.clear()
     return redirect(url_for("console.login"), 303)

@@ -9,9 +9,10 @@ from typing import Any
 
 from flask import render_template
 
+from ...bridge import current_bridge
 from ...lifecycle import Status
 from . import chart
-from .web import bp, bridge, midnight, now, zone
+from .web import bp, midnight, now, zone
 
 SHOWN = ("delivered", "failed", "invalid", "ignored")  # per source, beside "received"
 WEEK = 7  # days, today included
@@ -63,7 +64,7 @@ def tokens(bridge: Any, moment: float) -> list[Token]:
 
 @bp.get("/")
 def overview() -> Any:
-    b = bridge()
+    b = current_bridge()
     moment = now()
     today = b.store.counts_by_source(midnight())
     week = b.store.counts_by_source(midnight(WEEK - 1))

@@ -9,13 +9,14 @@ from typing import Any
 from flask import abort, render_template, request
 from flask_babel import gettext as _
 
+from ...bridge import current_bridge
 from ...intake import trial
 from ...intake.receiver import hook_base
 from ...store import EventFilter
 from . import playground
 from .events import event_id_of
 from .overview import Counts, summary
-from .web import bp, bridge, midnight
+from .web import bp, midnight
 
 RECENT = 20  # stored events offered to the playground
 
@@ -37,18 +38,18 @@ class SourceView:
 
 
 def describe(name: str, source: Any, today: dict[str, int]) -> SourceView:
-    base = hook_base(bridge().settings)
+    base = hook_base(current_bridge().settings)
     return SourceView(
         name, source.description, f"{base}/hooks/{name}",
         f"{base}/hooks/{name}/test", source.format, source.verifier.scheme,
         source.target.key, source.target.timezone,
         source.hours.describe() if source.hours else "", source.caps,
-        bridge().diagnostics.get(name, ""), summary(today))
+        current_bridge().diagnostics.get(name, ""), summary(today))
 
 
 @bp.get("/sources")
 def sources() -> Any:
-    b = bridge()
+    b = current_bridge()
     today = b.store.counts_by_source(midnight())
     return render_template("console/sources.html", sources=[
         describe(name, source, today.get(name, {})) for name, source in sorted(b.sources.items())])
@@ -58,7 +59,7 @@ def sources() -> Any:
 def try_source(name: str) -> Any:
     """Paste a body (POST), or pick a stored event (?event=ID), and see the verdict. Viewers
     may use it too: nothing is stored or sent."""
-    b = bridge()
+    b = current_bridge()
     source = b.sources.get(name)
     if source is None:
         abort(404)

@@ -30,6 +30,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from ...bridge import current_bridge
 from ...recall import mask_phone
 from ..access import may_act
 from . import i18n
@@ -51,17 +52,13 @@ SECURITY_HEADERS = {
 }
 
 
-def bridge() -> Any:
-    return current_app.extensions["recall_bridge"]
-
-
 def now() -> float:
-    return bridge().settings.clock().timestamp()
+    return current_bridge().settings.clock().timestamp()
 
 
 def zone() -> ZoneInfo:
     """The operation's time zone (WOLKVOX_TIMEZONE): every time on the console is shown in it."""
-    return ZoneInfo(bridge().settings.wolkvox_timezone)
+    return ZoneInfo(current_bridge().settings.wolkvox_timezone)
 
 
 def midnight(days_ago: int = 0) -> float:
@@ -73,7 +70,7 @@ def midnight(days_ago: int = 0) -> float:
 def https() -> bool:
     """Whether the operator reaches the bridge over https (the request, or PUBLIC_URL):
     cookies must then be Secure."""
-    return request.is_secure or bridge().settings.public_url.lower().startswith("https://")
+    return request.is_secure or current_bridge().settings.public_url.lower().startswith("https://")
 
 
 def fingerprint(token: str) -> str:
@@ -87,7 +84,7 @@ def signed_in_role() -> str | None:
     """The role of this request's session, if its token is still the configured one, it is
     younger than SESSION_MAX_AGE and it was not signed out."""
     role = session.get("role")
-    settings = bridge().settings
+    settings = current_bridge().settings
     token = {"admin": settings.admin_token, "viewer": settings.viewer_token}.get(role or "")
     proof = session.get("proof")
     if not token or not isinstance(proof, str) or not hmac.compare_digest(
@@ -98,7 +95,7 @@ def signed_in_role() -> str | None:
         return None
     sid = session.get("sid")
     if not isinstance(sid, str) or current_app.extensions["console"]["sign_outs"].signed_out(
-            bridge().store, sid, now()):
+            current_bridge().store, sid, now()):
         return None  # signed out (sessions.py), here or with a copy of this cookie
     return role
 
@@ -206,7 +203,7 @@ def page_context() -> dict[str, Any]:
         "languages": i18n.LANGUAGES,
         "here": here(),
         "active": SECTION.get(request.endpoint or "", request.endpoint),
-        "timezone": bridge().settings.wolkvox_timezone,
+        "timezone": current_bridge().settings.wolkvox_timezone,
         "status_label": lambda s: i18n.label(i18n.STATUS_LABELS, s),
         "status_options": lambda values: [(v, i18n.label(i18n.STATUS_LABELS, v))
                                           for v in values],
