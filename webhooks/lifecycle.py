@@ -24,6 +24,18 @@ class Status(StrEnum):
     TEST = "test"  # captured at /hooks/<source>/test: judged like a real one, never sent
 
 
+class Received(StrEnum):
+    """What a webhook did with one event, as its answer and /metrics (`result`) say."""
+
+    ACCEPTED = "accepted"  # stored as queued: it will be sent
+    DUPLICATE = "duplicate"  # the same event was stored before: nothing new
+    SUPERSEDED = "superseded"  # stored as superseded: an older change than one already stored
+    INVALID = "invalid"  # stored as invalid, with the mapping's errors
+    IGNORED = "ignored"  # stored as ignored: the mapping's `when` is false
+    TEST = "test"  # captured at /hooks/<source>/test
+    SPOOLED = "spooled"  # kept on the bridge's disk while the store is down
+
+
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,
                       Status.INVALID, Status.IGNORED, Status.CANCELLED, Status.TEST})
 CANCELLABLE = frozenset({Status.QUEUED})

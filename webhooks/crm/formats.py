@@ -1,9 +1,10 @@
 """Raw request bodies -> Python data, by the format a source declares.
 
 Three formats: ``json``, ``form`` (urlencoded or multipart) and ``salesforce`` (a SOAP 1.1
-Outbound Message). Everything here is a pure function of its input; the receiver turns a
-:class:`FormatError` into a 400 (or a SOAP Client fault for Salesforce) and answers Salesforce
-with :func:`salesforce_ack` or :func:`salesforce_fault`.
+Outbound Message). Each is a :class:`Format` (:func:`format_of` picks a source's): it reads a
+body and owns the CRM's answer convention, JSON for ``json`` and ``form``, a SOAP Ack or Fault
+for ``salesforce``. Everything here is a pure function of its input; the receiver only sends
+the :class:`Answer` it is given.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -26,8 +29,6 @@ if TYPE_CHECKING:
 
 FORMATS: tuple[str, ...] = ("json", "form", "salesforce")
 SALESFORCE_CONTENT_TYPE = "text/xml; charset=utf-8"
-CONTENT_TYPES = {"json": "application/json", "salesforce": "text/xml",
-                 "form": "application/x-www-form-urlencoded"}  # a sample body's, per format
 
 # Deeper than this is no CRM's body; bounding it keeps every recursive walk (JMESPath, the
 # JSON column's encoder, the store's cleaning) far from Python's recursion limit.
@@ -74,6 +75,102 @@ class FormatError(ValueError):
     """
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the hook sends back: `data` rendered as JSON by the web layer, or `body` as is
+    (with its `content_type`) when `data` is None."""
+
+    status: int
+    data: Mapping[str, Any] | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Format:
+    """A body format and the answer convention of the CRMs that send it: JSON, which carries
+    the events' results and the mapping's `answer.status`."""
+
+    name: ClassVar[str]
+    sample_type: ClassVar[str]  # the Content-Type a sample body is read with
+    answers_events: ClassVar[bool] = True  # the answer lists each event's result
+
+    def parse(self, body: bytes, content_type: str | None) -> Any:
+        """``body`` as Python data; FormatError when it cannot be read. ``content_type`` is
+        the request's Content-Type (only ``form`` reads it)."""
+        raise NotImplementedError
+
+    def accepted(self, answer: Mapping[str, Any], status: int) -> Answer:
+        """The request is kept (stored or spooled): `answer` with `status` (the mapping's
+        `answer.status`, or 200 once delivered)."""
+        return Answer(status, answer)
+
+    def handshake(self, answer: Any) -> Answer:
+        """The CRM proving the endpoint (monday.com's challenge): its expected answer."""
+        return Answer(200, answer if isinstance(answer, dict) else {"answer": answer})
+
+    def refusal(self, status: int, message: str) -> Answer:
+        """The request is refused with `status`; `message` says why (never the body)."""
+        return Answer(status, {"error": message})
+
+    def unavailable(self, retry_after: str) -> Answer:
+        """Nothing could be kept (the store and the spool are down): the CRM must retry."""
+        return Answer(503, {"error": "storage unavailable; nothing was stored, retry later"},
+                      headers={"Retry-After": retry_after})
+
+
+class JsonFormat(Format):
+    name, sample_type = "json", "application/json"
+
+    def parse(self, body: bytes, content_type: str | None) -> Any:
+        return _parse_json(body)
+
+
+class FormFormat(Format):
+    name, sample_type = "form", "application/x-www-form-urlencoded"
+
+    def parse(self, body: bytes, content_type: str | None) -> Any:
+        return _parse_form(body, content_type)
+
+
+class SalesforceFormat(Format):
+    """Salesforce stops redelivering an Outbound Message only on a SOAP Ack; anything else,
+    a Fault included, is redelivered. Its answers never carry events."""
+
+    name, sample_type = "salesforce", "text/xml"
+    answers_events = False
+
+    def parse(self, body: bytes, content_type: str | None) -> Any:
+        return _parse_salesforce(body)
+
+    def accepted(self, answer: Mapping[str, Any], status: int) -> Answer:
+        return _soap(salesforce_ack(), 200)
+
+    def refusal(self, status: int, message: str) -> Answer:
+        return _soap(salesforce_fault(message, client=True), status)
+
+    def unavailable(self, retry_after: str) -> Answer:
+        return _soap(salesforce_fault("storage unavailable, retry later"), 500)
+
+
+def _soap(body: bytes, status: int) -> Answer:
+    return Answer(status, body=body, content_type=SALESFORCE_CONTENT_TYPE)
+
+
+_BY_NAME: dict[str, Format] = {f.name: f for f in (JsonFormat(), FormFormat(),
+                                                    SalesforceFormat())}
+
+
+def format_of(name: str) -> Format:
+    """The format a source declares (one of :data:`FORMATS`); ValueError for another name
+    (a configuration bug, not the sender's fault)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown body format {name!r}; expected one of "
+                         f"{', '.join(FORMATS)}") from None
+
+
 def parse_body(fmt: str, body: bytes, content_type: str | None) -> Any:
     """Parse ``body`` as ``fmt`` (one of :data:`FORMATS`).
 
@@ -83,13 +180,7 @@ def parse_body(fmt: str, body: bytes, content_type: str | None) -> Any:
     Raises :class:`FormatError` when the body cannot be read, and a plain :class:`ValueError`
     for an unknown ``fmt`` (a configuration bug, not the sender's fault).
     """
-    if fmt == "json":
-        return _parse_json(body)
-    if fmt == "form":
-        return _parse_form(body, content_type)
-    if fmt == "salesforce":
-        return _parse_salesforce(body)
-    raise ValueError(f"unknown body format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return format_of(fmt).parse(body, content_type)
 
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")

@@ -1,7 +1,8 @@
-"""From a parsed request body to events ready to store: split, make storable, judge, map.
+"""One event of a request body to the event ready to store: made storable, judged, mapped.
 
-Pure functions of their input. The receiver, the capture URL, `events retry`, `mappings try`
-and the console's playground all judge events here, so they all say the same thing about one.
+Pure functions of their input. The intake pipeline (pipeline.py: the hook, the capture URL,
+`mappings try`, the console's playground, the API's try) and `events retry` all judge events
+here, so they all say the same thing about one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..lifecycle import Status
 from ..mapping.lookups import ObjectIdInvalid, object_id_of
+from ..mapping.source import Source
 from ..recall import RecallInvalid
 from ..store.events import NewEvent, text
 
@@ -26,27 +28,14 @@ class Verdict:
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 
-class TooManyEvents(ValueError):
-    """A request carries more events than MAX_EVENTS_PER_REQUEST: refused whole."""
-
-
-def split(source: Any, payload: Any, limit: int) -> list[Any]:
-    """The events of one body; TooManyEvents past `limit`, JMESPathError if `events` fails."""
-    events = source.split(payload)
-    if len(events) > limit:
-        raise TooManyEvents(f"{len(events)} events in one request; at most {limit} are taken "
-                            "(MAX_EVENTS_PER_REQUEST): send them in smaller requests")
-    return events
-
-
-def judge(source: Any, event: Any, index: int, delivery_id: str | None,
+def judge(source: Source, event: Any, index: int, delivery_id: str | None,
           now: datetime) -> NewEvent:
     """One event as it will be stored: queued (mapped, or waiting for its lookup), ignored
     (`when` is false) or invalid, each with its reason. Never raises for what the event holds."""
     return verdict(source, event, index, delivery_id, now).event
 
 
-def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
+def verdict(source: Source, event: Any, index: int, delivery_id: str | None,
             now: datetime) -> Verdict:
     """`judge`, with the mapping's errors per field when it failed (for `mappings try` and the
     console's playground)."""

@@ -7,19 +7,16 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from jmespath.exceptions import JMESPathError
 
 from ..bridge import current_bridge
-from ..crm import formats
-from ..intake import judge as intake
-from ..intake import trial
+from ..crm.formats import format_of
+from ..intake import pipeline as intake
 from ..lifecycle import TERMINAL, Status
-from ..recall import mask_phone, mask_recall
+from ..recall import mask_phone
 from ..server.accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from ..settings import SPOOL_ROOT
 from ..store import MAX_ID
@@ -59,42 +56,44 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
     if source is None:
         raise click.ClickException(f"unknown source {source_name!r}; known: "
                                    f"{', '.join(sorted(bridge.sources))}")
-    try:
-        payload = source.parse(file.read_bytes(), formats.CONTENT_TYPES[source.format])
-        split = source.events_of(payload)
-    except formats.FormatError as err:
-        raise click.ClickException(f"{file}: {err}") from None
-    except JMESPathError as err:
+    result = intake.try_body(bridge.settings, source, file.read_bytes(),
+                             format_of(source.format).sample_type)
+    if result.problem == intake.Problem.FORMAT:
+        raise click.ClickException(f"{file}: {result.detail}")
+    if result.problem is not None:
         raise click.ClickException(f"the mapping's `events` path fails on {file.name}: "
-                                   f"{safe(str(err))}") from None
-    if not split:
+                                   f"{safe(result.detail)}")
+    if result.handshake is not None:
+        click.echo("the CRM's handshake: the hook answers it with "
+                   + safe(json.dumps(result.handshake.answer, ensure_ascii=False)))
+    elif not result.found:
         click.echo(f"no events: the `events` path found nothing in {file.name}")
-    if len(split) > bridge.settings.max_events_per_request:
-        click.echo(f"note: {len(split)} events; the hook refuses more than "
-                   f"{bridge.settings.max_events_per_request} in one request (413)")
-    now = bridge.settings.clock()
-    for index, event in enumerate(split):
-        found = intake.verdict(source, event, index, None, now)
-        judged = found.event
-        head = f"event {index}: {{}}  id={safe(judged.dedup_key)}"
-        if found.errors:
-            click.echo(head.format(judged.status.upper()))
-            for field, messages in found.errors.items():
-                click.echo(f"  {field}: {safe(' '.join(messages))}")
-        elif judged.status != Status.QUEUED:
-            click.echo(head.format(judged.status.upper()))
-            click.echo(f"  {safe(judged.reason)}")
-        elif judged.recall is None:
-            click.echo(head.format("ok") + "; fields come after the CRM lookup (done by the "
-                       "worker)")
-        else:
-            recall = judged.recall
-            if not show_phone:
-                recall = mask_recall(recall)
-            click.echo(head.format("ok"))
-            for field, value in recall.items():
-                click.echo(f"  {field}: {safe(value)}")
-            click.echo(f"  {_when_sent(bridge, source, recall, now)}")
+    if result.over_limit:
+        click.echo(f"note: {result.found} events; the hook refuses more than {result.limit} "
+                   f"in one request (413); the first {result.limit} are judged here")
+    for tried in result.events:
+        _print_tried(tried, show_phone)
+
+
+def _print_tried(tried: intake.Tried, show_phone: bool) -> None:
+    """One event's verdict: its errors per field, why it is not queued, or its recall."""
+    head = f"event {tried.index}: {{}}  id={safe(tried.dedup_key)}"
+    if tried.errors:
+        click.echo(head.format(tried.status.upper()))
+        for field, messages in tried.errors.items():
+            click.echo(f"  {field}: {safe(' '.join(messages))}")
+    elif tried.status != Status.QUEUED:
+        click.echo(head.format(tried.status.upper()))
+        click.echo(f"  {safe(tried.reason)}")
+    elif tried.recall is None or tried.when is None:
+        click.echo(head.format("ok") + "; fields come after the CRM lookup (done by the "
+                   "worker)")
+    else:
+        recall = (tried.verdict.event.recall or {}) if show_phone else tried.recall
+        click.echo(head.format("ok"))
+        for field, value in recall.items():
+            click.echo(f"  {field}: {safe(value)}")
+        click.echo(f"  {_when_sent(tried.when)}")
 
 
 @click.command("deliver")
@@ -237,10 +236,9 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
     server.serve_forever()
 
 
-def _when_sent(bridge: Any, source: Any, recall: dict[str, str], now: Any) -> str:
+def _when_sent(when: intake.When) -> str:
     """The date asked and the date that would be sent now, with the rule that moved it."""
-    when = trial.when_sent(bridge, source, recall, now)
-    caps = trial.CAPS_NOTE if when.caps else ""
+    caps = intake.CAPS_NOTE if when.caps else ""
     if when.sent is None:
         return f"sent: never, {when.note}"
     return (f"sent: {when.sent}, as asked{caps}" if when.sent == when.asked

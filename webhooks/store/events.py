@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle import Status
+from ..lifecycle import Received, Status
 from .errors import translate
 from .holders import lapsed_holders
 from .sqlite import READ_ONLY
@@ -50,9 +50,9 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What storing one event did: `accepted`, `duplicate` or `invalid`, with the event id."""
+    """What storing one event did (accepted, duplicate, invalid...), with the event id."""
 
-    result: str
+    result: Received
     id: int
     status: str
     superseded: tuple[int, ...] = ()

@@ -20,7 +20,7 @@ from sqlalchemy import Float, bindparam, exists, literal, null, select, union_al
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..lifecycle import Status
+from ..lifecycle import Received, Status
 from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome, text
 from .prepared import Prepared
 from .tables import events
@@ -120,7 +120,7 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
         if not found:
             existing = run("existing", {"source": row["source"],
                                         "dedup_key": row["dedup_key"]})[0]
-            outcomes.append(Outcome("duplicate", existing[0], existing[1]))
+            outcomes.append(Outcome(Received.DUPLICATE, existing[0], existing[1]))
             continue
         new_id = found[0][0]
         superseded: tuple[int, ...] = ()
@@ -133,11 +133,11 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
             if later:  # an older change arriving late (a redelivery, a spool replay): kept,
                 # never sent, whichever way either came in
                 run("late", {"n": new_id, "why": _late(later[0], item.occurred_at, now)})
-                outcomes.append(Outcome("superseded", new_id, Status.SUPERSEDED))
+                outcomes.append(Outcome(Received.SUPERSEDED, new_id, Status.SUPERSEDED))
                 continue
             superseded = tuple(r[1] for r in found)
-        result = {Status.INVALID: "invalid", Status.IGNORED: "ignored",
-                  Status.TEST: "test"}.get(item.status, "accepted")
+        result = {Status.INVALID: Received.INVALID, Status.IGNORED: Received.IGNORED,
+                  Status.TEST: Received.TEST}.get(item.status, Received.ACCEPTED)
         outcomes.append(Outcome(result, new_id, item.status, superseded))
     return outcomes
 

@@ -9,15 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_smorest import abort
-from jmespath.exceptions import JMESPathError
 
 from ...bridge import current_bridge
-from ...crm import formats
-from ...intake import judge as intake
-from ...intake import trial
+from ...crm.formats import format_of
+from ...intake import pipeline as intake
 from ...intake.receiver import hook_base
 from ...lifecycle import Status
-from ...recall import mask_recall
+from ...mapping.source import Source
 from . import schemas as s
 from .common import blueprint, documents
 
@@ -77,41 +75,41 @@ def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
         abort(404, message=f"no source {name!r}; known: {', '.join(sorted(b.sources))}")
     if isinstance(sample["body"], str):
         body = sample["body"].encode("utf-8", "surrogatepass")
-        content_type = sample.get("content_type") or formats.CONTENT_TYPES[source.format]
+        content_type = sample.get("content_type") or format_of(source.format).sample_type
     else:
         body, content_type = json.dumps(sample["body"]).encode(), "application/json"
+    result = intake.try_body(b.settings, source, body, content_type)
     answer: dict[str, Any] = {"source": name, "error": None, "events": [], "note": None}
-    try:
-        events = source.events_of(source.parse(body, content_type))
-    except formats.FormatError as err:
-        return {**answer, "error": f"unreadable {source.format} body: {err}"}
-    except JMESPathError as err:
-        return {**answer, "error": f"the mapping's `events` path fails on this body: {err}"}
-    limit, note = b.settings.max_events_per_request, None
-    if not events:
-        note = "no events: the mapping's `events` path found nothing in this body"
-    elif len(events) > limit:
-        note = (f"{len(events)} events: the hook refuses more than {limit} in one request "
-                f"(413); the first {limit} are judged here")
-    now = b.settings.clock()
-    return {**answer, "note": note, "events": [_verdict(b, source, event, index, now)
-                                               for index, event in enumerate(events[:limit])]}
+    if result.problem is not None:
+        return {**answer, "error": result.message}
+    return {**answer, "note": _note(result), "events": [_verdict(source, tried)
+                                                          for tried in result.events]}
 
 
-def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict[str, Any]:
-    found = intake.verdict(source, event, index, None, now)
-    judged = found.event
-    recall, plan = judged.recall, None
-    if recall is not None:
-        when = trial.when_sent(b, source, recall, now)
+def _note(result: intake.Result) -> str | None:
+    """What the hook would do with the body as a whole, when it is not plain."""
+    if result.handshake is not None:
+        return ("the CRM's handshake: the hook answers it with "
+                f"{json.dumps(result.handshake.answer, ensure_ascii=False)}")
+    if not result.found:
+        return "no events: the mapping's `events` path found nothing in this body"
+    if result.over_limit:
+        return (f"{result.found} events: the hook refuses more than {result.limit} in one "
+                f"request (413); the first {result.limit} are judged here")
+    return None
+
+
+def _verdict(source: Source, tried: intake.Tried) -> dict[str, Any]:
+    plan = None
+    if tried.when is not None:
+        when = tried.when
         plan = {"action": when.action, "recall_date": when.sent,
-                "note": (when.note or "as asked") + (trial.CAPS_NOTE if when.caps else "")}
-        recall = mask_recall(recall)
-    reason = judged.reason
-    if judged.status == Status.QUEUED and source.lookup is not None:
+                "note": (when.note or "as asked") + (intake.CAPS_NOTE if when.caps else "")}
+    reason = tried.reason
+    if tried.status == Status.QUEUED and source.lookup is not None:
         reason = f"fields come after the lookup of {source.lookup.describe()} (done by the worker)"
-    return {"index": index, "status": judged.status.value, "dedup_key": judged.dedup_key,
-            "reason": reason, "errors": found.errors, "recall": recall, "plan": plan}
+    return {"index": tried.index, "status": tried.status, "dedup_key": tried.dedup_key,
+            "reason": reason, "errors": tried.errors, "recall": tried.recall, "plan": plan}
 
 
 def _tokens(b: Any, now: float) -> list[dict[str, Any]]:

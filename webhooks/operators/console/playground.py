@@ -1,6 +1,6 @@
 """The playground's own pieces: the Content-Type a pasted body is read with, dates as people
-read them, and the sample shipped beside a mapping. The judging is trial.py's, as `flask
-mappings try` and the API do it."""
+read them, and the sample shipped beside a mapping. The judging is the intake pipeline's
+(intake/pipeline.py `try_body`), as the hook, `flask mappings try` and the API do it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...crm.formats import CONTENT_TYPES
+from ...crm.formats import format_of
 from ...recall import DATE_FORMAT
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -19,7 +19,7 @@ def content_type(source: Any, chosen: str, body: bytes) -> str:
     """The Content-Type the body is read with: fixed by the format, except for a form source,
     where the person chooses; a multipart body's boundary is read from its first line."""
     if source.format != "form":
-        return CONTENT_TYPES[source.format]
+        return format_of(source.format).sample_type
     if chosen == "multipart/form-data":
         first = body.lstrip(b"\r\n").split(b"\n", 1)[0].strip()
         if first.startswith(b"--") and len(first) > 2:

@@ -10,7 +10,7 @@ from flask import abort, render_template, request
 from flask_babel import gettext as _
 
 from ...bridge import current_bridge
-from ...intake import trial
+from ...intake import pipeline as intake
 from ...intake.receiver import hook_base
 from ...store import EventFilter
 from . import playground
@@ -70,8 +70,8 @@ def try_source(name: str) -> Any:
         chosen = request.form.get("content_type", chosen)
         if body.strip():
             raw = body.encode("utf-8")
-            result = trial.try_body(b, source, raw,
-                                    playground.content_type(source, chosen, raw))
+            result = intake.try_body(b.settings, source, raw,
+                                     playground.content_type(source, chosen, raw))
         else:
             problem = _("Paste a body to try.")
     elif request.args.get("event"):
@@ -81,7 +81,7 @@ def try_source(name: str) -> Any:
         if picked is None:
             problem = _("There is no event %(id)s.", id=text[:20])
         else:
-            result = trial.try_event(b, source, picked["raw"])
+            result = intake.try_event(b.settings, source, picked["raw"])
     elif request.args.get("sample"):
         body = sample
     return render_template(
