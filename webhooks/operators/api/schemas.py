@@ -216,7 +216,8 @@ class HoldSchema(Schema):
     since = Epoch(required=True)
     until = Epoch(required=True)
     active = fields.Constant(True, required=True, metadata={
-        "description": "always true: a hold whose time has passed is not shown"})
+        "type": "boolean", "description": "always true: a hold whose time has passed is "
+                                          "not shown (the token shows `hold: null`)"})
 
 
 class TokenSchema(Schema):
