@@ -197,17 +197,19 @@ class AuditLogSchema(Schema):
 # --- the overview ----------------------------------------------------------------------------
 # Dumped from operators/overview.py's read model, the console's overview's too: the attribute
 # each field reads is named where the API's name differs.
-_COUNTS = {"keys": fields.String(), "values": fields.Integer()}
 _DAYS = "in the operation's time zone (WOLKVOX_TIMEZONE)"
+
+
+def _counts(attribute: str, description: str) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                       attribute=attribute, metadata={"description": description})
 
 
 class SourceCountsSchema(Schema):
     source = fields.String(required=True, attribute="name")
-    today = fields.Dict(**_COUNTS, required=True, attribute="today.by_status", metadata={
-        "description": f"events created since midnight {_DAYS}, by status"})
-    week = fields.Dict(**_COUNTS, required=True, attribute="week.by_status", metadata={
-        "description": f"events created in the last {WEEK} days {_DAYS}: today and the "
-                       f"{WEEK - 1} days before, from `week_since`; by status"})
+    today = _counts("today.by_status", f"events created since midnight {_DAYS}, by status")
+    week = _counts("week.by_status", f"events created in the last {WEEK} days {_DAYS}: today "
+                   f"and the {WEEK - 1} days before, from `week_since`; by status")
 
 
 class HoldSchema(Schema):
