@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from webhooks.lifecycle import Received
-from webhooks.recall import mask_recall
-
 from tests.conftest import bridge_of, drain
 from tests.test_api import ADMIN, VIEWER, call
 from tests.test_cli import cli
 from tests.test_console import post, signed_in, text
 from tests.test_metrics import RECEIVED, scrape, value
 from tests.test_receiver import ZAP_HEADERS, zap
+from webhooks.lifecycle import Received
+from webhooks.recall import mask_recall
 
 
 def _app(make_app):

@@ -16,8 +16,8 @@ from ..bridge import current_bridge
 from ..crm.formats import format_of
 from ..intake import pipeline as intake
 from ..lifecycle import TERMINAL, Status
+from ..observability.logs import printable as safe  # CRM data for a terminal: escapes shown
 from ..recall import mask_phone
-from ..server.accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from ..settings import SPOOL_ROOT
 from ..store import MAX_ID
 from .operations import RetryRefused, purge_events, retry_event
