@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -22,9 +22,10 @@ from jmespath.exceptions import JMESPathError
 from ..crm import formats
 from ..crm.signatures import AuthFailed, SignedRequest
 from ..lifecycle import Status
-from ..mapping.source import Source
+from ..mapping.source import Source, fit_key
 from ..recall import mask_recall
 from ..settings import Settings
+from ..store.events import NewEvent
 from ..timing import rules as timerules
 from .judge import Verdict, verdict
 
@@ -139,6 +140,31 @@ def _authenticate(source: Source, signed: SignedRequest | None) -> str | None:
 def _unauthenticated(err: AuthFailed, signed: SignedRequest) -> Refused:
     return Refused(401, f"not authenticated: {err}", Problem.AUTH, detail=str(err),
                    logged=f"refused: {err}", auth=err, signed=signed)
+
+
+# --- the capture URL: judged like the hook's, kept as tests --------------------------------------
+TEST_VERDICT = "test: would be "  # how a captured event's reason starts
+
+
+def as_test(event: NewEvent, capture: str) -> NewEvent:
+    """A judged event kept as a capture: status `test`, what it would have been in the reason,
+    and a dedup key of its own (a test never hides a real event, nor the other way round).
+    The key holds `capture`, one per test request: a test sent again (after a mapping change)
+    is judged afresh, not answered `duplicate` of the last one; within one request, two
+    events with one id are still a duplicate, as the hook would say."""
+    detail = f": {event.reason}" if event.reason else ""
+    return replace(event, status=Status.TEST,
+                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"),
+                   reason=f"{TEST_VERDICT}{event.status}{detail}")
+
+
+def captured_verdict(reason: str) -> tuple[Status, str] | None:
+    """What a captured event would have been and why, read back from its reason (None for a
+    reason `as_test` did not write)."""
+    verdict, _sep, detail = reason.removeprefix(TEST_VERDICT).partition(": ")
+    if not reason.startswith(TEST_VERDICT) or verdict not in Status._value2member_map_:
+        return None
+    return Status(verdict), detail
 
 
 # --- trying a body: the verdicts, and when each recall would be sent ---------------------------

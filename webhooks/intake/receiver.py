@@ -12,8 +12,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
@@ -23,12 +22,12 @@ from ..bridge import Bridge, current_bridge
 from ..crm import formats
 from ..crm.signatures import SignedRequest, matching_variant
 from ..lifecycle import TERMINAL, Received, Status
-from ..mapping.source import Source, fit_key
+from ..mapping.source import Source
 from ..observability import metrics
 from ..settings import Settings
 from ..store import NewEvent, Outcome, StoreRefused, StoreUnavailable
 from ..store.spool import SpoolFull
-from .pipeline import Handshake, Problem, Refused, Request, take
+from .pipeline import Handshake, Problem, Refused, Request, as_test, take
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receiver", __name__)
@@ -113,11 +112,12 @@ def _request(settings: Settings, source: Source, now: float) -> Request:
     if body is None or len(body) > limit:
         raise Refused(413, f"body larger than {limit} bytes", Problem.TOO_LARGE)
     url = public_url(settings) if source.verifier.url_bound else request.path
-    signed = SignedRequest(method=request.method, url=url,
-                           headers=request.headers, query=request.args, body=body,
-                           now=now,
+    # werkzeug's Headers is read as a mapping whose keys are case-insensitive
+    headers = cast(Mapping[str, str], request.headers)
+    signed = SignedRequest(method=request.method, url=url, headers=headers,
+                           query=request.args, body=body, now=now,
                            remote_addr=request.remote_addr or "")
-    return Request(body, request.content_type, request.headers, signed)
+    return Request(body, request.content_type, headers, signed)
 
 
 def _store(bridge: Bridge, new: list[NewEvent], received_at: float) -> list[Outcome]:
@@ -152,19 +152,6 @@ def _count_refused(response: Response) -> Response:
     if response.status_code >= 400 and name in current_bridge().sources:
         metrics.webhook_refused(name, response.status_code)
     return response
-
-
-def as_test(event: NewEvent, capture: str) -> NewEvent:
-    """A judged event kept as a capture: status `test`, what it would have been in the reason,
-    and a dedup key of its own (a test never hides a real event, nor the other way round).
-    The key holds `capture`, one per test request: a test sent again (after a mapping change)
-    is judged afresh, not answered `duplicate` of the last one; within one request, two
-    events with one id are still a duplicate, as the hook would say."""
-    verdict = "would be queued" if event.status == Status.QUEUED else f"would be {event.status}"
-    detail = f": {event.reason}" if event.reason else ""
-    return replace(event, status=Status.TEST,
-                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"),
-                   reason=f"test: {verdict}{detail}")
 
 
 def _spool(bridge: Bridge, source: Source, wire: formats.Format, new: list[NewEvent],

@@ -9,6 +9,7 @@ from typing import Any
 from flask import jsonify, render_template, request
 
 from ...bridge import current_bridge
+from ...intake.pipeline import captured_verdict
 from ...lifecycle import Status
 from ...recall import mask_phone
 from .events import event_id_of, raw_text
@@ -17,7 +18,6 @@ from .web import bp, local_time, now
 LATEST = 20  # test events shown
 REFRESH = 5  # seconds between refreshes without JavaScript
 POLL = 2  # seconds between polls with JavaScript
-STATUSES = frozenset(s.value for s in Status)
 
 
 def _source() -> str | None:
@@ -31,13 +31,12 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     shown = []
     for row in rows:
         reason = row["reason"] or ""
-        verdict, _sep, detail = reason.removeprefix("test: would be ").partition(": ")
+        captured = captured_verdict(reason)  # written by the capture URL's intake
         recall = dict(row.get("recall") or {})
         if "recall_telephone" in recall:
             recall["recall_telephone"] = mask_phone(recall["recall_telephone"])
-        known = verdict in STATUSES
-        shown.append({**row, "verdict": verdict if known else "",
-                      "detail": detail if known else reason,
+        shown.append({**row, "verdict": captured[0].value if captured else "",
+                      "detail": captured[1] if captured else reason,
                       "recall": recall,
                       "raw_text": raw_text(row.get("raw"))})
     return shown
