@@ -5,6 +5,7 @@ alike and preview the same callback time the worker then sends."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 from tests.conftest import bridge_of, drain
@@ -112,12 +113,13 @@ def test_a_handshake_is_answered_by_the_hook_and_named_by_every_try(make_app, tm
     assert "no events" not in printed
 
 
-def test_the_capture_url_judges_as_the_hook_and_counts_results_by_the_enums_names(make_app):
+def test_the_capture_url_judges_as_the_hook_and_counts_results_by_the_enums_names(make_app,
+                                                                                 caplog):
     app = _app(make_app)
     before = value(scrape(app, ADMIN), RECEIVED, source="zapier", result="test")
-    answer = app.test_client().post("/hooks/zapier/test", json=[zap(lead=1), zap(lead=2,
-                                                                                 phone="12")],
-                                    headers=ZAP_HEADERS).get_json()
+    with caplog.at_level(logging.INFO, logger="webhooks.intake.receiver"):
+        answer = app.test_client().post("/hooks/zapier/test", headers=ZAP_HEADERS,
+                                        json=[zap(lead=1), zap(lead=2, phone="12")]).get_json()
     assert answer["test"] is True and answer["counts"] == {Received.TEST.value: 2}
     reasons = [e["reason"] for e in answer["events"]]
     tried = call(app, "POST", "/api/v1/sources/zapier/try",
@@ -125,3 +127,4 @@ def test_the_capture_url_judges_as_the_hook_and_counts_results_by_the_enums_name
     assert reasons[0] == "test: would be queued"
     assert reasons[1] == f"test: would be invalid: {tried['events'][1]['reason']}"
     assert value(scrape(app, ADMIN), RECEIVED, source="zapier", result="test") == before + 2
+    assert "hook zapier: {'test': 2}" in caplog.text  # the log line names results as before

@@ -89,7 +89,7 @@ def _handle(bridge: Bridge, source: Source, wire: formats.Format,
         metrics.webhook_received(source.name, result, count)
     # the access log has every request: a line of our own only for what is not plain
     (log.debug if set(counts) <= {Received.ACCEPTED} else log.info)(
-        "hook %s: %s", source.name, dict(counts) or "no events",
+        "hook %s: %s", source.name, {str(k): n for k, n in counts.items()} or "no events",
         extra={"source": source.name, "outcome": ",".join(sorted(counts)) or "none"})
     answer: dict[str, Any] = {"source": source.name, "received": len(results),
                               "counts": counts, "events": results}
