@@ -70,6 +70,8 @@ class Decider:
         if event.recall is not None:
             return self._send(key, source, event, event.recall, call, now)
         # a lookup source: the CRM object is fetched here, not on receipt
+        if source.lookup is None:  # stored unmapped by a mapping that has lost its lookup
+            raise RuntimeError(f"source {source.name} has no lookup to map event {event.id}")
         try:
             recall = fetch_and_map(source, event.raw,
                                    self._session(source.lookup.steps[0].url),
