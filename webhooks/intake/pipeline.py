@@ -19,14 +19,14 @@ from typing import Any
 
 from jmespath.exceptions import JMESPathError
 
+from ..bridge import Bridge
 from ..crm import formats
 from ..crm.signatures import AuthFailed, SignedRequest
+from ..delivery.plan import plan_for
 from ..lifecycle import Status
 from ..mapping.source import Source, fit_key
 from ..recall import mask_recall
-from ..settings import Settings
 from ..store.events import NewEvent
-from ..timing import rules as timerules
 from .judge import Verdict, verdict
 
 CAPS_NOTE = " (contact caps are counted when it is sent)"
@@ -216,12 +216,12 @@ class Result:
         return self.found > self.limit
 
 
-def try_body(settings: Settings, source: Source, body: bytes,
+def try_body(bridge: Bridge, source: Source, body: bytes,
              content_type: str | None) -> Result:
     """Judge a pasted body as the hook would (after authenticity, which is not checked): at
     most MAX_EVENTS_PER_REQUEST events are judged (`found` says how many it holds; the hook
     refuses more, whole)."""
-    limit, now = settings.max_events_per_request, settings.clock()
+    limit, now = bridge.settings.max_events_per_request, bridge.settings.clock()
     try:
         taken = take(source, Request(body, content_type), limit=limit, now=now, whole=False)
     except Refused as refused:
@@ -229,17 +229,17 @@ def try_body(settings: Settings, source: Source, body: bytes,
                       limit=limit)
     if isinstance(taken, Handshake):
         return Result(limit=limit, handshake=taken)
-    return Result(tried(settings, source, taken.verdicts, now), limit=limit, found=taken.found)
+    return Result(tried(bridge, source, taken.verdicts, now), limit=limit, found=taken.found)
 
 
-def try_event(settings: Settings, source: Source, raw: Any) -> Result:
+def try_event(bridge: Bridge, source: Source, raw: Any) -> Result:
     """Judge a stored event (its raw, already split) with today's mapping."""
-    now = settings.clock()
-    return Result(tried(settings, source, [verdict(source, raw, 0, None, now)], now),
-                  limit=settings.max_events_per_request, found=1)
+    now = bridge.settings.clock()
+    return Result(tried(bridge, source, [verdict(source, raw, 0, None, now)], now),
+                  limit=bridge.settings.max_events_per_request, found=1)
 
 
-def tried(settings: Settings, source: Source, verdicts: list[Verdict],
+def tried(bridge: Bridge, source: Source, verdicts: list[Verdict],
           now: datetime) -> list[Tried]:
     """Each verdict as a try shows it: the recall masked, and when it would be sent."""
     found = []
@@ -249,19 +249,18 @@ def tried(settings: Settings, source: Source, verdicts: list[Verdict],
         if event.status == Status.QUEUED and event.recall is None and source.lookup:
             lookup = source.lookup.describe()
         elif event.status == Status.QUEUED and event.recall is not None:
-            when = when_sent(settings, source, event.recall, now)
+            when = when_sent(bridge, source, event.recall, now)
             recall = mask_recall(event.recall)
         found.append(Tried(index, str(event.status), event.dedup_key, event.reason,
                            judged.errors, recall, lookup, when, judged))
     return found
 
 
-def when_sent(settings: Settings, source: Source, recall: dict[str, str],
+def when_sent(bridge: Bridge, source: Source, recall: dict[str, str],
               now: datetime) -> When:
-    """The date asked and the date that would be sent now, with the rule that moved it. The
-    one place a try asks the time rules: swap in the worker's plan here."""
-    plan = timerules.schedule(recall, source.target.timezone, now.timestamp(),
-                              settings.wolkvox_min_lead, settings.expire_after, source.hours)
+    """The date asked and the date that would be sent now, with the rule that moved it: the
+    worker's own plan (delivery/plan.py), so the preview is what the worker would send."""
+    plan = plan_for(source, bridge.store, bridge.settings, recall, now.timestamp())
     sent = plan.recall["recall_date"] if plan.recall else None
     why = plan.note.split(": ", 1)[1] if sent and sent != plan.asked else plan.note
     return When(plan.action, plan.asked, sent, why, plan.note, source.caps is not None)

@@ -56,7 +56,7 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
     if source is None:
         raise click.ClickException(f"unknown source {source_name!r}; known: "
                                    f"{', '.join(sorted(bridge.sources))}")
-    result = intake.try_body(bridge.settings, source, file.read_bytes(),
+    result = intake.try_body(bridge, source, file.read_bytes(),
                              format_of(source.format).sample_type)
     if result.problem == intake.Problem.FORMAT:
         raise click.ClickException(f"{file}: {result.detail}")

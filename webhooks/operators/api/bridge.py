@@ -68,7 +68,7 @@ def try_mapping(sample: dict[str, Any], name: str) -> dict[str, Any]:
         content_type = sample.get("content_type") or format_of(source.format).sample_type
     else:
         body, content_type = json.dumps(sample["body"]).encode(), "application/json"
-    result = intake.try_body(b.settings, source, body, content_type)
+    result = intake.try_body(b, source, body, content_type)
     answer: dict[str, Any] = {"source": name, "error": None, "events": [], "note": None}
     if result.problem is not None:
         return {**answer, "error": result.message}

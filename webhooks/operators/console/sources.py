@@ -72,7 +72,7 @@ def try_source(name: str) -> Any:
         chosen = request.form.get("content_type", chosen)
         if body.strip():
             raw = body.encode("utf-8")
-            result = intake.try_body(b.settings, source, raw,
+            result = intake.try_body(b, source, raw,
                                      playground.content_type(source, chosen, raw))
         else:
             problem = _("Paste a body to try.")
@@ -83,7 +83,7 @@ def try_source(name: str) -> Any:
         if picked is None:
             problem = _("There is no event %(id)s.", id=text[:20])
         else:
-            result = intake.try_event(b.settings, source, picked["raw"])
+            result = intake.try_event(b, source, picked["raw"])
     elif request.args.get("sample"):
         body = sample
     return render_template(
