@@ -13,7 +13,7 @@ from tests.test_delivery import receive
 from tests.test_receiver import zap
 from webhooks.delivery.decide import Decider
 from webhooks.delivery.gate import Priority, TokenGate, TokenGroup
-from webhooks.intake import trial
+from webhooks.intake import pipeline
 from webhooks.lifecycle import AttemptOutcome, Status
 from webhooks.outbound import errors, lookups, wolkvox
 from webhooks.store.events import Claimed, Decision
@@ -41,8 +41,8 @@ def test_the_preview_plans_the_date_the_worker_sends_for_a_capped_lead(
     second = zap(lead=7, request_id="second", callback_at="2026-11-30T16:00:00-05:00")
     bridge = bridge_of(app)
     with app.app_context():
-        [tried] = trial.try_body(bridge, bridge.sources["zapier"], json.dumps(second).encode(),
-                                 "application/json").events
+        [tried] = pipeline.try_body(bridge, bridge.sources["zapier"], json.dumps(second).encode(),
+                                    "application/json").events
     assert tried.when.sent == "20261201071000"  # the cap moved it, in the preview too
     assert "max_recalls.per_day: 1" in tried.when.note
     receive(app, second)
