@@ -26,6 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import Status
+from ..reasons import (
+    CLAIMED_AGAIN,
+    SUPERSEDED_BEFORE_SENT,
+    SUPERSEDED_BY_WAS,
+    SUPERSEDED_WORKER_STOPPED,
+    code_of,
+    params_json,
+)
 from .errors import translate
 from .holders import lapsed_holders
 from .sqlite import READ_ONLY
@@ -184,7 +192,7 @@ class EventStore:
         """Record where a claimed event goes next, why, and the attempt. False (nothing
         written) when the event is no longer ours: its lease ran out and it was claimed again.
         A retry becomes `superseded` when a newer event of the same lead has arrived."""
-        values: dict[str, Any] = {"status": decision.status, "reason": text(decision.reason),
+        values: dict[str, Any] = {"status": decision.status, **why(decision.reason),
                                   "updated_at": now, "holder": None, "lease_until": None}
         if decision.count:
             values["attempts"] = events.c.attempts + 1
@@ -200,8 +208,8 @@ class EventStore:
                     _newer_of_lead(event_id), events.c.status.in_(
                         [Status.QUEUED, Status.SENDING])).limit(1)).scalar()
                 if newer is not None:
-                    values.update(status=Status.SUPERSEDED, reason=f"superseded by event "
-                                  f"{newer} for the same lead (was: {decision.reason})")
+                    values.update(status=Status.SUPERSEDED, **why(SUPERSEDED_BY_WAS(
+                        event=newer, reason=decision.reason)))
             ours = bool(db.execute(update(events).where(
                 events.c.id == event_id, events.c.holder == holder,
                 events.c.status == Status.SENDING).values(**values)).rowcount)
@@ -219,15 +227,14 @@ class EventStore:
         ours = (events.c.id.in_(list(ids)), events.c.holder == holder,
                 events.c.status == Status.SENDING)
         with self._tx() as db:
-            return _unclaim(db, ours, now, "superseded: a newer event for the same lead "
-                            "arrived before this one was sent", reason)
+            return _unclaim(db, ours, now, SUPERSEDED_BEFORE_SENT(), reason)
 
     def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
         """Write why queued events of `sources` wait (a held token), so an operator sees it."""
         with self._tx() as db:
             return db.execute(update(events).where(
                 events.c.status == Status.QUEUED, events.c.source.in_(list(sources)),
-            ).values(reason=reason, updated_at=now)).rowcount
+            ).values(**why(reason), updated_at=now)).rowcount
 
     def requeue_abandoned(self, now: float) -> int:
         """`sending` events whose holder is dead (life.py) go back to the queue, or are
@@ -240,9 +247,7 @@ class EventStore:
             if not dead:
                 return 0
             lapsed = (events.c.status == Status.SENDING, events.c.holder.in_(sorted(dead)))
-            return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
-                            "arrived while this one was with a worker that stopped",
-                            "claimed again: its worker stopped")
+            return _unclaim(db, lapsed, now, SUPERSEDED_WORKER_STOPPED(), CLAIMED_AGAIN())
 
     def later_change(self, token_key: str, campaign_id: str, customer_id: str,
                      occurred_at: float, event_id: int) -> tuple[int, float] | None:
@@ -339,7 +344,7 @@ class EventStore:
 
         With `was` (status, updated_at as the operator's read found them), only if the event
         is still so: False, and nothing written, when another retry or cancel came first."""
-        values: dict[str, Any] = {"status": status, "reason": text(reason), "updated_at": now}
+        values: dict[str, Any] = {"status": status, **why(reason), "updated_at": now}
         if status == Status.QUEUED:
             values.update(attempts=0, next_attempt_at=now if at is None else at,
                           requeued_at=now, holder=None, lease_until=None)
@@ -352,7 +357,7 @@ class EventStore:
             if not db.execute(update(events).where(*which).values(**values)).rowcount:
                 return False
             db.execute(insert(attempts).values(event_id=event_id, at=now, outcome="requeued",
-                                               reason=text(reason)))
+                                               **why(reason)))
         return True
 
 
@@ -362,9 +367,16 @@ def text(value: str) -> str:
     return UNSTORABLE.sub("\ufffd", value) if UNSTORABLE.search(value) else value
 
 
+def why(reason: str) -> dict[str, Any]:
+    """A reason's columns: its text, and its code and parameters when it is a `Reason` (NULL
+    for a free text, as every row written before codes existed)."""
+    return {"reason": text(reason), "reason_code": code_of(reason),
+            "reason_params": params_json(reason)}
+
+
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:
     row = dict(attempt.__dict__)
-    row["reason"] = text(row["reason"])
+    row.update(why(row["reason"]))
     if row["wolkvox_msg"] is not None:
         row["wolkvox_msg"] = text(row["wolkvox_msg"])
     if row["wolkvox_code"] is not None and not -2**31 <= row["wolkvox_code"] < 2**31:
@@ -386,10 +398,10 @@ def _unclaim(db: Connection, which: tuple[Any, ...], now: float, superseded_reas
         [Status.QUEUED, Status.SENDING])).exists()
     unclaimed = {"holder": None, "lease_until": None, "updated_at": now}
     superseded = db.execute(update(events).where(*which, newer).values(
-        status=Status.SUPERSEDED, reason=superseded_reason, **unclaimed)).rowcount
+        status=Status.SUPERSEDED, **why(superseded_reason), **unclaimed)).rowcount
     return superseded + db.execute(update(events).where(*which).values(
         status=Status.QUEUED, **unclaimed,
-        **({"reason": queued_reason} if queued_reason else {}))).rowcount
+        **(why(queued_reason) if queued_reason else {}))).rowcount
 
 
 def _newer_of_lead(event_id: int | None) -> Any:
