@@ -337,3 +337,10 @@ MOVED_CAP_WEEK = Kind(
     "{limit})",
     "al contacto ya se le llamó {used} vez/veces en la semana del {day} "
     "(max_recalls.{label}: {limit})")
+
+# leases: why a call in flight was cut short by the bridge itself (delivery/leases.py)
+SLOT_TAKEN_OVER = Kind("slot_taken_over", "the slot's lease was taken over by another process",
+                       "otro proceso tomó la concesión del cupo de llamada")
+LEASES_NOT_RENEWED = Kind(
+    "leases_not_renewed", "leases not renewed for {seconds} s (database connection lost?)",
+    "concesiones sin renovar durante {seconds} s (¿se perdió la conexión a la base de datos?)")

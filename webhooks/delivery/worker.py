@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from .. import reasons
 from ..lifecycle import RETRY_SOON, Status, backoff_delay
 from ..outbound import wolkvox
 from ..outbound.deadline import Call, new_session
@@ -199,8 +200,9 @@ class Worker:
                                   self.settings.claim_batch, (key, day, limit) if limit else None)
         if events is None:  # the day's quota is used up before wolkvox had to say so
             until = timerules.next_day(zone, now)
-            self.hold(key, "quota", f"held: daily quota of {limit} calls used up; waits for "
-                      f"{timerules.local(until, zone)} {zone}", until, now, daily_limit=limit)
+            self.hold(key, "quota", reasons.HELD_QUOTA_USED(
+                limit=limit, until=timerules.local(until, zone), zone=zone),
+                until, now, daily_limit=limit)
             return Batch(day, [])
         return Batch(day, events)
 
@@ -239,7 +241,7 @@ class Worker:
         except Exception as err:
             log.exception("event %s: unexpected error", event.id)
             self.refund(key, day)
-            reason = f"failed: unexpected {type(err).__name__} (see the worker log)"
+            reason = reasons.FAILED_UNEXPECTED(error=type(err).__name__)
             return Decision(Status.FAILED, reason, Attempt("failed", reason)), None
 
     def _decide(self, key: str, event: Claimed, day: str,
@@ -256,18 +258,20 @@ class Worker:
             except LookupRefused as err:  # the CRM refused our credentials: hold them
                 self.refund(key, day)
                 interval = self.settings.token_probe_interval
-                reason = f"held: {err}; probing every {interval:g} s"
+                reason = reasons.HELD_PROBING(reason=reasons.of_error(err),
+                                              interval=f"{interval:g}")
                 return (Decision(Status.QUEUED, reason, Attempt("held", reason),
                                  next_attempt_at=now),
                         Hold("lookup", reason, now + interval, lookup_key(source.name)))
             except LookupRetry as err:
                 self.refund(key, day)
-                return self._retry(event, str(err), Attempt("retry", str(err)), now,
-                                   err.after), None
+                why = reasons.of_error(err)
+                return self._retry(event, why, Attempt("retry", why), now, err.after), None
             except (LookupFailed, RecallInvalid) as err:
                 self.refund(key, day)
                 status = Status.INVALID if isinstance(err, RecallInvalid) else Status.FAILED
-                return Decision(status, str(err), Attempt("failed", str(err))), None
+                why = reasons.of_error(err)
+                return Decision(status, why, Attempt("failed", why)), None
             held = self._lookup_holds.get(lookup_key(source.name))
             if held and self.store.release_hold(lookup_key(source.name), since=held["since"]):
                 log.info("lookup of %s works again: hold released", source.name)
@@ -276,9 +280,9 @@ class Worker:
                                             event.occurred_at, event.id)
             if later is not None:  # known as the lead only now, after the lookup
                 self.refund(key, day)
-                reason = (f"superseded: event {later[0]} of the same lead reports a later "
-                          f"change ({timerules.local(later[1], 'UTC')} UTC against "
-                          f"{timerules.local(event.occurred_at, 'UTC')} UTC)")
+                reason = reasons.SUPERSEDED_LATER_CHANGE(
+                    event=later[0], later=timerules.local(later[1], 'UTC'),
+                    this=timerules.local(event.occurred_at, 'UTC'))
                 return Decision(Status.SUPERSEDED, reason, Attempt("superseded", reason),
                                 recall=recall), None
         repeat = self._repeat_of(key, source, event, recall, now)
@@ -298,7 +302,8 @@ class Worker:
         except wolkvox.WolkvoxError as err:
             return self._on_error(key, target, event, recall, err, day)
         said = mask_phones_in(result.answer.msg)
-        reason = f"delivered, {note}; wolkvox: {said}" if note else f"delivered: {said}"
+        reason = (reasons.DELIVERED_MOVED(note=note, said=said) if note
+                  else reasons.DELIVERED(said=said))
         return Decision(Status.DELIVERED, reason, _attempt("delivered", reason, result.answer),
                         recall=recall, scheduled_for=timerules.epoch(recall, target.timezone)), None
 
@@ -315,9 +320,9 @@ class Worker:
         if last is None or last["phone"] != recall["recall_telephone"] \
                 or source.asked_date(last["raw"]) != asked:
             return None
-        return (f"superseded: duplicate of event {last['id']}, still ahead in wolkvox "
-                f"({timerules.local(last['scheduled_for'], source.target.timezone)}): same "
-                "customer, phone and asked date; not sent again")
+        return reasons.SUPERSEDED_REPEAT(
+            event=last["id"],
+            scheduled=timerules.local(last["scheduled_for"], source.target.timezone))
 
     def plan(self, key: str, source: Any, recall: dict[str, str], now: float) -> timerules.Plan:
         """When to send `recall`: the time rules, the source's calling hours, and its contact
@@ -337,18 +342,18 @@ class Worker:
             return Decision(Status.FAILED, err.reason, _attempt("failed", err.reason, err.answer),
                             recall=recall), None
         if isinstance(err, wolkvox.RetrySoon):
-            return Decision(Status.QUEUED, f"retry soon: {err.reason}",
+            return Decision(Status.QUEUED, reasons.RETRY_SOON(reason=err.reason),
                             _attempt("retry", err.reason, err.answer), count=err.counted,
                             next_attempt_at=now + RETRY_SOON), None
         if isinstance(err, wolkvox.QuotaExceeded):
-            reason = f"held: {err.reason}"
+            reason = reasons.HELD(reason=err.reason)
             return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
                              count=err.counted, next_attempt_at=now),
                     Hold("quota", reason, timerules.next_day(target.timezone, now)))
         if isinstance(err, wolkvox.TokenRejected):
             self.refund(key, day)  # wolkvox refused it: assume no unit was spent
             interval = self.settings.token_probe_interval
-            reason = f"held: {err.reason}; probing every {interval:g} s"
+            reason = reasons.HELD_PROBING(reason=err.reason, interval=f"{interval:g}")
             return (Decision(Status.QUEUED, reason, _attempt("held", reason, err.answer),
                              count=err.counted, next_attempt_at=now),
                     Hold("token", reason, now + interval))
@@ -360,11 +365,11 @@ class Worker:
                after: float = 0.0) -> Decision:
         attempts = event.attempts + 1
         if now - event.age_from >= self.settings.max_event_age:
-            final = f"failed after {attempts} attempts over the maximum age: {reason}"
+            final = reasons.FAILED_MAX_AGE(attempts=attempts, reason=reason)
             return Decision(Status.FAILED, final, attempt, count=True)
         delay = max(backoff_delay(attempts, random.random()), after)
-        return Decision(Status.QUEUED, f"retry in {delay:.0f} s: {reason}", attempt,
-                        count=True, next_attempt_at=now + delay)
+        return Decision(Status.QUEUED, reasons.RETRY_IN(delay=f"{delay:.0f}", reason=reason),
+                        attempt, count=True, next_attempt_at=now + delay)
 
     def _session(self, base_url: str) -> requests.Session:
         """One session per thread and per host (its proxy settings are the host's)."""

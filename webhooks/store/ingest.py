@@ -41,8 +41,8 @@ LATE = update(events).where(events.c.id == bindparam("n")).values(
     status=Status.SUPERSEDED, reason=bindparam("why"), reason_code=bindparam("why_code"),
     reason_params=bindparam("why_params")).returning(events.c.id)
 ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
-            "raw", "recall", "reason", "reason_code", "reason_params", "attempts", "next_attempt_at", "created_at", "updated_at",
-            "occurred_at")
+            "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at",
+            "occurred_at", "reason_code", "reason_params")
 
 
 class IngestStore:

@@ -16,8 +16,9 @@ from .tables import attempts, audit, events, holds, quota, slots
 
 # The columns of an events page row: not the body (big), not the recall (the phone is there).
 LISTED = (events.c.id, events.c.source, events.c.status, events.c.customer_id, events.c.phone,
-          events.c.reason, events.c.reason_code, events.c.reason_params, events.c.attempts, events.c.created_at, events.c.updated_at,
-          events.c.next_attempt_at, events.c.token_key)
+          events.c.reason, events.c.attempts, events.c.created_at, events.c.updated_at,
+          events.c.next_attempt_at, events.c.token_key, events.c.reason_code,
+          events.c.reason_params)
 COUNT_CAP = 100_000  # a count past this says "more than" (a bulk action is refused past it)
 
 
