@@ -310,8 +310,9 @@ EXPIRED = Kind("expired", "expired: callback time {asked} passed more than {hour
                "vencido: la hora de rellamada {asked} pasó hace más de {hours} h")
 REFUSED_HOURS = Kind(
     "refused_hours",
-    "refused: callback time {when} is outside the calling hours: {closed}",
-    "rechazado: la hora de rellamada {when} está fuera del horario de llamadas: {closed}")
+    "refused: callback time {when} is outside the calling hours: {closed} ({hours})",
+    "rechazado: la hora de rellamada {when} está fuera del horario de llamadas: {closed} "
+    "({hours})")
 MOVED = Kind("moved", "recall_date moved from {asked} to {moved}: {why}",
              "recall_date movida de {asked} a {moved}: {why}")
 MOVED_DST_GAP = Kind(
@@ -320,7 +321,7 @@ MOVED_DST_GAP = Kind(
     "{asked} no existe en {timezone} (un cambio de horario la salta): se lee como {read}")
 MOVED_MIN_LEAD = Kind("moved_min_lead", "wolkvox wants {minutes} min ahead",
                       "wolkvox exige {minutes} min de anticipación")
-MOVED_CLOSED = Kind("moved_closed", "{closed} ({hours})", "fuera de horario: {closed} ({hours})")
+MOVED_CLOSED = Kind("moved_closed", "{closed} ({hours})", "cerrado: {closed} ({hours})")
 MOVED_DST_REPEAT = Kind(
     "moved_dst_repeat",
     "{when} {abbr} is a wall time the clock repeats (a DST change), and its date would name "
@@ -344,3 +345,17 @@ SLOT_TAKEN_OVER = Kind("slot_taken_over", "the slot's lease was taken over by an
 LEASES_NOT_RENEWED = Kind(
     "leases_not_renewed", "leases not renewed for {seconds} s (database connection lost?)",
     "concesiones sin renovar durante {seconds} s (¿se perdió la conexión a la base de datos?)")
+
+# calling hours: why a moment is closed (timing/calling_hours.py); a weekday is a reason of
+# its own so that its name is rendered too
+WEEKDAYS = tuple(Kind(f"day_{en.lower()}", en, es) for en, es in (
+    ("Monday", "lunes"), ("Tuesday", "martes"), ("Wednesday", "miércoles"),
+    ("Thursday", "jueves"), ("Friday", "viernes"), ("Saturday", "sábado"),
+    ("Sunday", "domingo")))
+CLOSED_HOLIDAY = Kind("closed_holiday", "public holiday ({holiday})", "festivo ({holiday})")
+CLOSED_DATE = Kind("closed_date", "closed date {date}", "fecha cerrada {date}")
+CLOSED_MARGIN = Kind(
+    "closed_margin", "before {opens} on {day}: {margin} min margin after the {opening} opening",
+    "antes de las {opens} del {day}: margen de {margin} min tras la apertura de las {opening}")
+CLOSED_OUTSIDE = Kind("closed_outside", "outside {windows} on {day}",
+                      "fuera de {windows} el {day}")

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 from jmespath.exceptions import JMESPathError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import reasons
 from ..bridge import current_bridge
 from ..crm import formats
 from ..crm.signatures import AuthFailed, SignedRequest, matching_variant
@@ -157,11 +158,11 @@ def as_test(event: NewEvent, capture: str) -> NewEvent:
     The key holds `capture`, one per test request: a test sent again (after a mapping change)
     is judged afresh, not answered `duplicate` of the last one; within one request, two
     events with one id are still a duplicate, as the hook would say."""
-    verdict = "would be queued" if event.status == Status.QUEUED else f"would be {event.status}"
-    detail = f": {event.reason}" if event.reason else ""
+    status = str(event.status)
+    reason = (reasons.TEST_WOULD_BE_BECAUSE(status=status, reason=event.reason) if event.reason
+              else reasons.TEST_WOULD_BE(status=status))
     return replace(event, status=Status.TEST,
-                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"),
-                   reason=f"test: {verdict}{detail}")
+                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"), reason=reason)
 
 
 def _spool(bridge: Any, source: Any, new: list[NewEvent], received_at: float,
