@@ -177,15 +177,15 @@ TEST_WOULD_BE_BECAUSE = Kind("test_would_be_because", "test: would be {status}: 
                              "prueba: quedaría {status}: {reason}")
 
 # delivery: the worker's decision for one event (delivery/worker.py)
-DELIVERED = Kind("delivered", "delivered: {said}", "entregada: {said}")
+DELIVERED = Kind("delivered", "delivered: {said}", "entregado: {said}")
 DELIVERED_MOVED = Kind("delivered_moved", "delivered, {note}; wolkvox: {said}",
-                       "entregada, {note}; wolkvox: {said}")
+                       "entregado, {note}; wolkvox: {said}")
 FAILED_UNEXPECTED = Kind("failed_unexpected",
                          "failed: unexpected {error} (see the worker log)",
-                         "fallida: {error} inesperado (vea el registro del worker)")
+                         "fallido: {error} inesperado (vea el registro del worker)")
 FAILED_MAX_AGE = Kind("failed_max_age",
                       "failed after {attempts} attempts over the maximum age: {reason}",
-                      "fallida tras {attempts} intentos, pasada la edad máxima: {reason}")
+                      "fallido tras {attempts} intentos, pasada la edad máxima: {reason}")
 RETRY_IN = Kind("retry_in", "retry in {delay} s: {reason}", "reintento en {delay} s: {reason}")
 RETRY_SOON = Kind("retry_soon", "retry soon: {reason}", "reintento en breve: {reason}")
 SUPERSEDED_LATER_CHANGE = Kind(
@@ -359,3 +359,17 @@ CLOSED_MARGIN = Kind(
     "antes de las {opens} del {day}: margen de {margin} min tras la apertura de las {opening}")
 CLOSED_OUTSIDE = Kind("closed_outside", "outside {windows} on {day}",
                       "fuera de {windows} el {day}")
+
+# an event's status named inside a reason ("re-queued by an operator (was failed)"), in the
+# console's words for it
+STATUSES = {status: Kind(f"status_{status}", status, es) for status, es in (
+    ("queued", "en cola"), ("sending", "enviando"), ("delivered", "entregado"),
+    ("failed", "fallido"), ("superseded", "reemplazado"), ("expired", "vencido"),
+    ("invalid", "inválido"), ("ignored", "ignorado"), ("cancelled", "cancelado"),
+    ("test", "prueba"))}
+
+
+def status(value: str) -> str:
+    """A status as a reason's parameter: rendered in the page's language when it is one."""
+    kind = STATUSES.get(str(value))
+    return kind() if kind is not None else str(value)

@@ -158,7 +158,7 @@ def as_test(event: NewEvent, capture: str) -> NewEvent:
     The key holds `capture`, one per test request: a test sent again (after a mapping change)
     is judged afresh, not answered `duplicate` of the last one; within one request, two
     events with one id are still a duplicate, as the hook would say."""
-    status = str(event.status)
+    status = reasons.status(event.status)
     reason = (reasons.TEST_WOULD_BE_BECAUSE(status=status, reason=event.reason) if event.reason
               else reasons.TEST_WOULD_BE(status=status))
     return replace(event, status=Status.TEST,

@@ -63,7 +63,7 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
             raise RetryRefused(f"event {event_id} is still {judged.status} with today's "
                                f"mapping: {judged.reason}")
         recall = judged.recall
-    moved, reason = "", reasons.REQUEUED(status=status)
+    moved, reason = "", reasons.REQUEUED(status=reasons.status(status))
     if recall is not None:
         asked = recall["recall_date"]
         zone = ZoneInfo(source.target.timezone)
@@ -71,7 +71,8 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
         recall = {**recall, "recall_date": due}
         if due != asked:
             moved = f"; callback time {asked} -> {due}"
-            reason = reasons.REQUEUED_MOVED(status=status, asked=asked, due=due)
+            reason = reasons.REQUEUED_MOVED(status=reasons.status(status), asked=asked,
+                                            due=due)
     if not bridge.store.requeue(event_id, now.timestamp(), reason, recall, was=was):
         raise RetryRefused(_changed(event_id))
     bridge.store.audit(actor, "retry", f"{status} -> queued{moved}", now.timestamp(), event_id)
