@@ -96,6 +96,11 @@ def _shown(value: Any, language: str) -> Any:
     return value
 
 
+def shown(value: Any, language: str) -> str:
+    """One stored parameter in `language`: a nested reason rendered, anything else as text."""
+    return str(_shown(value, language))
+
+
 def code_of(reason: str | None) -> str | None:
     return reason.code if isinstance(reason, Reason) else None
 

@@ -19,7 +19,7 @@ from ...intake.receiver import hook_base
 from ...lifecycle import Status
 from ...recall import mask_recall
 from . import schemas as s
-from .common import blueprint, documents
+from .common import blueprint, documents, reasoned
 
 bp = blueprint("bridge", "The overview, the sources, and trying a mapping")
 HOURS = 48  # the overview's hourly series
@@ -127,7 +127,7 @@ def _tokens(b: Any, now: float) -> list[dict[str, Any]]:
             "max_in_flight": b.settings.wolkvox_max_concurrency,
             "quota_day": state["day"], "quota_used": state.get("quota_used", 0),
             "quota_limit": limit, "queued": state.get("queued", 0),
-            "hold": {**hold, "active": hold["until"] > now} if hold else None,
+            "hold": {**reasoned(hold), "active": hold["until"] > now} if hold else None,
             "oldest_due_age_seconds": round(now - oldest, 1) if oldest is not None else None,
         })
     return answer

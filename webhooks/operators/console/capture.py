@@ -8,9 +8,11 @@ from typing import Any
 
 from flask import jsonify, render_template, request
 
+from ... import reasons
 from ...bridge import current_bridge
 from ...lifecycle import Status
 from ...recall import mask_phone
+from . import i18n
 from .events import event_id_of, raw_text
 from .web import bp, local_time, now
 
@@ -36,6 +38,9 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "recall_telephone" in recall:
             recall["recall_telephone"] = mask_phone(recall["recall_telephone"])
         known = verdict in STATUSES
+        if known and detail and row.get("reason_code") == reasons.TEST_WOULD_BE_BECAUSE.code:
+            because = (reasons.params_from(row.get("reason_params")) or {}).get("reason", detail)
+            detail = reasons.shown(because, i18n.current())  # the verdict's reason, translated
         shown.append({**row, "verdict": verdict if known else "",
                       "detail": detail if known else reason,
                       "recall": recall,
