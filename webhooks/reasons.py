@@ -141,10 +141,16 @@ def params_from(stored: str | None) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def of_row(row: Mapping[str, Any], language: str) -> str:
-    """A stored row's reason (an event, an attempt, a hold) in `language`."""
-    return render(row.get("reason_code"), params_from(row.get("reason_params")),
-                  row.get("reason") or "", language)
+def of_row(row: Mapping[str, Any] | object, language: str) -> str:
+    """A stored row's reason (an event, an attempt, a hold; a mapping, or an object with the
+    same attributes) in `language`. Its parameters as stored (JSON text) or read back."""
+    def get(key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
+    params = get("reason_params")
+    if isinstance(params, str):
+        params = params_from(params)
+    return render(get("reason_code"), params, get("reason") or "", language)
 
 
 def of_error(err: BaseException) -> str:

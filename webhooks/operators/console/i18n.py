@@ -54,7 +54,7 @@ def label(table: dict[str, object], value: str | None) -> str:
     return str(table.get(value or "", value or ""))
 
 
-def reason(found: Mapping[str, Any] | str | None) -> str:
+def reason(found: Mapping[str, Any] | str | object | None) -> str:
     """A reason in this page's language: a stored row's (an event, an attempt, a hold) from its
     code and parameters, or its stored text when it has no code (written before codes); a
     reason just judged (the playground's) from its own."""
