@@ -60,7 +60,8 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
         return Plan("expired", None, reasons.EXPIRED(asked=_clock(asked, zone),
                                                      hours=f"{expire_after / 3600:g}"),
                     recall["recall_date"])
-    when, why = asked, []  # the moves, as reasons
+    when = asked
+    why: list[str] = []  # the moves, as reasons
     if in_gap:
         why.append(reasons.MOVED_DST_GAP(asked=_clock_text(recall["recall_date"]),
                                          timezone=timezone, read=_clock(asked, zone)))
