@@ -14,7 +14,7 @@ from tests.test_console import ADMIN, VIEWER, post, signed_in, text
 from tests.test_delivery import event, receive
 from tests.test_receiver import zap
 from webhooks import reasons
-from webhooks.store.tables import events
+from webhooks.store.tables import attempts, events
 
 SPANISH = {"Accept-Language": "es-CO,es;q=0.9"}
 ENGLISH = {"Accept-Language": "en"}
@@ -136,3 +136,23 @@ def test_a_row_written_before_codes_shows_its_stored_text(app, sandbox):
     found = api(app, f"/api/v1/events/{event_id}")
     assert found["reason"] == "an operator's note from last year"
     assert found["reason_code"] is None and found["reason_params"] is None
+
+
+def test_every_reason_the_bridge_wrote_has_a_code(app, sandbox):
+    """Refused, retried, held, invalid, superseded, re-queued: no reason written as free text
+    (an operator's cancel note is a parameter of its coded reason)."""
+    sandbox.configure(script=[400, 500])
+    receive(app, zap(lead=1), zap(lead=2), zap(lead=3, phone="12"),
+            zap(lead=4), {**zap(lead=4), "request_id": "req-4-later"})
+    drain(app)
+    sandbox.configure(script=[401])
+    receive(app, zap(lead=5))
+    drain(app)
+    store = bridge_of(app).store
+    with store.engine.connect() as db:
+        rows = [*db.execute(events.select()).mappings(),
+                *db.execute(attempts.select()).mappings()]
+    written = {(r["reason"], r["reason_code"]) for r in rows if r["reason"]}
+    assert {code for _, code in written} >= {"wolkvox_refused", "wolkvox_http", "held_probing",
+                                             "invalid", "superseded_by"}, written
+    assert [text for text, code in written if code is None] == []

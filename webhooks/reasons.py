@@ -247,6 +247,15 @@ CALL_DEADLINE = Kind("call_deadline",
 
 # lookups: the CRM's answer to the worker's GET (outbound/lookups.py)
 LOOKUP_OBJECT_AT = Kind("lookup_object_at", "the object at {host}", "el objeto en {host}")
+LOOKUP_NO_ID = Kind("lookup_no_id",
+                    "lookup: the event has no object id where the lookup's id looks",
+                    "consulta: el evento no trae un id de objeto donde la consulta lo busca")
+LOOKUP_BAD_ID = Kind(
+    "lookup_bad_id",
+    "lookup: object id {shown} is not an id (letters, digits, . _ : @ -, at most 128 "
+    "characters)",
+    "consulta: el id de objeto {shown} no es un id (letras, dígitos, . _ : @ -, máximo 128 "
+    "caracteres)")
 LOOKUP_CUT_SHORT = Kind("lookup_cut_short", "lookup: cut short: {why}",
                         "consulta: interrumpida: {why}")
 LOOKUP_TRANSPORT = Kind("lookup_transport", "lookup: transport error: {error}",

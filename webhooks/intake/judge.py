@@ -75,7 +75,7 @@ def verdict(source: Any, event: Any, index: int, delivery_id: str | None,
         try:
             object_id = object_id_of(source.lookup.object_id.search(event))
         except (ObjectIdInvalid, JMESPathError) as err:
-            return _invalid(common, reasons.INVALID(error=str(err)), lead=lead)
+            return _invalid(common, reasons.INVALID(error=reasons.of_error(err)), lead=lead)
         return Verdict(NewEvent(**common, reason=reasons.WAITING_LOOKUP(),
                                 lead=("", f"{source.name}:{object_id}")))
     try:

@@ -75,7 +75,7 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
     try:
         object_id = object_id_of(step.id.search(event))
     except ObjectIdInvalid as err:
-        raise LookupFailed(str(err)) from None
+        raise LookupFailed(reasons.of_error(err)) from None
     url = step.url.replace("{id}", quote(object_id, safe=""))
     host = urlsplit(url).netloc
     what = step.name or reasons.LOOKUP_OBJECT_AT(host=host)
