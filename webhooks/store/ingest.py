@@ -22,9 +22,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Status
 from ..reasons import SUPERSEDED_BY, SUPERSEDED_LATE_ACK, SUPERSEDED_LATE_CHANGE
-from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome, text, why
+from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome
 from .prepared import Prepared
 from .tables import events
+from .texts import text, why
 
 Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> rows
 

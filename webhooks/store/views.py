@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, insert, select, update
 
 from ..lifecycle import CANCELLABLE, Status
-from .events import text, why
 from .tables import attempts, audit, events, holds, quota, slots
+from .texts import text, why
 
 # The columns of an events page row: not the body (big), not the recall (the phone is there).
 LISTED = (events.c.id, events.c.source, events.c.status, events.c.customer_id, events.c.phone,

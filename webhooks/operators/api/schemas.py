@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from ...lifecycle import Status
 from ...store import MAX_ID
-from ...store.events import UNSTORABLE
+from ...store.texts import UNSTORABLE
 from ..operations import BULK_STATUSES
 from ..overview import HOURS, WEEK
 
