@@ -118,7 +118,7 @@ class Decider:
                    now: float) -> Decision | None:
         """Superseded before any call: a later change of the lead known only after its lookup,
         or a repeat of the recall still ahead in wolkvox. None: it is to be planned."""
-        reason = None
+        reason: str | None = None
         if event.occurred_at is not None and source.lookup is not None:
             later = self.store.later_change(key, recall["campaign_id"], recall["customer_id"],
                                             event.occurred_at, event.id)
