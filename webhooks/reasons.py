@@ -13,6 +13,7 @@ which is shown as it is.
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,19 +24,21 @@ CATALOG: dict[str, Kind] = {}  # code -> its kind, filled as kinds are declared
 
 
 class Reason(str):
-    """A reason's English text, carrying its code and parameters."""
+    """A reason's English text, carrying its code and parameters. A parameter may itself be a
+    Reason (the cause a retry or a hold names), or a list of them (joined with "; "): each is
+    rendered in the page's language too."""
 
     code: str
     params: dict[str, Any]
 
     def __new__(cls, kind: Kind, params: Mapping[str, Any]) -> Reason:
-        self = super().__new__(cls, kind.en.format_map(_Params(params)))
+        self = super().__new__(cls, _fill(kind.en, params, "en"))
         self.code = kind.code
         self.params = dict(params)
         return self
 
     def text(self, language: str) -> str:
-        return render(self.code, self.params, str(self), language)
+        return render(self.code, params_of(self), str(self), language)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Kind:
     def __post_init__(self) -> None:
         if self.code in CATALOG:
             raise ValueError(f"reason code {self.code!r} declared twice")
-        if _names(self.en) != _names(self.es):
+        if names(self.en) != names(self.es):
             raise ValueError(f"reason {self.code!r}: the Spanish text names other parameters")
         CATALOG[self.code] = self
 
@@ -63,7 +66,8 @@ class _Params(dict[str, Any]):
         return "{" + key + "}"
 
 
-def _names(template: str) -> set[str]:
+def names(template: str) -> set[str]:
+    """The parameters a text names."""
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
@@ -74,8 +78,27 @@ def render(code: str | None, params: Mapping[str, Any] | None, text: str,
     kind = CATALOG.get(code or "")
     if kind is None:
         return text
-    template = kind.es if language == "es" else kind.en
-    return template.format_map(_Params(params or {}))
+    return _fill(kind.es if language == "es" else kind.en, params or {}, language)
+
+
+def _fill(template: str, params: Mapping[str, Any], language: str) -> str:
+    return template.format_map(_Params({k: _shown(v, language) for k, v in params.items()}))
+
+
+def _shown(value: Any, language: str) -> Any:
+    """A parameter as a page shows it: a nested reason (live or as stored) in `language`."""
+    if isinstance(value, Reason):
+        return value.text(language)
+    if isinstance(value, dict) and "code" in value and "text" in value:
+        return render(value["code"], value.get("params"), value["text"], language)
+    if isinstance(value, list):
+        return "; ".join(str(_shown(item, language)) for item in value)
+    return value
+
+
+def shown(value: Any, language: str) -> str:
+    """One stored parameter in `language`: a nested reason rendered, anything else as text."""
+    return str(_shown(value, language))
 
 
 def code_of(reason: str | None) -> str | None:
@@ -83,4 +106,290 @@ def code_of(reason: str | None) -> str | None:
 
 
 def params_of(reason: str | None) -> dict[str, Any] | None:
-    return reason.params if isinstance(reason, Reason) else None
+    """The parameters as stored (JSON's types): a nested reason becomes {code, params, text}."""
+    if not isinstance(reason, Reason):
+        return None
+    return {key: _stored(value) for key, value in reason.params.items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Reason):
+        return {"code": value.code, "params": params_of(value), "text": str(value)}
+    if isinstance(value, (list, tuple)):
+        return [_stored(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def params_json(reason: str | None) -> str | None:
+    """The parameters as the store's text column keeps them; None for a reason without code."""
+    params = params_of(reason)
+    return None if params is None else json.dumps(params, ensure_ascii=False)
+
+
+def params_from(stored: str | None) -> dict[str, Any] | None:
+    """A stored reason_params column read back; None when absent or unreadable."""
+    if not stored:
+        return None
+    try:
+        found = json.loads(stored)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def of_row(row: Mapping[str, Any] | object, language: str) -> str:
+    """A stored row's reason (an event, an attempt, a hold; a mapping, or an object with the
+    same attributes) in `language`. Its parameters as stored (JSON text) or read back."""
+    def get(key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
+    params = get("reason_params")
+    if isinstance(params, str):
+        params = params_from(params)
+    return render(get("reason_code"), params, get("reason") or "", language)
+
+
+def of_error(err: BaseException) -> str:
+    """The reason an exception was raised with: `str(err)` would drop its code."""
+    first = err.args[0] if err.args else None
+    return first if isinstance(first, Reason) else str(err)
+
+
+# --- the catalog: every reason the bridge writes, by where it arises -------------------------
+# Parameters keep what others said as they said it (wolkvox's message, a CRM's answer, a
+# mapping error, an operator's words): only the bridge's own words are translated.
+
+# intake: judging a CRM's event on arrival (intake/judge.py, mapping/source.py)
+INVALID_EVENT_ID = Kind("invalid_event_id", "invalid: `event_id` failed: {error}",
+                        "inválido: falló `event_id`: {error}")
+INVALID_UNSTORABLE = Kind(
+    "invalid_unstorable",
+    "invalid: {paths}: text with a NUL character or an unpaired surrogate, which cannot be "
+    "stored (replaced by U+FFFD); fix the sender's data",
+    "inválido: {paths}: texto con un carácter NUL o un sustituto sin pareja, que no se puede "
+    "guardar (reemplazado por U+FFFD); corrija los datos de quien lo envía")
+INVALID_WHEN = Kind("invalid_when", "invalid: `when` failed: {error}",
+                    "inválido: falló `when`: {error}")
+INVALID = Kind("invalid", "invalid: {error}", "inválido: {error}")
+IGNORED_WHEN = Kind("ignored_when", "ignored: the mapping's `when` is false ({expression})",
+                    "ignorado: el `when` del mapeo es falso ({expression})")
+IGNORED_WHEN_MISSING = Kind(
+    "ignored_when_missing",
+    "ignored: the mapping's `when` is false ({expression}); missing in the event: {missing}",
+    "ignorado: el `when` del mapeo es falso ({expression}); faltan en el evento: {missing}")
+WAITING_LOOKUP = Kind("waiting_lookup", "waiting for the CRM lookup",
+                      "esperando la consulta al CRM")
+TEST_WOULD_BE = Kind("test_would_be", "test: would be {status}", "prueba: quedaría {status}")
+TEST_WOULD_BE_BECAUSE = Kind("test_would_be_because", "test: would be {status}: {reason}",
+                             "prueba: quedaría {status}: {reason}")
+
+# delivery: the worker's decision for one event (delivery/worker.py)
+DELIVERED = Kind("delivered", "delivered: {said}", "entregado: {said}")
+DELIVERED_MOVED = Kind("delivered_moved", "delivered, {note}; wolkvox: {said}",
+                       "entregado, {note}; wolkvox: {said}")
+FAILED_UNEXPECTED = Kind("failed_unexpected",
+                         "failed: unexpected {error} (see the worker log)",
+                         "fallido: {error} inesperado (vea el registro del worker)")
+FAILED_MAX_AGE = Kind("failed_max_age",
+                      "failed after {attempts} attempts over the maximum age: {reason}",
+                      "fallido tras {attempts} intentos, pasada la edad máxima: {reason}")
+RETRY_IN = Kind("retry_in", "retry in {delay} s: {reason}", "reintento en {delay} s: {reason}")
+RETRY_SOON = Kind("retry_soon", "retry soon: {reason}", "reintento en breve: {reason}")
+SUPERSEDED_LATER_CHANGE = Kind(
+    "superseded_later_change",
+    "superseded: event {event} of the same lead reports a later change ({later} UTC against "
+    "{this} UTC)",
+    "reemplazado: el evento {event} del mismo contacto trae un cambio posterior ({later} UTC "
+    "frente a {this} UTC)")
+SUPERSEDED_REPEAT = Kind(
+    "superseded_repeat",
+    "superseded: duplicate of event {event}, still ahead in wolkvox ({scheduled}): same "
+    "customer, phone and asked date; not sent again",
+    "reemplazado: duplicado del evento {event}, aún pendiente en wolkvox ({scheduled}): mismo "
+    "cliente, teléfono y fecha pedida; no se envía de nuevo")
+
+# holds: a wolkvox token or a CRM's credentials not used for a while (delivery/worker.py)
+HELD = Kind("held", "held: {reason}", "en espera: {reason}")
+HELD_PROBING = Kind("held_probing", "held: {reason}; probing every {interval} s",
+                    "en espera: {reason}; se prueba cada {interval} s")
+HELD_QUOTA_USED = Kind(
+    "held_quota_used",
+    "held: daily quota of {limit} calls used up; waits for {until} {zone}",
+    "en espera: cupo diario de {limit} llamadas agotado; espera hasta {until} {zone}")
+
+# wolkvox answers (outbound/wolkvox.py, outbound/deadline.py): wolkvox's msg is a parameter
+WOLKVOX_CUT_SHORT = Kind("wolkvox_cut_short", "cut short: {why}", "interrumpida: {why}")
+WOLKVOX_TIMEOUT = Kind("wolkvox_timeout", "timeout: {error}", "tiempo agotado: {error}")
+WOLKVOX_TRANSPORT = Kind("wolkvox_transport", "transport error: {error}",
+                         "error de conexión: {error}")
+WOLKVOX_NO_202 = Kind("wolkvox_no_202", "HTTP {status} without code 202 in the body",
+                      "HTTP {status} sin el código 202 en la respuesta")
+WOLKVOX_BUSY = Kind("wolkvox_busy", "HTTP {status}: {msg}", "HTTP {status} (ocupado): {msg}")
+WOLKVOX_BUSY_AFTER = Kind("wolkvox_busy_after", "HTTP {status}: {msg}; Retry-After {after} s",
+                          "HTTP {status} (ocupado): {msg}; reintentar tras {after} s")
+WOLKVOX_NOT_JSON = Kind("wolkvox_not_json", "HTTP {status} with a body that is not wolkvox JSON",
+                        "HTTP {status} con una respuesta que no es JSON de wolkvox")
+WOLKVOX_REFUSED = Kind("wolkvox_refused", "wolkvox refused the recall: {msg}",
+                       "wolkvox rechazó la rellamada: {msg}")
+WOLKVOX_TOKEN_REJECTED = Kind("wolkvox_token_rejected", "token rejected: {msg}",
+                              "token rechazado: {msg}")
+WOLKVOX_CONCURRENCY = Kind("wolkvox_concurrency", "refused for concurrency: {msg}",
+                           "rechazada por concurrencia: {msg}")
+WOLKVOX_QUOTA = Kind("wolkvox_quota", "daily quota used up: {msg}", "cupo diario agotado: {msg}")
+WOLKVOX_HTTP = Kind("wolkvox_http", "HTTP {status}: {msg}", "HTTP {status} de wolkvox: {msg}")
+CALL_DEADLINE = Kind("call_deadline",
+                     "no complete answer within the call's deadline of {seconds} s",
+                     "sin respuesta completa dentro del plazo de la llamada, {seconds} s")
+
+# lookups: the CRM's answer to the worker's GET (outbound/lookups.py)
+LOOKUP_OBJECT_AT = Kind("lookup_object_at", "the object at {host}", "el objeto en {host}")
+LOOKUP_NO_ID = Kind("lookup_no_id",
+                    "lookup: the event has no object id where the lookup's id looks",
+                    "consulta: el evento no trae un id de objeto donde la consulta lo busca")
+LOOKUP_BAD_ID = Kind(
+    "lookup_bad_id",
+    "lookup: object id {shown} is not an id (letters, digits, . _ : @ -, at most 128 "
+    "characters)",
+    "consulta: el id de objeto {shown} no es un id (letras, dígitos, . _ : @ -, máximo 128 "
+    "caracteres)")
+LOOKUP_CUT_SHORT = Kind("lookup_cut_short", "lookup: cut short: {why}",
+                        "consulta: interrumpida: {why}")
+LOOKUP_TRANSPORT = Kind("lookup_transport", "lookup: transport error: {error}",
+                        "consulta: error de conexión: {error}")
+LOOKUP_NOT_FOUND = Kind("lookup_not_found", "lookup: {what} {id} not found (HTTP {status})",
+                        "consulta: {what} {id} no existe (HTTP {status})")
+LOOKUP_NOT_FOUND_SAID = Kind("lookup_not_found_said",
+                             "lookup: {what} {id} not found (HTTP {status}): {said}",
+                             "consulta: {what} {id} no existe (HTTP {status}): {said}")
+LOOKUP_REFUSED = Kind(
+    "lookup_refused",
+    "lookup: {host} refused the credentials for {what} (HTTP {status}); check the token in "
+    "the mapping's lookup and its scopes",
+    "consulta: {host} rechazó las credenciales para {what} (HTTP {status}); revise el token "
+    "de la consulta del mapeo y sus permisos")
+LOOKUP_RATE = Kind("lookup_rate", "lookup: {host} rate limit (HTTP 429)",
+                   "consulta: {host} limitó la frecuencia (HTTP 429)")
+LOOKUP_HTTP = Kind("lookup_http", "lookup: {host} answered HTTP {status} for {what}",
+                   "consulta: {host} respondió HTTP {status} para {what}")
+LOOKUP_NOT_JSON = Kind("lookup_not_json", "lookup: {host}'s answer for {what} is not JSON",
+                       "consulta: la respuesta de {host} para {what} no es JSON")
+LOOKUP_NOTHING = Kind("lookup_nothing",
+                      "lookup: the answer for {what} {id} has nothing at `{pick}`",
+                      "consulta: la respuesta para {what} {id} no tiene nada en `{pick}`")
+
+# operators: what an operator did (operators/operations.py)
+REQUEUED = Kind("requeued", "re-queued by an operator (was {status})",
+                "puesto en cola de nuevo por un operador (estaba {status})")
+REQUEUED_MOVED = Kind(
+    "requeued_moved",
+    "re-queued by an operator (was {status}); callback time {asked} -> {due}",
+    "puesto en cola de nuevo por un operador (estaba {status}); hora de rellamada "
+    "{asked} -> {due}")
+CANCELLED = Kind("cancelled", "cancelled by an operator: {why}",
+                 "cancelado por un operador: {why}")
+
+# store: a lead's events in order, and claims given back (store/ingest.py, store/events.py)
+SUPERSEDED_BY = Kind("superseded_by", "superseded by event {event} for the same lead",
+                     "reemplazado por el evento {event} del mismo contacto")
+SUPERSEDED_BY_WAS = Kind("superseded_by_was",
+                         "superseded by event {event} for the same lead (was: {reason})",
+                         "reemplazado por el evento {event} del mismo contacto (antes: {reason})")
+SUPERSEDED_LATE_CHANGE = Kind(
+    "superseded_late_change",
+    "superseded on arrival: event {event} of the same lead reports a later change ({later} "
+    "against {this})",
+    "reemplazado al llegar: el evento {event} del mismo contacto trae un cambio posterior "
+    "({later} frente a {this})")
+SUPERSEDED_LATE_ACK = Kind(
+    "superseded_late_ack",
+    "superseded on arrival: event {event} of the same lead was acknowledged later ({later} "
+    "against {this}; this one was kept while the store was down, or the CRM sent it late)",
+    "reemplazado al llegar: el evento {event} del mismo contacto se recibió después ({later} "
+    "frente a {this}; este se guardó mientras la base de datos no estaba disponible, o el CRM "
+    "lo envió tarde)")
+SUPERSEDED_BEFORE_SENT = Kind(
+    "superseded_before_sent",
+    "superseded: a newer event for the same lead arrived before this one was sent",
+    "reemplazado: llegó un evento más reciente del mismo contacto antes de enviar este")
+SUPERSEDED_WORKER_STOPPED = Kind(
+    "superseded_worker_stopped",
+    "superseded: a newer event for the same lead arrived while this one was with a worker "
+    "that stopped",
+    "reemplazado: llegó un evento más reciente del mismo contacto mientras este estaba con un "
+    "worker que se detuvo")
+CLAIMED_AGAIN = Kind("claimed_again", "claimed again: its worker stopped",
+                     "tomado de nuevo: su worker se detuvo")
+
+# calling hours and time rules: why a recall's date moved, or why it is not sent
+# (timing/rules.py); expiry is one of them
+EXPIRED = Kind("expired", "expired: callback time {asked} passed more than {hours} h ago",
+               "vencido: la hora de rellamada {asked} pasó hace más de {hours} h")
+REFUSED_HOURS = Kind(
+    "refused_hours",
+    "refused: callback time {when} is outside the calling hours: {closed} ({hours})",
+    "rechazado: la hora de rellamada {when} está fuera del horario de llamadas: {closed} "
+    "({hours})")
+MOVED = Kind("moved", "recall_date moved from {asked} to {moved}: {why}",
+             "recall_date movida de {asked} a {moved}: {why}")
+MOVED_DST_GAP = Kind(
+    "moved_dst_gap",
+    "{asked} does not exist in {timezone} (a DST change skips it): read as {read}",
+    "{asked} no existe en {timezone} (un cambio de horario la salta): se lee como {read}")
+MOVED_MIN_LEAD = Kind("moved_min_lead", "wolkvox wants {minutes} min ahead",
+                      "wolkvox exige {minutes} min de anticipación")
+MOVED_CLOSED = Kind("moved_closed", "{closed} ({hours})", "cerrado: {closed} ({hours})")
+MOVED_DST_REPEAT = Kind(
+    "moved_dst_repeat",
+    "{when} {abbr} is a wall time the clock repeats (a DST change), and its date would name "
+    "the first pass: sent when the repeat ends",
+    "{when} {abbr} es una hora que el reloj repite (un cambio de horario) y su fecha "
+    "nombraría la primera pasada: se envía cuando termina la repetición")
+MOVED_CAP_DAY = Kind(
+    "moved_cap_day",
+    "the lead was already called {used} time(s) on {day} (max_recalls.{label}: {limit})",
+    "al contacto ya se le llamó {used} vez/veces el {day} (max_recalls.{label}: {limit})")
+MOVED_CAP_WEEK = Kind(
+    "moved_cap_week",
+    "the lead was already called {used} time(s) on the week of {day} (max_recalls.{label}: "
+    "{limit})",
+    "al contacto ya se le llamó {used} vez/veces en la semana del {day} "
+    "(max_recalls.{label}: {limit})")
+
+# leases: why a call in flight was cut short by the bridge itself (delivery/leases.py)
+SLOT_TAKEN_OVER = Kind("slot_taken_over", "the slot's lease was taken over by another process",
+                       "otro proceso tomó la concesión del cupo de llamada")
+LEASES_NOT_RENEWED = Kind(
+    "leases_not_renewed", "leases not renewed for {seconds} s (database connection lost?)",
+    "concesiones sin renovar durante {seconds} s (¿se perdió la conexión a la base de datos?)")
+
+# calling hours: why a moment is closed (timing/calling_hours.py); a weekday is a reason of
+# its own so that its name is rendered too
+WEEKDAYS = tuple(Kind(f"day_{en.lower()}", en, es) for en, es in (
+    ("Monday", "lunes"), ("Tuesday", "martes"), ("Wednesday", "miércoles"),
+    ("Thursday", "jueves"), ("Friday", "viernes"), ("Saturday", "sábado"),
+    ("Sunday", "domingo")))
+CLOSED_HOLIDAY = Kind("closed_holiday", "public holiday ({holiday})", "festivo ({holiday})")
+CLOSED_DATE = Kind("closed_date", "closed date {date}", "fecha cerrada {date}")
+CLOSED_MARGIN = Kind(
+    "closed_margin", "before {opens} on {day}: {margin} min margin after the {opening} opening",
+    "antes de las {opens} del {day}: margen de {margin} min tras la apertura de las {opening}")
+CLOSED_OUTSIDE = Kind("closed_outside", "outside {windows} on {day}",
+                      "fuera de {windows} el {day}")
+
+# an event's status named inside a reason ("re-queued by an operator (was failed)"), in the
+# console's words for it
+STATUSES = {status: Kind(f"status_{status}", status, es) for status, es in (
+    ("queued", "en cola"), ("sending", "enviando"), ("delivered", "entregado"),
+    ("failed", "fallido"), ("superseded", "reemplazado"), ("expired", "vencido"),
+    ("invalid", "inválido"), ("ignored", "ignorado"), ("cancelled", "cancelado"),
+    ("test", "prueba"))}
+
+
+def status(value: str) -> str:
+    """A status as a reason's parameter: rendered in the page's language when it is one."""
+    kind = STATUSES.get(str(value))
+    return kind() if kind is not None else str(value)

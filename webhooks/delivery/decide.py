@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from .. import reasons
 from ..lifecycle import RETRY_SOON, AttemptOutcome, Status, backoff_delay
 from ..mapping.source import Source
 from ..outbound import errors, wolkvox
@@ -59,7 +60,7 @@ class Decider:
             raise  # not this event's fault: the drain gives it back
         except Exception as err:
             log.exception("event %s: unexpected error", event.id)
-            reason = f"failed: unexpected {type(err).__name__} (see the worker log)"
+            reason = reasons.FAILED_UNEXPECTED(error=type(err).__name__)
             return Decision(Status.FAILED, reason, Attempt(AttemptOutcome.FAILED, reason),
                             refund=1)
 
@@ -80,8 +81,8 @@ class Decider:
             return self.on_error(err, event, source, now,
                                  credentials=(HoldKind.LOOKUP, lookup_key(source.name)))
         except RecallInvalid as err:
-            return Decision(Status.INVALID, str(err), Attempt(AttemptOutcome.FAILED, str(err)),
-                            refund=1)
+            why = reasons.of_error(err)
+            return Decision(Status.INVALID, why, Attempt(AttemptOutcome.FAILED, why), refund=1)
         decision = self._send(key, source, event, recall, call, now)
         if lookup_hold is None:
             return decision
@@ -106,7 +107,8 @@ class Decider:
             return self.on_error(err, event, source, now, recall=plan.recall, spent=True)
         said = mask_phones_in(result.answer.msg)
         note = plan.note
-        reason = f"delivered, {note}; wolkvox: {said}" if note else f"delivered: {said}"
+        reason = (reasons.DELIVERED_MOVED(note=note, said=said) if note
+                  else reasons.DELIVERED(said=said))
         return Decision(Status.DELIVERED, reason,
                         _attempt(AttemptOutcome.DELIVERED, reason, result.answer),
                         recall=plan.recall,
@@ -116,14 +118,14 @@ class Decider:
                    now: float) -> Decision | None:
         """Superseded before any call: a later change of the lead known only after its lookup,
         or a repeat of the recall still ahead in wolkvox. None: it is to be planned."""
-        reason = None
+        reason: str | None = None
         if event.occurred_at is not None and source.lookup is not None:
             later = self.store.later_change(key, recall["campaign_id"], recall["customer_id"],
                                             event.occurred_at, event.id)
             if later is not None:  # known as the lead only now, after the lookup
-                reason = (f"superseded: event {later[0]} of the same lead reports a later "
-                          f"change ({timerules.local(later[1], 'UTC')} UTC against "
-                          f"{timerules.local(event.occurred_at, 'UTC')} UTC)")
+                reason = reasons.SUPERSEDED_LATER_CHANGE(
+                    event=later[0], later=timerules.local(later[1], "UTC"),
+                    this=timerules.local(event.occurred_at, "UTC"))
         reason = reason or self._repeat_of(key, source, event, recall, now)
         if reason is None:
             return None
@@ -143,9 +145,9 @@ class Decider:
         if last is None or last["phone"] != recall["recall_telephone"] \
                 or source.asked_date(last["raw"]) != asked:
             return None
-        return (f"superseded: duplicate of event {last['id']}, still ahead in wolkvox "
-                f"({timerules.local(last['scheduled_for'], source.target.timezone)}): same "
-                "customer, phone and asked date; not sent again")
+        return reasons.SUPERSEDED_REPEAT(
+            event=last["id"],
+            scheduled=timerules.local(last["scheduled_for"], source.target.timezone))
 
     def on_error(self, err: OutboundError, event: Claimed, source: Source, now: float, *,
                  recall: dict[str, str] | None = None, spent: bool = False,
@@ -165,18 +167,18 @@ class Decider:
             return Decision(Status.FAILED, err.reason,
                             _attempt(AttemptOutcome.FAILED, err.reason, answer), recall=recall)
         if isinstance(err, errors.RetrySoon):
-            return Decision(Status.QUEUED, f"retry soon: {err.reason}",
+            return Decision(Status.QUEUED, reasons.RETRY_SOON(reason=err.reason),
                             _attempt(AttemptOutcome.RETRY, err.reason, answer),
                             count=err.counted, next_attempt_at=now + RETRY_SOON)
         if isinstance(err, errors.HoldQuota):
-            reason = f"held: {err.reason}"
+            reason = reasons.HELD(reason=err.reason)
             until = timerules.next_day(source.target.timezone, now)
             return Decision(Status.QUEUED, reason, _attempt(AttemptOutcome.HELD, reason, answer),
                             count=err.counted, next_attempt_at=now,
                             hold=Hold(HoldKind.QUOTA, reason, until))
         if isinstance(err, errors.HoldCredentials):
             interval = self.settings.token_probe_interval
-            reason = f"held: {err.reason}; probing every {interval:g} s"
+            reason = reasons.HELD_PROBING(reason=err.reason, interval=f"{interval:g}")
             kind, key = credentials
             return Decision(Status.QUEUED, reason, _attempt(AttemptOutcome.HELD, reason, answer),
                             count=err.counted, next_attempt_at=now,
@@ -190,11 +192,11 @@ class Decider:
         """Counted: back off (not before `after`), or fail past MAX_EVENT_AGE."""
         attempts = event.attempts + 1
         if now - event.age_from >= self.settings.max_event_age:
-            final = f"failed after {attempts} attempts over the maximum age: {reason}"
+            final = reasons.FAILED_MAX_AGE(attempts=attempts, reason=reason)
             return Decision(Status.FAILED, final, attempt, count=True)
         delay = max(backoff_delay(attempts, random.random()), after)
-        return Decision(Status.QUEUED, f"retry in {delay:.0f} s: {reason}", attempt,
-                        count=True, next_attempt_at=now + delay)
+        return Decision(Status.QUEUED, reasons.RETRY_IN(delay=f"{delay:.0f}", reason=reason),
+                        attempt, count=True, next_attempt_at=now + delay)
 
     def _session(self, base_url: str) -> requests.Session:
         """One session per thread and per host (its proxy settings are the host's)."""

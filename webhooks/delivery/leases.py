@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import reasons
 from ..outbound.deadline import Call
 from ..store import StoreUnavailable
 
@@ -158,10 +159,10 @@ class Keeper:
                 with self._lock:
                     for tenure in self._tenures:
                         if tenure.holder in lost:
-                            tenure.lose("the slot's lease was taken over by another process")
+                            tenure.lose(reasons.SLOT_TAKEN_OVER())
         late = time.monotonic() - self._last_ok
         if self.strict and late >= self._give_up_after:
-            self._give_up(f"leases not renewed for {late:.1f} s (database connection lost?)")
+            self._give_up(reasons.LEASES_NOT_RENEWED(seconds=f"{late:.1f}"))
 
     def _renew(self, life: Any, tenures: list[tuple[str, int, str]], until: float) -> set[str]:
         """In the helper thread: renew, then give a dead process's claims back."""

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .. import reasons
 from ..mapping.source import Source
 from ..outbound.deadline import Call
 from ..settings import Settings
@@ -183,9 +184,9 @@ class Worker:
         if events is None:  # the day's quota is used up before wolkvox had to say so
             zone, limit = group.target.timezone, self.gate.daily_limit
             until = timerules.next_day(zone, now)
-            self.hold(group.key, HoldKind.QUOTA, f"held: daily quota of {limit} calls used "
-                      f"up; waits for {timerules.local(until, zone)} {zone}", until, now,
-                      daily_limit=limit)
+            self.hold(group.key, HoldKind.QUOTA, reasons.HELD_QUOTA_USED(
+                limit=limit, until=timerules.local(until, zone), zone=zone),
+                until, now, daily_limit=limit)
             return Batch(day, [])
         return Batch(day, events)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from jmespath.exceptions import JMESPathError
 
+from .. import reasons
 from ..lifecycle import Status
 from ..mapping.lookups import ObjectIdInvalid, object_id_of
 from ..mapping.source import Source
@@ -48,15 +49,14 @@ def verdict(source: Source, event: Any, index: int, delivery_id: str | None,
         common["dedup_key"] = source.dedup_key(event, index, delivery_id)
     except JMESPathError as err:
         common["dedup_key"] = source.dedup_key(event, index, None, hashed=True)
-        return _invalid(common, f"invalid: `event_id` failed: {err}", lead=lead)
+        return _invalid(common, reasons.INVALID_EVENT_ID(error=str(err)), lead=lead)
     if unstorable:
-        return _invalid(common, f"invalid: {', '.join(unstorable[:5])}: text with a NUL "
-                        "character or an unpaired surrogate, which cannot be stored (replaced "
-                        "by U+FFFD); fix the sender's data", lead=lead)
+        return _invalid(common, reasons.INVALID_UNSTORABLE(paths=", ".join(unstorable[:5])),
+                        lead=lead)
     try:
         wanted = source.wanted(event)
     except JMESPathError as err:  # kept as invalid, for replay after a fix
-        return _invalid(common, f"invalid: `when` failed: {err}", lead=lead)
+        return _invalid(common, reasons.INVALID_WHEN(error=str(err)), lead=lead)
     if not wanted:
         return Verdict(NewEvent(**common, status=Status.IGNORED, lead=lead,
                                 reason=source.unwanted_reason(event)))
@@ -64,13 +64,13 @@ def verdict(source: Source, event: Any, index: int, delivery_id: str | None,
         try:
             object_id = object_id_of(source.lookup.object_id.search(event))
         except (ObjectIdInvalid, JMESPathError) as err:
-            return _invalid(common, f"invalid: {err}", lead=lead)
-        return Verdict(NewEvent(**common, reason="waiting for the CRM lookup",
+            return _invalid(common, reasons.INVALID(error=reasons.of_error(err)), lead=lead)
+        return Verdict(NewEvent(**common, reason=reasons.WAITING_LOOKUP(),
                                 lead=("", f"{source.name}:{object_id}")))
     try:
         return Verdict(NewEvent(**common, recall=source.map(event, now)))
     except RecallInvalid as err:
-        return _invalid(common, f"invalid: {err}", err.errors, lead=lead)
+        return _invalid(common, reasons.INVALID(error=str(err)), err.errors, lead=lead)
 
 
 def _invalid(common: dict[str, Any], reason: str,

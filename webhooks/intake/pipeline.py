@@ -19,6 +19,7 @@ from typing import Any
 
 from jmespath.exceptions import JMESPathError
 
+from .. import reasons
 from ..bridge import Bridge
 from ..crm import formats
 from ..crm.signatures import AuthFailed, SignedRequest
@@ -143,7 +144,7 @@ def _unauthenticated(err: AuthFailed, signed: SignedRequest) -> Refused:
 
 
 # --- the capture URL: judged like the hook's, kept as tests --------------------------------------
-TEST_VERDICT = "test: would be "  # how a captured event's reason starts
+TEST_VERDICT = "test: would be "  # how a captured event's reason starts (TEST_WOULD_BE)
 
 
 def as_test(event: NewEvent, capture: str) -> NewEvent:
@@ -152,10 +153,11 @@ def as_test(event: NewEvent, capture: str) -> NewEvent:
     The key holds `capture`, one per test request: a test sent again (after a mapping change)
     is judged afresh, not answered `duplicate` of the last one; within one request, two
     events with one id are still a duplicate, as the hook would say."""
-    detail = f": {event.reason}" if event.reason else ""
+    status = reasons.status(event.status)
+    reason = (reasons.TEST_WOULD_BE_BECAUSE(status=status, reason=event.reason) if event.reason
+              else reasons.TEST_WOULD_BE(status=status))
     return replace(event, status=Status.TEST,
-                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"),
-                   reason=f"{TEST_VERDICT}{event.status}{detail}")
+                   dedup_key=fit_key(f"test:{capture}:{event.dedup_key}"), reason=reason)
 
 
 def captured_verdict(reason: str) -> tuple[Status, str] | None:

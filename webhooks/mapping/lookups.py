@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from jmespath.parser import ParsedResult
 
+from .. import reasons
+
 # An object id a CRM gives: letters, digits and . _ : @ -, never "." or ".." alone, so that it
 # can only ever name one object: it cannot climb out of the lookup's path or change its host.
 _OBJECT_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,128}")
@@ -52,10 +54,9 @@ class ObjectIdInvalid(ValueError):
 def object_id_of(value: Any) -> str:
     """`value` as an object id for a lookup URL, or ObjectIdInvalid saying why it is not one."""
     if value is None or value == "":
-        raise ObjectIdInvalid("lookup: the event has no object id where the lookup's id looks")
+        raise ObjectIdInvalid(reasons.LOOKUP_NO_ID())
     text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
     if text is None or not _OBJECT_ID.fullmatch(text):
         shown = repr(value)[:40]
-        raise ObjectIdInvalid(f"lookup: object id {shown} is not an id (letters, digits, "
-                              ". _ : @ -, at most 128 characters)")
+        raise ObjectIdInvalid(reasons.LOOKUP_BAD_ID(shown=shown))
     return text

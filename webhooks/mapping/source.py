@@ -18,6 +18,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from .. import reasons
 from ..crm import formats
 from ..crm.signatures import strip
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
@@ -149,8 +150,9 @@ class Source:
         expression = " ".join(self.when.expression.split())
         shown = expression if len(expression) <= 160 else expression[:157] + "..."
         missing = missing_paths(self._when_paths, event)
-        return (f"ignored: the mapping's `when` is false ({shown})"
-                + (f"; missing in the event: {', '.join(missing)}" if missing else ""))
+        if missing:
+            return reasons.IGNORED_WHEN_MISSING(expression=shown, missing=", ".join(missing))
+        return reasons.IGNORED_WHEN(expression=shown)
 
     @cached_property
     def _when_paths(self) -> list[ParsedResult]:

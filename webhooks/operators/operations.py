@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .. import reasons
 from ..bridge import Bridge
 from ..intake import judge as intake
 from ..lifecycle import CANCELLABLE, REJUDGED_ON_RETRY, RETRYABLE_BY_OPERATOR, Status
@@ -67,7 +68,7 @@ def retry_event(bridge: Bridge, event_id: int, at: str | None = None, actor: str
             raise RetryRefused(f"event {event_id} is still {judged.status} with today's "
                                f"mapping: {judged.reason}")
         recall = judged.recall
-    moved = ""
+    moved, reason = "", reasons.REQUEUED(status=reasons.status(status))
     if recall is not None:
         asked = recall["recall_date"]
         zone = ZoneInfo(source.target.timezone)
@@ -75,7 +76,8 @@ def retry_event(bridge: Bridge, event_id: int, at: str | None = None, actor: str
         recall = {**recall, "recall_date": due}
         if due != asked:
             moved = f"; callback time {asked} -> {due}"
-    reason = f"re-queued by an operator (was {status}){moved}"
+            reason = reasons.REQUEUED_MOVED(status=reasons.status(status), asked=asked,
+                                            due=due)
     if not bridge.store.requeue(event_id, now.timestamp(), reason, recall, was=was):
         raise RetryRefused(_changed(event_id))
     bridge.store.audit(actor, "retry", f"{status} -> {Status.QUEUED}{moved}", now.timestamp(),
@@ -109,7 +111,7 @@ def cancel_event(bridge: Bridge, event_id: int, why: str, actor: str) -> str:
     if not why:
         raise RetryRefused("say why the event is cancelled")
     now = bridge.settings.clock().timestamp()
-    if not bridge.store.cancel(event_id, f"cancelled by an operator: {why}", now):
+    if not bridge.store.cancel(event_id, reasons.CANCELLED(why=why), now):
         row = bridge.store.get(event_id)
         status = row["status"] if row else None
         raise RetryRefused(f"no event {event_id}" if row is None else

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from ..bridge import Bridge
 from ..lifecycle import Status
+from ..reasons import params_from
 
 HOURS = 48  # hours in the hourly series (the console's chart), the current one last
 WEEK = 7  # days in the week's figures, today included
@@ -82,6 +83,8 @@ class Hold:
     reason: str
     since: float
     until: float
+    reason_code: str | None = None  # the reason's kind and parameters (reasons.py), if coded
+    reason_params: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def tokens(bridge: Bridge, now: float) -> tuple[TokenFigures, ...]:
 def _hold(row: dict[str, Any] | None, now: float) -> Hold | None:
     if not row or row["until"] <= now:
         return None  # lapsed: the worker sends again, whatever the row still says
-    return Hold(row["kind"], row["reason"], row["since"], row["until"])
+    return Hold(row["kind"], row["reason"], row["since"], row["until"],
+                row.get("reason_code"), params_from(row.get("reason_params")))
 
 
 def hours(bridge: Bridge, now: float) -> tuple[Hour, ...]:

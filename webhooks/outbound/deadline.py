@@ -27,6 +27,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .. import reasons
+
 _local = threading.local()
 
 
@@ -106,7 +108,7 @@ class _Watchdog:
                 now = time.monotonic()
                 while self._due and self._due[0][0] <= now:
                     _, _, call, seconds = heapq.heappop(self._due)
-                    call.abort(f"no complete answer within the call's deadline of {seconds:g} s")
+                    call.abort(reasons.CALL_DEADLINE(seconds=f"{seconds:g}"))
                 self._wake.wait(self._due[0][0] - now if self._due else None)
 
 

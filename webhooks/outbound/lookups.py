@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3.exceptions
 
+from .. import reasons
 from ..mapping.lookups import LookupStep, ObjectIdInvalid, object_id_of
 from ..recall import mask_phones_in
 from . import errors
@@ -74,10 +75,10 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
     try:
         object_id = object_id_of(step.id.search(event))
     except ObjectIdInvalid as err:
-        raise LookupFailed(str(err)) from None
+        raise LookupFailed(reasons.of_error(err)) from None
     url = step.url.replace("{id}", quote(object_id, safe=""))
     host = urlsplit(url).netloc
-    what = step.name or f"the object at {host}"
+    what = step.name or reasons.LOOKUP_OBJECT_AT(host=host)
     try:
         with deadline(timeouts[1], call):
             response = session.get(url, timeout=timeouts, headers=step.headers,
@@ -85,31 +86,31 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
             with response:
                 content = response.raw.read(ANSWER_LIMIT, decode_content=True)
     except CallAborted as err:
-        raise LookupRetry(f"lookup: cut short: {err.why}") from None
+        raise LookupRetry(reasons.LOOKUP_CUT_SHORT(why=err.why)) from None
     except _READ_ERRORS as err:
-        raise LookupRetry(f"lookup: transport error: {type(err).__name__}") from None
+        raise LookupRetry(reasons.LOOKUP_TRANSPORT(error=type(err).__name__)) from None
     status = response.status_code
     if status in (400, 404):
         said = _message(content)
         if status == 404 or _GONE.search(said):
-            raise LookupFailed(f"lookup: {what} {object_id} not found (HTTP {status})"
-                               + (f": {said}" if said else ""))
+            raise LookupFailed(
+                reasons.LOOKUP_NOT_FOUND_SAID(what=what, id=object_id, status=status, said=said)
+                if said else reasons.LOOKUP_NOT_FOUND(what=what, id=object_id, status=status))
     if status in (401, 403):
-        raise LookupRefused(f"lookup: {host} refused the credentials for {what} (HTTP "
-                            f"{status}); check the token in the mapping's lookup and its scopes")
+        raise LookupRefused(reasons.LOOKUP_REFUSED(host=host, what=what, status=status))
     if status == 429:
         after = seconds_after(response.headers.get("Retry-After")) or 10.0
-        raise LookupRetry(f"lookup: {host} rate limit (HTTP 429)", after)
+        raise LookupRetry(reasons.LOOKUP_RATE(host=host), after)
     if status != 200:
-        raise LookupRetry(f"lookup: {host} answered HTTP {status} for {what}")
+        raise LookupRetry(reasons.LOOKUP_HTTP(host=host, status=status, what=what))
     try:
         answer = json.loads(content)
     except (ValueError, RecursionError):  # RecursionError: thousands of nested `[`
-        raise LookupRetry(f"lookup: {host}'s answer for {what} is not JSON") from None
+        raise LookupRetry(reasons.LOOKUP_NOT_JSON(host=host, what=what)) from None
     picked = step.pick.search(answer)
     if picked is None:
-        raise LookupFailed(f"lookup: the answer for {what} {object_id} has nothing at "
-                           f"`{step.pick.expression}`")
+        raise LookupFailed(reasons.LOOKUP_NOTHING(what=what, id=object_id,
+                                                  pick=step.pick.expression))
     return picked
 
 

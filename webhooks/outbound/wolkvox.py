@@ -21,6 +21,7 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
+from .. import reasons
 from ..recall import Target, mask_phones_in, request_parts
 from . import errors
 from .deadline import Call, CallAborted, deadline
@@ -92,14 +93,15 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
         # Ambiguous (the recall may be set), but re-sending the same recall is harmless.
         _rest(call, started)
         kind = RetryLater if err.counted else RetrySoon
-        raise kind(f"cut short: {err.why}", _answer(None, None, "", started)) from None
+        raise kind(reasons.WOLKVOX_CUT_SHORT(why=err.why),
+                   _answer(None, None, "", started)) from None
     except _TIMEOUTS as err:
         if not isinstance(err, requests.ConnectTimeout):  # else wolkvox never had the call
             _rest(call, started)
         answer = _answer(None, None, "", started)
-        raise RetryLater(f"timeout: {type(err).__name__}", answer) from None
+        raise RetryLater(reasons.WOLKVOX_TIMEOUT(error=type(err).__name__), answer) from None
     except _READ_ERRORS as err:
-        raise RetryLater(f"transport error: {type(err).__name__}",
+        raise RetryLater(reasons.WOLKVOX_TRANSPORT(error=type(err).__name__),
                          _answer(None, None, "", started)) from None
     try:
         return classify(response.status_code, content, _elapsed(started),
@@ -132,22 +134,26 @@ def classify(http_status: int, content: bytes, latency_ms: float,
     if 200 <= http_status < 300:
         if code == 202:
             return Delivered(answer)
-        raise RetryLater(f"HTTP {http_status} without code 202 in the body", answer)
+        raise RetryLater(reasons.WOLKVOX_NO_202(status=http_status), answer)
     if http_status in (429, 503):
         after = seconds_after(retry_after)
-        said = f"; Retry-After {after:g} s" if after else ""
-        raise RetryLater(f"HTTP {http_status}: {answer.msg or 'busy'}{said}", answer, after)
+        busy = answer.msg or "busy"
+        why = (reasons.WOLKVOX_BUSY_AFTER(status=http_status, msg=busy, after=f"{after:g}")
+               if after else reasons.WOLKVOX_BUSY(status=http_status, msg=busy))
+        raise RetryLater(why, answer, after)
     if data is None and http_status not in (400, 401):
-        raise RetryLater(f"HTTP {http_status} with a body that is not wolkvox JSON", answer)
+        raise RetryLater(reasons.WOLKVOX_NOT_JSON(status=http_status), answer)
     if http_status == 400:
-        raise Rejected(f"wolkvox refused the recall: {answer.msg or 'HTTP 400'}", answer)
+        raise Rejected(reasons.WOLKVOX_REFUSED(msg=answer.msg or "HTTP 400"), answer)
     if http_status == 401 or "VALIDATE TOKEN" in upper:
-        raise TokenRejected(f"token rejected: {answer.msg or f'HTTP {http_status}'}", answer)
+        raise TokenRejected(reasons.WOLKVOX_TOKEN_REJECTED(msg=answer.msg or f"HTTP {http_status}"),
+                            answer)
     if http_status == 403 and "SIMULTANEOUS" in upper:
-        raise RetrySoon(f"refused for concurrency: {msg}", answer)
+        raise RetrySoon(reasons.WOLKVOX_CONCURRENCY(msg=msg), answer)
     if http_status == 403 and "TOKEN LIMIT EXCEEDED" in upper:
-        raise QuotaExceeded(f"daily quota used up: {msg}", answer)
-    raise RetryLater(f"HTTP {http_status}: {answer.msg or 'no message'}", answer)
+        raise QuotaExceeded(reasons.WOLKVOX_QUOTA(msg=msg), answer)
+    raise RetryLater(reasons.WOLKVOX_HTTP(status=http_status, msg=answer.msg or "no message"),
+                     answer)
 
 
 def seconds_after(value: str | None, now: float | None = None) -> float:

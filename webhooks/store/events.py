@@ -3,7 +3,6 @@ request's events is ingest.py)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,11 +25,18 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle import AttemptOutcome, Received, Status
+from ..reasons import (
+    CLAIMED_AGAIN,
+    SUPERSEDED_BEFORE_SENT,
+    SUPERSEDED_BY_WAS,
+    SUPERSEDED_WORKER_STOPPED,
+)
 from .errors import translate
 from .holders import lapsed_holders
 from .limits import Hold, refund
 from .sqlite import READ_ONLY
 from .tables import attempts, events
+from .texts import text, why
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,6 @@ class Decision:
     lifts: tuple[str, float] | None = None  # a hold (key, since) this outcome proved needless
 
 
-# A NUL or an unpaired surrogate (a lone "\ud83d" escape in JSON) is text no database stores.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 LEAD_IS = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
@@ -194,7 +198,7 @@ class EventStore:
         written, nothing refunded) when the event is no longer ours: its lease ran out and it
         was claimed again, or this outcome was written already.
         A retry becomes `superseded` when a newer event of the same lead has arrived."""
-        values: dict[str, Any] = {"status": decision.status, "reason": text(decision.reason),
+        values: dict[str, Any] = {"status": decision.status, **why(decision.reason),
                                   "updated_at": now, "holder": None, "lease_until": None}
         if decision.count:
             values["attempts"] = events.c.attempts + 1
@@ -210,8 +214,8 @@ class EventStore:
                     _newer_of_lead(event_id), events.c.status.in_(
                         [Status.QUEUED, Status.SENDING])).limit(1)).scalar()
                 if newer is not None:
-                    values.update(status=Status.SUPERSEDED, reason=f"superseded by event "
-                                  f"{newer} for the same lead (was: {decision.reason})")
+                    values.update(status=Status.SUPERSEDED, **why(SUPERSEDED_BY_WAS(
+                        event=newer, reason=decision.reason)))
             ours = bool(db.execute(update(events).where(
                 events.c.id == event_id, events.c.holder == holder,
                 events.c.status == Status.SENDING).values(**values)).rowcount)
@@ -231,8 +235,7 @@ class EventStore:
         ours = (events.c.id.in_(list(ids)), events.c.holder == holder,
                 events.c.status == Status.SENDING)
         with self._tx() as db:
-            return _unclaim(db, ours, now, "superseded: a newer event for the same lead "
-                            "arrived before this one was sent", reason)
+            return _unclaim(db, ours, now, SUPERSEDED_BEFORE_SENT(), reason)
 
     def any_due(self, sources: Iterable[str], now: float) -> bool:
         """Is any queued event of `sources` due now? (A lower-priority caller of a token's
@@ -247,7 +250,7 @@ class EventStore:
         with self._tx() as db:
             return db.execute(update(events).where(
                 events.c.status == Status.QUEUED, events.c.source.in_(list(sources)),
-            ).values(reason=reason, updated_at=now)).rowcount
+            ).values(**why(reason), updated_at=now)).rowcount
 
     def requeue_abandoned(self, now: float) -> int:
         """`sending` events whose holder is dead (life.py) go back to the queue, or are
@@ -260,9 +263,7 @@ class EventStore:
             if not dead:
                 return 0
             lapsed = (events.c.status == Status.SENDING, events.c.holder.in_(sorted(dead)))
-            return _unclaim(db, lapsed, now, "superseded: a newer event for the same lead "
-                            "arrived while this one was with a worker that stopped",
-                            "claimed again: its worker stopped")
+            return _unclaim(db, lapsed, now, SUPERSEDED_WORKER_STOPPED(), CLAIMED_AGAIN())
 
     def later_change(self, token_key: str, campaign_id: str, customer_id: str,
                      occurred_at: float, event_id: int) -> tuple[int, float] | None:
@@ -359,7 +360,7 @@ class EventStore:
 
         With `was` (status, updated_at as the operator's read found them), only if the event
         is still so: False, and nothing written, when another retry or cancel came first."""
-        values: dict[str, Any] = {"status": status, "reason": text(reason), "updated_at": now}
+        values: dict[str, Any] = {"status": status, **why(reason), "updated_at": now}
         if status == Status.QUEUED:
             values.update(attempts=0, next_attempt_at=now if at is None else at,
                           requeued_at=now, holder=None, lease_until=None)
@@ -373,19 +374,13 @@ class EventStore:
                 return False
             db.execute(insert(attempts).values(event_id=event_id, at=now,
                                                outcome=AttemptOutcome.REQUEUED,
-                                               reason=text(reason)))
+                                               **why(reason)))
         return True
-
-
-def text(value: str) -> str:
-    """A NUL or an unpaired surrogate cannot be stored in a text column (PostgreSQL refuses
-    both): replaced, so that a reason quoting a CRM's bad data never fails a transaction."""
-    return UNSTORABLE.sub("\ufffd", value) if UNSTORABLE.search(value) else value
 
 
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:
     row = dict(attempt.__dict__)
-    row["reason"] = text(row["reason"])
+    row.update(why(row["reason"]))
     if row["wolkvox_msg"] is not None:
         row["wolkvox_msg"] = text(row["wolkvox_msg"])
     if row["wolkvox_code"] is not None and not -2**31 <= row["wolkvox_code"] < 2**31:
@@ -407,10 +402,10 @@ def _unclaim(db: Connection, which: tuple[Any, ...], now: float, superseded_reas
         [Status.QUEUED, Status.SENDING])).exists()
     unclaimed = {"holder": None, "lease_until": None, "updated_at": now}
     superseded = db.execute(update(events).where(*which, newer).values(
-        status=Status.SUPERSEDED, reason=superseded_reason, **unclaimed)).rowcount
+        status=Status.SUPERSEDED, **why(superseded_reason), **unclaimed)).rowcount
     return superseded + db.execute(update(events).where(*which).values(
         status=Status.QUEUED, **unclaimed,
-        **({"reason": queued_reason} if queued_reason else {}))).rowcount
+        **(why(queued_reason) if queued_reason else {}))).rowcount
 
 
 def _newer_of_lead(event_id: int | None) -> Any:

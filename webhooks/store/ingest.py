@@ -21,9 +21,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Received, Status
-from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome, text
+from ..reasons import SUPERSEDED_BY, SUPERSEDED_LATE_ACK, SUPERSEDED_LATE_CHANGE
+from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome
 from .prepared import Prepared
 from .tables import events
+from .texts import text, why
 
 Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> rows
 
@@ -32,13 +34,16 @@ EXISTING = select(events.c.id, events.c.status).where(
 # the lead's queued events the new one is not older than (events.py has the order)
 SUPERSEDE = update(events).where(
     *LEAD_IS, events.c.status == Status.QUEUED, events.c.id < bindparam("n"), NOT_LATER_THAN_NEW,
-).values(status=Status.SUPERSEDED, updated_at=bindparam("now"),
-         reason=bindparam("why")).returning(events.c.id)
+# `why`, `why_code`, `why_params`: the reason's columns (events.why)
+).values(status=Status.SUPERSEDED, updated_at=bindparam("now"), reason=bindparam("why"),
+         reason_code=bindparam("why_code"), reason_params=bindparam("why_params"),
+         ).returning(events.c.id)
 LATE = update(events).where(events.c.id == bindparam("n")).values(
-    status=Status.SUPERSEDED, reason=bindparam("why")).returning(events.c.id)
+    status=Status.SUPERSEDED, reason=bindparam("why"), reason_code=bindparam("why_code"),
+    reason_params=bindparam("why_params")).returning(events.c.id)
 ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "customer_id", "phone",
             "raw", "recall", "reason", "attempts", "next_attempt_at", "created_at", "updated_at",
-            "occurred_at")
+            "occurred_at", "reason_code", "reason_params")
 
 
 class IngestStore:
@@ -128,11 +133,11 @@ def store_events(run: Run, new: Sequence[NewEvent], now: float) -> list[Outcome]
             found = run("order", {
                 "t": row["token_key"], "c": row["campaign_id"], "u": row["customer_id"],
                 "n": new_id, "o": item.occurred_at, "a": now, "now": now,
-                "why": f"superseded by event {new_id} for the same lead"})
+                **_why(SUPERSEDED_BY(event=new_id))})
             later = [r[1:] for r in found if r[0] == "later"]
             if later:  # an older change arriving late (a redelivery, a spool replay): kept,
                 # never sent, whichever way either came in
-                run("late", {"n": new_id, "why": _late(later[0], item.occurred_at, now)})
+                run("late", {"n": new_id, **_why(_late(later[0], item.occurred_at, now))})
                 outcomes.append(Outcome(Received.SUPERSEDED, new_id, Status.SUPERSEDED))
                 continue
             superseded = tuple(r[1] for r in found)
@@ -146,11 +151,17 @@ def _late(later: Any, occurred_at: float | None, acknowledged_at: float) -> str:
     """Why an event is superseded on arrival by the stored event `later` (id, occurred_at,
     created_at), in the terms the two were compared in."""
     if occurred_at is not None and later[1] is not None:
-        return (f"superseded on arrival: event {later[0]} of the same lead reports a later "
-                f"change ({_utc(later[1])} against {_utc(occurred_at)})")
-    return (f"superseded on arrival: event {later[0]} of the same lead was acknowledged "
-            f"later ({_utc(later[2])} against {_utc(acknowledged_at)}; this one was kept while "
-            "the store was down, or the CRM sent it late)")
+        return SUPERSEDED_LATE_CHANGE(event=later[0], later=_utc(later[1]),
+                                      this=_utc(occurred_at))
+    return SUPERSEDED_LATE_ACK(event=later[0], later=_utc(later[2]),
+                               this=_utc(acknowledged_at))
+
+
+def _why(reason: str) -> dict[str, Any]:
+    """A reason's columns as the ingest statements bind them."""
+    found = why(reason)
+    return {"why": found["reason"], "why_code": found["reason_code"],
+            "why_params": found["reason_params"]}
 
 
 def _utc(epoch: float | None) -> str:
@@ -166,6 +177,6 @@ def _row(item: NewEvent, now: float) -> dict[str, Any]:
             "customer_id": customer_id, "raw": item.raw, "recall": item.recall,
             "phone": item.recall["recall_telephone"] if item.recall else None,
             "occurred_at": item.occurred_at,
-            "reason": text(item.reason), "attempts": 0,
+            **why(item.reason), "attempts": 0,
             "next_attempt_at": item.next_attempt_at or now, "created_at": now,
             "updated_at": now}

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..lifecycle import Status
 from .holders import Life, dead_holders
 from .tables import events, holds, probe, quota, slots
+from .texts import why
 
 
 class HoldKind(StrEnum):
@@ -144,7 +145,7 @@ class LimitStore:
         """Hold a token until `until` (the quota reset, or the next probe of a bad token); a
         quota hold of our own counter remembers the `daily_limit` it was judged against."""
         with self._tx() as db:
-            values = {"kind": kind, "reason": reason, "until": until, "since": now,
+            values = {"kind": kind, **why(reason), "until": until, "since": now,
                       "daily_limit": daily_limit}
             db.execute(self._upsert(holds).values(token_key=token_key, **values)
                        .on_conflict_do_update(index_elements=["token_key"], set_=values))
@@ -160,14 +161,16 @@ class LimitStore:
             db.execute(delete(holds).where(*which))
             db.execute(update(events).where(
                 events.c.token_key == token_key, events.c.status == Status.QUEUED,
-                events.c.reason == reason).values(reason=""))
+                events.c.reason == reason).values(reason="", reason_code=None,
+                                                  reason_params=None))
             return True
 
     def holds(self) -> dict[str, dict[str, Any]]:
         """{token_key: {kind, reason, until, since, daily_limit}} for every held token."""
         with self._tx(read=True) as db:
             rows = db.execute(select(holds)).mappings()
-            return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "until", "since",
+            return {r["token_key"]: {k: r[k] for k in ("kind", "reason", "reason_code",
+                                                       "reason_params", "until", "since",
                                                        "daily_limit")} for r in rows}
 
     # --- health ------------------------------------------------------------------------

@@ -38,6 +38,8 @@ events = Table(
     Column("raw", JSON, nullable=False),  # the event as the CRM sent it, for replay
     Column("recall", JSON),  # the five recall fields, once mapped
     Column("reason", Text, nullable=False, default=""),  # why it is in its status
+    Column("reason_code", String(64)),  # the reason's kind (reasons.py); NULL: text alone
+    Column("reason_params", Text),  # its parameters, as JSON text
     Column("attempts", Integer, nullable=False, default=0),  # counted failures
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_until", Float),  # while sending: when the claim lapses
@@ -69,6 +71,8 @@ attempts = Table(
     Column("wolkvox_msg", Text),
     Column("outcome", String(16), nullable=False),  # delivered | retry | held | failed
     Column("reason", Text, nullable=False),
+    Column("reason_code", String(64)),
+    Column("reason_params", Text),
     Index("ix_attempts_event", "event_id"),
     Index("ix_attempts_at", "at"),
 )
@@ -93,6 +97,8 @@ holds = Table(  # a token that must not be used now, and why
     Column("token_key", String(32), primary_key=True),
     Column("kind", String(16), nullable=False),  # quota | token
     Column("reason", Text, nullable=False),
+    Column("reason_code", String(64)),
+    Column("reason_params", Text),
     Column("until", Float, nullable=False),  # no call before this (quota reset or next probe)
     Column("since", Float, nullable=False),
     Column("daily_limit", Integer),  # a quota hold: the limit it was judged against

@@ -11,13 +11,14 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, insert, select, update
 
 from ..lifecycle import CANCELLABLE, Status
-from .events import text
 from .tables import attempts, audit, events, holds, quota, slots
+from .texts import text, why
 
 # The columns of an events page row: not the body (big), not the recall (the phone is there).
 LISTED = (events.c.id, events.c.source, events.c.status, events.c.customer_id, events.c.phone,
           events.c.reason, events.c.attempts, events.c.created_at, events.c.updated_at,
-          events.c.next_attempt_at, events.c.token_key)
+          events.c.next_attempt_at, events.c.token_key, events.c.reason_code,
+          events.c.reason_params)
 COUNT_CAP = 100_000  # a count past this says "more than" (a bulk action is refused past it)
 
 
@@ -84,7 +85,7 @@ class ViewStore:
         with self._tx() as db:
             return bool(db.execute(update(events).where(
                 events.c.id == event_id, events.c.status.in_(list(CANCELLABLE))).values(
-                status=Status.CANCELLED, reason=reason, updated_at=now)).rowcount)
+                status=Status.CANCELLED, **why(reason), updated_at=now)).rowcount)
 
     def latest(self, status: str, source: str | None = None, after: int = 0,
                limit: int = 20) -> list[dict[str, Any]]:

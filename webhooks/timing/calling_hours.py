@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from .. import reasons
+
 # wolkvox's job runs at minutes that are multiples of 6 and activates recalls due within the
 # next 10, so a recall set at a window's opening could ring up to 10 minutes before it.
 DEFAULT_MARGIN_MINUTES = 10
@@ -104,18 +106,19 @@ class CallingHours:
             return ""
         local = _utc(moment).astimezone(ZoneInfo(self.timezone))
         day, weekday, wall = local.date(), local.weekday(), _wall(local)
+        named = reasons.WEEKDAYS[weekday]()
         if not self.weekly[weekday]:
-            return DAY_NAMES[weekday]
+            return named
         if holiday := self._holiday(day):
-            return f"public holiday ({holiday})"
+            return reasons.CLOSED_HOLIDAY(holiday=holiday)
         if day in self.closed:
-            return f"closed date {day.isoformat()}"
+            return reasons.CLOSED_DATE(date=day.isoformat())
         for opens, _ in self._spans(weekday):
             if opens - self.margin <= wall < opens:
-                return (f"before {_clock(opens // _MINUTE)} on {DAY_NAMES[weekday]}: "
-                        f"{self.margin // _MINUTE} min margin after the "
-                        f"{_clock((opens - self.margin) // _MINUTE)} opening")
-        return f"outside {_windows(self.weekly[weekday])} on {DAY_NAMES[weekday]}"
+                return reasons.CLOSED_MARGIN(
+                    opens=_clock(opens // _MINUTE), day=named, margin=self.margin // _MINUTE,
+                    opening=_clock((opens - self.margin) // _MINUTE))
+        return reasons.CLOSED_OUTSIDE(windows=_windows(self.weekly[weekday]), day=named)
 
     def describe(self) -> str:
         """One line, e.g. "Mon-Fri 07:00-19:00, Sat 08:00-15:00, closed Sun and CO holidays;

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .. import reasons
 from ..recall import DATE_FORMAT as RECALL_DATE_FORMAT
 from .calling_hours import CallingHours
 
@@ -65,23 +66,26 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
     asked, in_gap = _read(recall["recall_date"], zone)
     current = datetime.fromtimestamp(now, UTC)
     if asked < current - timedelta(seconds=expire_after):
-        return Plan(Action.EXPIRED, None, f"expired: callback time {_clock(asked, zone)} passed "
-                    f"more than {expire_after / 3600:g} h ago", recall["recall_date"])
-    when, why = asked, []
+        return Plan(Action.EXPIRED, None, reasons.EXPIRED(asked=_clock(asked, zone),
+                                                     hours=f"{expire_after / 3600:g}"),
+                    recall["recall_date"])
+    when = asked
+    why: list[str] = []  # the moves, as reasons
     if in_gap:
-        why.append(f"{_clock_text(recall['recall_date'])} does not exist in {timezone} (a DST "
-                   f"change skips it): read as {_clock(asked, zone)}")
+        why.append(reasons.MOVED_DST_GAP(asked=_clock_text(recall["recall_date"]),
+                                         timezone=timezone, read=_clock(asked, zone)))
     # Whole seconds, rounded up: the date sent has no fraction and must stay min_lead ahead.
     earliest = datetime.fromtimestamp(math.ceil(now + min_lead), UTC)
     if when < earliest:
         when = earliest
-        why.append(f"wolkvox wants {min_lead / 60:g} min ahead")
+        why.append(reasons.MOVED_MIN_LEAD(minutes=f"{min_lead / 60:g}"))
     for _ in range(MAX_PERIOD_MOVES):
         if hours is not None and not hours.is_open(when):
-            closed = f"{hours.why_closed(when)} ({hours.name})"
+            closed = reasons.MOVED_CLOSED(closed=hours.why_closed(when), hours=hours.name)
             if hours.outside == "refuse":
-                return Plan(Action.REFUSED, None, f"refused: callback time {_clock(when, zone)} is "
-                            f"outside the calling hours: {closed}", recall["recall_date"])
+                return Plan(Action.REFUSED, None, reasons.REFUSED_HOURS(
+                    when=_clock(when, zone), closed=hours.why_closed(when), hours=hours.name),
+                    recall["recall_date"])
             when = hours.next_open(when).astimezone(UTC)
             why.append(closed)
         if caps is not None:
@@ -89,14 +93,13 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
         unrepeated = _after_repeat(when, zone)
         if unrepeated == when:
             break
-        why.append(f"{_clock(when, zone)} {when.astimezone(zone):%Z} is a wall time the clock "
-                   "repeats (a DST change), and its date would name the first pass: sent when "
-                   "the repeat ends")
+        why.append(reasons.MOVED_DST_REPEAT(when=_clock(when, zone),
+                                            abbr=f"{when.astimezone(zone):%Z}"))
         when = unrepeated
     else:
         raise ValueError("schedule: no moment found that satisfies every rule")
     moved = when.astimezone(zone).strftime(RECALL_DATE_FORMAT)
-    note = (f"recall_date moved from {recall['recall_date']} to {moved}: {'; '.join(why)}"
+    note = (reasons.MOVED(asked=recall["recall_date"], moved=moved, why=why)
             if moved != recall["recall_date"] else "")
     return Plan(Action.SEND, {**recall, "recall_date": moved}, note, recall["recall_date"])
 
@@ -114,9 +117,8 @@ def _within_caps(when: datetime, zone: ZoneInfo, hours: CallingHours | None, cap
             begins, ends = _midnight(start, zone), _midnight(start + timedelta(days=days), zone)
             used = sum(begins.timestamp() <= t < ends.timestamp() for t in dialled)
             if used >= limit:
-                period = f"{start:%Y-%m-%d}" if days == 1 else f"the week of {start:%Y-%m-%d}"
-                why.append(f"the lead was already called {used} time(s) on {period} "
-                           f"(max_recalls.{label}: {limit})")
+                kind = reasons.MOVED_CAP_DAY if days == 1 else reasons.MOVED_CAP_WEEK
+                why.append(kind(used=used, day=f"{start:%Y-%m-%d}", label=label, limit=limit))
                 when = hours.next_open(ends).astimezone(UTC) if hours is not None else ends
                 break
         else:

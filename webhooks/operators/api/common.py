@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from ...bridge import current_bridge
+from ...reasons import params_from
 from ...store import StoreRefused, StoreUnavailable
 from ..access import ADMIN, may_act, role_for, throttle_of
 from .schemas import ErrorSchema
@@ -21,6 +22,13 @@ log = logging.getLogger(__name__)
 ACTOR = "api-admin"  # who the audit log names for every action taken through the API
 REALM = 'Bearer realm="recall-bridge"'
 RETRY_AFTER = "30"  # seconds a client should wait when the store is down
+
+
+def reasoned(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row (an event, an attempt, a hold) with its reason's code, and its parameters
+    read back from their JSON text (ReasonedSchema)."""
+    return {**row, "reason_code": row.get("reason_code"),
+            "reason_params": params_from(row.get("reason_params"))}
 
 
 def blueprint(name: str, description: str) -> Blueprint:

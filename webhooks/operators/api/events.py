@@ -14,7 +14,7 @@ from ...recall import mask_phone, mask_phones_in
 from ...store import MAX_ID, EventFilter
 from .. import operations
 from . import schemas as s
-from .common import ACTOR, admin_only, blueprint, documents
+from .common import ACTOR, admin_only, blueprint, documents, reasoned
 
 bp = blueprint("events", "Events: search, detail, and the operator's actions")
 EVENT = f"/events/<int(min=1, max={MAX_ID}):event_id>"
@@ -48,7 +48,7 @@ def get_event(event_id: int) -> dict[str, Any]:
     return {**_row(row), "dedup_key": row["dedup_key"], "token": row["token_key"],
             "requeued_at": row["requeued_at"], "scheduled_for": row["scheduled_for"],
             "raw": masked(row["raw"]), "recall": recall,
-            "attempts": store.attempts_of(event_id),
+            "attempts": [reasoned(a) for a in store.attempts_of(event_id)],
             "audit": store.audit_log(event_id=event_id)}
 
 
@@ -149,7 +149,7 @@ def _filter(phone: str | None = None, since: Any = None, until: Any = None,
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "phone": mask_phone(row["phone"]) if row["phone"] else None,
+    return {**reasoned(row), "phone": mask_phone(row["phone"]) if row["phone"] else None,
             "failed_attempts": row["attempts"]}
 
 

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from ...lifecycle import Status
 from ...store import MAX_ID
-from ...store.events import UNSTORABLE
+from ...store.texts import UNSTORABLE
 from ..operations import BULK_STATUSES
 from ..overview import HOURS, WEEK
 
@@ -90,7 +90,19 @@ class EventQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, PAGE_LIMIT))
 
 
-class EventRowSchema(Schema):
+class ReasonedSchema(Schema):
+    """A stored reason: its English text, and its code and parameters (null on rows written
+    before codes, and on free texts) for a client that shows it in its own language."""
+
+    reason = fields.String(required=True, metadata={"description": "why, in English"})
+    reason_code = fields.String(required=True, allow_none=True, metadata={
+        "description": "the reason's kind (the same code always names the same reason)"})
+    reason_params = fields.Dict(keys=fields.String(), required=True, allow_none=True, metadata={
+        "description": "the reason's parameters by name; a nested reason is an object with "
+                       "code, params and text"})
+
+
+class EventRowSchema(ReasonedSchema):
     id = fields.Integer(required=True)
     source = fields.String(required=True)
     status = fields.String(required=True)
@@ -110,11 +122,10 @@ class EventPageSchema(Schema):
         "description": "pass as `before` for the next page; null on the last one"})
 
 
-class AttemptSchema(Schema):
+class AttemptSchema(ReasonedSchema):
     id = fields.Integer(required=True)
     at = Epoch(required=True)
     outcome = fields.String(required=True)
-    reason = fields.String(required=True)
     latency_ms = fields.Float(required=True, allow_none=True)
     http_status = fields.Integer(required=True, allow_none=True)
     wolkvox_code = fields.Integer(required=True, allow_none=True)
@@ -212,9 +223,8 @@ class SourceCountsSchema(Schema):
                    f"and the {WEEK - 1} days before, from `week_since`; by status")
 
 
-class HoldSchema(Schema):
+class HoldSchema(ReasonedSchema):
     kind = fields.String(required=True)
-    reason = fields.String(required=True)
     since = Epoch(required=True)
     until = Epoch(required=True)
     active = fields.Constant(True, required=True, metadata={

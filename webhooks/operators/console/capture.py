@@ -8,10 +8,12 @@ from typing import Any
 
 from flask import jsonify, render_template, request
 
+from ... import reasons
 from ...bridge import current_bridge
 from ...intake.pipeline import captured_verdict
 from ...lifecycle import Status
 from ...recall import mask_phone
+from . import i18n
 from .events import event_id_of, raw_text
 from .web import bp, local_time, now
 
@@ -35,8 +37,12 @@ def items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         recall = dict(row.get("recall") or {})
         if "recall_telephone" in recall:
             recall["recall_telephone"] = mask_phone(recall["recall_telephone"])
+        detail = captured[1] if captured else reason
+        if captured and detail and row.get("reason_code") == reasons.TEST_WOULD_BE_BECAUSE.code:
+            because = (reasons.params_from(row.get("reason_params")) or {}).get("reason", detail)
+            detail = reasons.shown(because, i18n.current())  # the verdict's reason, translated
         shown.append({**row, "verdict": captured[0].value if captured else "",
-                      "detail": captured[1] if captured else reason,
+                      "detail": detail,
                       "recall": recall,
                       "raw_text": raw_text(row.get("raw"))})
     return shown

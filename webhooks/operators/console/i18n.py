@@ -3,11 +3,14 @@ language links) or else by the browser's Accept-Language; and the labels of stor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import request
 from flask_babel import Domain, lazy_gettext
+
+from ... import reasons
 
 LANGUAGES = {"en": "English", "es": "Español"}  # each named in itself
 DEFAULT = "en"
@@ -49,6 +52,16 @@ OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an oper
 def label(table: dict[str, object], value: str | None) -> str:
     """The translated label of a stored value, or the value itself when it has none."""
     return str(table.get(value or "", value or ""))
+
+
+def reason(found: Mapping[str, Any] | str | object | None) -> str:
+    """A reason in this page's language: a stored row's (an event, an attempt, a hold) from its
+    code and parameters, or its stored text when it has no code (written before codes); a
+    reason just judged (the playground's) from its own."""
+    if isinstance(found, str):
+        return reasons.render(reasons.code_of(found), reasons.params_of(found), found,
+                              current())
+    return reasons.of_row(found, current()) if found else ""
 
 
 def current() -> str:
