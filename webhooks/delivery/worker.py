@@ -20,6 +20,7 @@ from ..lifecycle import RETRY_SOON, Status, backoff_delay
 from ..outbound import wolkvox
 from ..outbound.deadline import Call, new_session
 from ..outbound.lookups import LookupFailed, LookupRefused, LookupRetry, fetch_and_map
+from ..outbound.rate_gate import RateGate
 from ..recall import RecallInvalid, Target, mask_phones_in
 from ..settings import Settings
 from ..store import Store, StoreUnavailable
@@ -51,6 +52,7 @@ class Worker:
     def __init__(self, store: Store, sources: dict[str, Any], settings: Settings,
                  name: str | None = None):
         self.store = store
+        self.gate = RateGate(store)  # each source's CRM calls, at its mapping's rate:
         self.sources = sources
         self.settings = settings
         # host:pid:start (store/life.py): a dead process's slots and claims are free at once
@@ -252,7 +254,8 @@ class Worker:
             try:
                 lookup = source.lookup
                 recall = fetch_and_map(source, event.raw, self._session(lookup.steps[0].url),
-                                       self.settings.clock(), self.settings.lookup_timeouts, call)
+                                       self.settings.clock(), self.settings.lookup_timeouts, call,
+                                       self.gate.pace(source))
             except LookupRefused as err:  # the CRM refused our credentials: hold them
                 self.refund(key, day)
                 interval = self.settings.token_probe_interval
