@@ -33,6 +33,14 @@ _URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]*):[^/@\s]+@")
 REDACTED = "[redacted]"
 
 
+def printable(text: str, keep: str = "") -> str:
+    """`text` with control and other non-printable characters escaped (\\r, \\x1b, \\u2028)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
 def setup(settings: Any, stream: IO[str] | None = None) -> None:
     """Send the bridge's log lines to `stream` (default stderr) in LOG_FORMAT; ConfigError for
     an unknown format. Calling it again (another app in the same process) replaces the

@@ -19,8 +19,8 @@ from ..crm import formats
 from ..intake import judge as intake
 from ..intake import trial
 from ..lifecycle import TERMINAL, Status
+from ..observability.logs import printable as safe  # CRM data for a terminal: escapes shown
 from ..recall import mask_phone, mask_recall
-from ..server.accesslog import printable as safe  # CRM data for a terminal: escapes shown
 from ..settings import SPOOL_ROOT
 from ..store import MAX_ID
 from .operations import RetryRefused, purge_events, retry_event

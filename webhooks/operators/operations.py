@@ -5,14 +5,17 @@ log (who, when, what), and says what it did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..bridge import Bridge
 from ..intake import judge as intake
-from ..lifecycle import REJUDGED_ON_RETRY, RETRYABLE_BY_OPERATOR, Status
+from ..lifecycle import CANCELLABLE, REJUDGED_ON_RETRY, RETRYABLE_BY_OPERATOR, Status
 from ..mapping.converters import ConversionError, to_date, to_phone
 from ..recall import DATE_FORMAT
+from ..store import EventFilter
 
 
 class RetryRefused(Exception):
@@ -24,10 +27,12 @@ class UnknownSource(RetryRefused):
 
 
 BULK_LIMIT = 5000  # events one bulk retry may touch; more: narrow the filter
-BULK_STATUSES = ("failed", "invalid", "ignored")  # what a bulk retry takes
+# What a bulk retry takes, in the order forms offer them: RETRYABLE_BY_OPERATOR but `expired`,
+# whose callback times passed (one by one, an operator gives each a new time).
+BULK_STATUSES = (Status.FAILED, Status.INVALID, Status.IGNORED)
 
 
-def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = "cli") -> str:
+def retry_event(bridge: Bridge, event_id: int, at: str | None = None, actor: str = "cli") -> str:
     """Queue a failed, expired, invalid or ignored event again and say what was done.
 
     An invalid or ignored event is judged again with today's mapping (it may stay ignored or
@@ -42,7 +47,7 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
     status = row["status"]
     if status not in RETRYABLE_BY_OPERATOR:
         raise RetryRefused(f"event {event_id} is {status}; only "
-                           f"{', '.join(sorted(RETRYABLE_BY_OPERATOR))} events can be retried")
+                           f"{_listed(RETRYABLE_BY_OPERATOR)} events can be retried")
     source = bridge.sources.get(row["source"])
     if source is None:
         raise RetryRefused(f"source {row['source']} has no mapping any more")
@@ -73,8 +78,18 @@ def retry_event(bridge: Any, event_id: int, at: str | None = None, actor: str = 
     reason = f"re-queued by an operator (was {status}){moved}"
     if not bridge.store.requeue(event_id, now.timestamp(), reason, recall, was=was):
         raise RetryRefused(_changed(event_id))
-    bridge.store.audit(actor, "retry", f"{status} -> queued{moved}", now.timestamp(), event_id)
-    return f"event {event_id} queued{moved}"
+    bridge.store.audit(actor, "retry", f"{status} -> {Status.QUEUED}{moved}", now.timestamp(),
+                       event_id)
+    return f"event {event_id} {Status.QUEUED}{moved}"
+
+
+def _listed(statuses: Iterable[Status], last: str = "") -> str:
+    """Statuses for a sentence: "failed, invalid or ignored" (`last`: the word before the
+    last one; none: commas only, in alphabetical order)."""
+    if not last:
+        return ", ".join(sorted(statuses))
+    *others, final = list(statuses)
+    return f"{', '.join(others)} {last} {final}" if others else final
 
 
 def _changed(event_id: int) -> str:
@@ -82,13 +97,13 @@ def _changed(event_id: int) -> str:
             "retry or cancel came first): reload it and look again")
 
 
-def check_source(bridge: Any, source: str | None) -> None:
+def check_source(bridge: Bridge, source: str | None) -> None:
     """UnknownSource unless `source` is empty (every source) or one the bridge serves."""
     if source and source not in bridge.sources:
         raise UnknownSource(f"no source {source!r}; known: {', '.join(sorted(bridge.sources))}")
 
 
-def cancel_event(bridge: Any, event_id: int, why: str, actor: str) -> str:
+def cancel_event(bridge: Bridge, event_id: int, why: str, actor: str) -> str:
     """Cancel a queued event (it is never sent), with the operator's reason."""
     why = " ".join(why.split())[:300]
     if not why:
@@ -98,12 +113,13 @@ def cancel_event(bridge: Any, event_id: int, why: str, actor: str) -> str:
         row = bridge.store.get(event_id)
         status = row["status"] if row else None
         raise RetryRefused(f"no event {event_id}" if row is None else
-                           f"event {event_id} is {status}; only queued events can be cancelled")
+                           f"event {event_id} is {status}; only {_listed(CANCELLABLE)} events "
+                           "can be cancelled")
     bridge.store.audit(actor, "cancel", why, now, event_id)
     return f"event {event_id} cancelled"
 
 
-def reveal_phone(bridge: Any, event_id: int, actor: str) -> str | None:
+def reveal_phone(bridge: Bridge, event_id: int, actor: str) -> str | None:
     """The event's phone in full, written to the audit log as an operator's action."""
     row = bridge.store.get(event_id)
     phone = (row or {}).get("phone") or ((row or {}).get("recall") or {}).get("recall_telephone")
@@ -113,11 +129,12 @@ def reveal_phone(bridge: Any, event_id: int, actor: str) -> str | None:
     return phone
 
 
-def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
+def bulk_retry(bridge: Bridge, where: EventFilter, actor: str) -> dict[str, Any]:
     """Retry every failed, invalid or ignored event `where` selects (its status must be one
     of those); counts of what happened, and the first few refusals."""
     if where.status not in BULK_STATUSES:
-        raise RetryRefused("a bulk retry takes failed, invalid or ignored events: choose one")
+        raise RetryRefused(f"a bulk retry takes {_listed(BULK_STATUSES, 'or')} events: "
+                           "choose one")
     check_source(bridge, where.source)
     ids = bridge.store.ids(where, BULK_LIMIT + 1)
     if len(ids) > BULK_LIMIT:
@@ -137,7 +154,7 @@ def bulk_retry(bridge: Any, where: Any, actor: str) -> dict[str, Any]:
     return done
 
 
-def purge_events(bridge: Any, days: int, statuses: list[str], actor: str = "cli") -> int:
+def purge_events(bridge: Bridge, days: int, statuses: list[str], actor: str = "cli") -> int:
     """Delete finished events in `statuses` last changed more than `days` days ago (with
     their attempts); how many went. Written to the audit log, as every operator's action."""
     now = bridge.settings.clock().timestamp()
@@ -147,7 +164,7 @@ def purge_events(bridge: Any, days: int, statuses: list[str], actor: str = "cli"
     return removed
 
 
-def phone_candidates(bridge: Any, typed: str) -> tuple[str, ...]:
+def phone_candidates(bridge: Bridge, typed: str) -> tuple[str, ...]:
     """A phone number as a person types it, normalized the way each source's mapping does
     (region and route prefix): what it would be stored as."""
     found = {d for d in ["".join(ch for ch in typed if ch.isdigit())] if d}

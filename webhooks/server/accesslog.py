@@ -15,16 +15,10 @@ import re
 
 from gunicorn import glogging
 
+from ..observability.logs import printable
+
 QUERY = re.compile(r"\?\S+?(?=['\"]?(?:\s|$))")  # up to a space, or a quote that ends it
 REDACTED = "[redacted]"
-
-
-def printable(text: str, keep: str = "") -> str:
-    """`text` with control and other non-printable characters escaped (\\r, \\x1b, \\u2028)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode()
-                   for c in text)
 
 
 def redact_query(text: str) -> str:

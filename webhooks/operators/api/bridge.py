@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask_smorest import abort
 from jmespath.exceptions import JMESPathError
@@ -18,30 +17,22 @@ from ...intake import trial
 from ...intake.receiver import hook_base
 from ...lifecycle import Status
 from ...recall import mask_recall
+from .. import overview as model
 from . import schemas as s
 from .common import blueprint, documents
 
 bp = blueprint("bridge", "The overview, the sources, and trying a mapping")
-HOURS = 48  # the overview's hourly series
-WEEK = 7 * 86400
 
 
 @bp.route("/overview", methods=["GET"])
 @bp.response(200, s.OverviewSchema)
 @documents(bp, 401)
-def overview() -> dict[str, Any]:
-    """Events by source (today, 7 days), each token's state (calls in flight, quota, hold,
-    queue) and the hourly received and delivered counts of the last 48 hours."""
-    b = current_bridge()
-    now = b.settings.clock().timestamp()
-    zone = b.settings.wolkvox_timezone
-    midnight = datetime.fromtimestamp(now, ZoneInfo(zone)).replace(
-        hour=0, minute=0, second=0, microsecond=0).timestamp()
-    today, week = b.store.counts_by_source(midnight), b.store.counts_by_source(now - WEEK)
-    return {"now": now, "timezone": zone,
-            "sources": [{"source": name, "today": today.get(name, {}), "week": counts}
-                        for name, counts in sorted(week.items())],
-            "tokens": _tokens(b, now), "hourly": _hourly(b, now)}
+def overview() -> model.Overview:
+    """What the console's overview shows, as figures: events by source (today, and the 7 local
+    days that end today, in WOLKVOX_TIMEZONE; every configured source), each token's state
+    (calls in flight, quota, hold in force, queue) and the hourly received and delivered
+    counts of the last 48 hours."""
+    return model.build(current_bridge())  # OverviewSchema names its fields for the API
 
 
 @bp.route("/sources", methods=["GET"])
@@ -112,30 +103,3 @@ def _verdict(b: Any, source: Any, event: Any, index: int, now: datetime) -> dict
         reason = f"fields come after the lookup of {source.lookup.describe()} (done by the worker)"
     return {"index": index, "status": judged.status.value, "dedup_key": judged.dedup_key,
             "reason": reason, "errors": found.errors, "recall": recall, "plan": plan}
-
-
-def _tokens(b: Any, now: float) -> list[dict[str, Any]]:
-    """Each token's state, with the sources that send through it."""
-    limit = b.settings.wolkvox_daily_limit or None
-    answer = []
-    for key, state in sorted(b.token_states(now).items()):
-        hold = state.get("hold")
-        oldest = state.get("oldest_due")
-        answer.append({
-            "token": key, "sources": state["sources"],
-            "in_flight": state.get("in_flight", 0),
-            "max_in_flight": b.settings.wolkvox_max_concurrency,
-            "quota_day": state["day"], "quota_used": state.get("quota_used", 0),
-            "quota_limit": limit, "queued": state.get("queued", 0),
-            "hold": {**hold, "active": hold["until"] > now} if hold else None,
-            "oldest_due_age_seconds": round(now - oldest, 1) if oldest is not None else None,
-        })
-    return answer
-
-
-def _hourly(b: Any, now: float) -> list[dict[str, Any]]:
-    first = int(now // 3600) - HOURS + 1
-    counts = b.store.hourly(first * 3600)
-    return [{"hour": hour * 3600, "received": counts["received"].get(hour, 0),
-             "delivered": counts["delivered"].get(hour, 0)}
-            for hour in range(first, first + HOURS)]

@@ -16,6 +16,7 @@ from ...lifecycle import Status
 from ...store import MAX_ID
 from ...store.events import UNSTORABLE
 from ..operations import BULK_STATUSES
+from ..overview import HOURS, WEEK
 
 PAGE_LIMIT = 200  # events one page may hold
 
@@ -194,15 +195,21 @@ class AuditLogSchema(Schema):
 
 
 # --- the overview ----------------------------------------------------------------------------
-_COUNTS = {"keys": fields.String(), "values": fields.Integer()}
+# Dumped from operators/overview.py's read model, the console's overview's too: the attribute
+# each field reads is named where the API's name differs.
+_DAYS = "in the operation's time zone (WOLKVOX_TIMEZONE)"
+
+
+def _counts(attribute: str, description: str) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                       attribute=attribute, metadata={"description": description})
 
 
 class SourceCountsSchema(Schema):
-    source = fields.String(required=True)
-    today = fields.Dict(**_COUNTS, required=True, metadata={
-        "description": "events created since midnight (WOLKVOX_TIMEZONE), by status"})
-    week = fields.Dict(**_COUNTS, required=True, metadata={
-        "description": "events created in the last 7 days, by status"})
+    source = fields.String(required=True, attribute="name")
+    today = _counts("today.by_status", f"events created since midnight {_DAYS}, by status")
+    week = _counts("week.by_status", f"events created in the last {WEEK} days {_DAYS}: today "
+                   f"and the {WEEK - 1} days before, from `week_since`; by status")
 
 
 class HoldSchema(Schema):
@@ -210,36 +217,54 @@ class HoldSchema(Schema):
     reason = fields.String(required=True)
     since = Epoch(required=True)
     until = Epoch(required=True)
-    active = fields.Boolean(required=True)
+    active = fields.Constant(True, required=True, metadata={
+        "type": "boolean", "description": "always true: a hold whose time has passed is "
+                                          "not shown (the token shows `hold: null`)"})
 
 
 class TokenSchema(Schema):
-    token = fields.String(required=True, metadata={"description": "the token's fingerprint"})
-    sources = fields.List(fields.String(), required=True)
+    token = fields.String(required=True, attribute="key", metadata={
+        "description": "the token's fingerprint"})
+    sources = fields.List(fields.String(), required=True, metadata={
+        "description": "the configured sources that send through it"})
     in_flight = fields.Integer(required=True)
     max_in_flight = fields.Integer(required=True)
-    quota_day = fields.String(required=True, allow_none=True)
+    quota_day = fields.String(required=True, metadata={
+        "description": "the quota's day (YYYY-MM-DD) in the token's time zone"})
     quota_used = fields.Integer(required=True)
     quota_limit = fields.Integer(required=True, allow_none=True, metadata={
         "description": "WOLKVOX_DAILY_LIMIT; null when unknown"})
-    hold = fields.Nested(HoldSchema, required=True, allow_none=True)
+    hold = fields.Nested(HoldSchema, required=True, allow_none=True, metadata={
+        "description": "the hold in force; null when the token is not held now"})
     queued = fields.Integer(required=True)
-    oldest_due_age_seconds = fields.Float(required=True, allow_none=True)
+    oldest_due_age_seconds = fields.Function(
+        lambda token: None if token.oldest_wait is None else round(token.oldest_wait, 1),
+        required=True, allow_none=True, metadata={
+            "type": "number", "description": "how long the oldest due event has waited "
+                                             "since it was stored; null: nothing due"})
 
 
 class HourSchema(Schema):
-    hour = Epoch(required=True)
+    hour = Epoch(required=True, attribute="start")
     received = fields.Integer(required=True)
     delivered = fields.Integer(required=True)
 
 
 class OverviewSchema(Schema):
     now = Epoch(required=True)
-    timezone = fields.String(required=True)
-    sources = fields.List(fields.Nested(SourceCountsSchema), required=True)
-    tokens = fields.List(fields.Nested(TokenSchema), required=True)
-    hourly = fields.List(fields.Nested(HourSchema), required=True, metadata={
-        "description": "the last 48 hours, oldest first"})
+    timezone = fields.String(required=True, metadata={
+        "description": "WOLKVOX_TIMEZONE: the days of `today` and `week` are its days"})
+    today_since = Epoch(required=True, metadata={"description": "local midnight today"})
+    week_since = Epoch(required=True, metadata={
+        "description": f"local midnight {WEEK - 1} days ago"})
+    sources = fields.List(fields.Nested(SourceCountsSchema), required=True, metadata={
+        "description": "every configured source, with or without events, and any other "
+                       "whose events fall in the week; by name"})
+    tokens = fields.List(fields.Nested(TokenSchema), required=True, metadata={
+        "description": "the tokens the configured sources send through"})
+    hourly = fields.List(fields.Nested(HourSchema), required=True, attribute="hours",
+                         metadata={"description": f"the last {HOURS} hours, the current one "
+                                                  "last; test captures are not received"})
 
 
 # --- sources ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ preview of how many (GET, nothing changes) and a confirmation (POST, operations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -17,7 +18,7 @@ from .web import acting, bp
 FIELDS = ("status", "source", "since", "until")
 
 
-def _form(args: Any) -> filters.Form:
+def _form(args: Mapping[str, Any]) -> filters.Form:
     form = filters.read(current_bridge(), {name: args.get(name, "") for name in FIELDS},
                         BULK_STATUSES)
     if not form.values["status"]:

@@ -1,11 +1,15 @@
 """The overview's chart, received vs delivered per hour, as geometry for an inline SVG drawn by
-the template (no script, no image files): pure functions of the store's hourly series."""
+the template (no script, no image files): pure functions of the overview's hourly series
+(operators/overview.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+from ..overview import Hour
 
 WIDTH, HEIGHT = 960, 260  # the SVG's viewBox; it scales to the page's width
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 40  # room for the value axis and two lines of labels
@@ -60,31 +64,25 @@ def nice_ceiling(peak: int) -> int:
         scale *= 10
 
 
-def hourly(series: dict[str, dict[int, int]], last_hour: int, hours: int,
-           zone: ZoneInfo) -> Chart:
-    """`series` as store.hourly gives it ({"received"|"delivered": {epoch hour: n}}), for the
-    `hours` hours ending with `last_hour` (epoch seconds // 3600), labelled in `zone`."""
-    received, delivered = series.get("received", {}), series.get("delivered", {})
-    first = last_hour - hours + 1
-    span = [first + i for i in range(hours)]
-    top_value = nice_ceiling(max([received.get(h, 0) for h in span] +
-                                 [delivered.get(h, 0) for h in span] + [1]))
+def hourly(hours: Sequence[Hour], zone: ZoneInfo) -> Chart:
+    """The bars of `hours` (oldest first, as the overview gives them), labelled in `zone`."""
+    top_value = nice_ceiling(max([h.received for h in hours] + [h.delivered for h in hours]
+                                 + [1]))
     bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
-    slot_width = (right - LEFT) / hours
+    slot_width = (right - LEFT) / max(len(hours), 1)
 
     def y(value: int) -> float:
         return round(bottom - (bottom - TOP) * value / top_value, 2)
 
     slots, ticks = [], []
-    for i, hour in enumerate(span):
+    for i, hour in enumerate(hours):
         x = round(LEFT + i * slot_width, 2)
-        start = datetime.fromtimestamp(hour * 3600, zone)
-        slots.append(Slot(x, round(slot_width, 2), received.get(hour, 0),
-                          delivered.get(hour, 0), y(received.get(hour, 0)),
-                          y(delivered.get(hour, 0)), f"{start:%Y-%m-%d %H:%M}"))
+        start = datetime.fromtimestamp(hour.start, zone)
+        slots.append(Slot(x, round(slot_width, 2), hour.received, hour.delivered,
+                          y(hour.received), y(hour.delivered), f"{start:%Y-%m-%d %H:%M}"))
         if start.hour % TICK_EVERY == 0:
             ticks.append(Tick(x, f"{start:%H:%M}", f"{start:%m-%d}" if start.hour == 0 else ""))
     levels = range(top_value + 1) if top_value <= 5 else (0, top_value // 2, top_value)
     return Chart(WIDTH, HEIGHT, LEFT, TOP, bottom, right, slots, ticks,
                  [(y(v), v) for v in levels],
-                 sum(received.get(h, 0) for h in span), sum(delivered.get(h, 0) for h in span))
+                 sum(h.received for h in hours), sum(h.delivered for h in hours))

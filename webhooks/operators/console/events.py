@@ -11,7 +11,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ...bridge import current_bridge
-from ...lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, Status
+from ...lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, TERMINAL, Status
 from ...recall import mask_phone, mask_phones_in
 from ...store import MAX_ID
 from ..operations import RetryRefused, cancel_event, retry_event, reveal_phone
@@ -33,7 +33,7 @@ def events() -> Any:
                                                         limit=PAGE + 1)
     older = rows[PAGE - 1]["id"] if len(rows) > PAGE else None
     return render_template("console/events.html", form=form, rows=rows[:PAGE], older=older,
-                           before=before, statuses=[s.value for s in Status],
+                           before=before, statuses=list(Status),
                            sources=sorted(current_bridge().sources))
 
 
@@ -57,6 +57,7 @@ def _event_page(event_id: int, revealed: str | None = None) -> Any:
         audit=store.audit_log(limit=AUDIT_PAGE, event_id=event_id),
         phone=row.get("phone") or (row["recall"] or {}).get("recall_telephone"),
         has_source=row["source"] in current_bridge().sources,
+        pending=row["status"] not in TERMINAL,  # it has a next attempt to show
         can_retry=row["status"] in RETRYABLE_BY_OPERATOR,
         can_cancel=row["status"] in CANCELLABLE)
 

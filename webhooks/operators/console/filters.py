@@ -3,6 +3,7 @@ phone typed any way) -> the store's EventFilter, and what was wrong with it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
 
+from ...bridge import Bridge
 from ...lifecycle import Status
 from ...store import EventFilter
 from ..operations import phone_candidates
@@ -33,11 +35,12 @@ class Form:
         return {**{k: v for k, v in self.values.items() if v}, **extra}
 
 
-def read(bridge: Any, args: Any, statuses: tuple[str, ...] | None = None) -> Form:
+def read(bridge: Bridge, args: Mapping[str, Any],
+         statuses: tuple[Status, ...] | None = None) -> Form:
     """Read the form's fields from `args`; `statuses`: the ones allowed (default: any)."""
     values = {name: " ".join(str(args.get(name, "")).split())[:MAX_TEXT] for name in FIELDS}
     errors: dict[str, str] = {}
-    allowed = statuses or tuple(s.value for s in Status)
+    allowed = statuses or tuple(Status)
     if values["status"] and values["status"] not in allowed:
         errors["status"] = _("Choose a status from the list.")
     if values["source"] and values["source"] not in bridge.sources:

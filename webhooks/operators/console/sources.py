@@ -13,10 +13,11 @@ from ...bridge import current_bridge
 from ...intake import trial
 from ...intake.receiver import hook_base
 from ...store import EventFilter
+from ..overview import NO_EVENTS, Counts
+from ..overview import today as today_counts
 from . import playground
 from .events import event_id_of
-from .overview import Counts, summary
-from .web import bp, midnight
+from .web import bp
 
 RECENT = 20  # stored events offered to the playground
 
@@ -37,22 +38,23 @@ class SourceView:
     today: Counts
 
 
-def describe(name: str, source: Any, today: dict[str, int]) -> SourceView:
+def describe(name: str, source: Any, today: Counts = NO_EVENTS) -> SourceView:
     base = hook_base(current_bridge().settings)
     return SourceView(
         name, source.description, f"{base}/hooks/{name}",
         f"{base}/hooks/{name}/test", source.format, source.verifier.scheme,
         source.target.key, source.target.timezone,
         source.hours.describe() if source.hours else "", source.caps,
-        current_bridge().diagnostics.get(name, ""), summary(today))
+        current_bridge().diagnostics.get(name, ""), today)
 
 
 @bp.get("/sources")
 def sources() -> Any:
     b = current_bridge()
-    today = b.store.counts_by_source(midnight())
+    today = today_counts(b)  # the overview's figures, counted the same way
     return render_template("console/sources.html", sources=[
-        describe(name, source, today.get(name, {})) for name, source in sorted(b.sources.items())])
+        describe(name, source, today.get(name, NO_EVENTS))
+        for name, source in sorted(b.sources.items())])
 
 
 @bp.route("/sources/<name>/try", methods=["GET", "POST"])
@@ -85,7 +87,7 @@ def try_source(name: str) -> Any:
     elif request.args.get("sample"):
         body = sample
     return render_template(
-        "console/playground.html", source=describe(name, source, {}), body=body,
+        "console/playground.html", source=describe(name, source), body=body,
         chosen=chosen, form_types=playground.FORM_TYPES, result=result, picked=picked,
         problem=problem, has_sample=bool(sample),
         recent=b.store.search(EventFilter(source=name), limit=RECENT),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,12 +59,6 @@ def now() -> float:
 def zone() -> ZoneInfo:
     """The operation's time zone (WOLKVOX_TIMEZONE): every time on the console is shown in it."""
     return ZoneInfo(current_bridge().settings.wolkvox_timezone)
-
-
-def midnight(days_ago: int = 0) -> float:
-    """The epoch of local midnight (operation's zone) `days_ago` days before today."""
-    today = datetime.fromtimestamp(now(), zone()).date() - timedelta(days=days_ago)
-    return datetime.combine(today, time(), zone()).timestamp()
 
 
 def https() -> bool:
