@@ -23,7 +23,7 @@ from tests.procs import Proc
 from tests.test_crms import hubspot_event, point_hubspot_at, post_hubspot
 from tests.test_mapping_files import LABEL, SETTINGS, VALID, problems_of, write
 from webhooks.mapping.files import load_source
-from webhooks.outbound.lookups import LookupRetry
+from webhooks.outbound.errors import RetryLater
 from webhooks.outbound.rate_gate import RateGate
 
 JITTER = 0.03  # how late a sleeping process may wake on a busy machine, s
@@ -78,11 +78,11 @@ def test_two_processes_together_never_exceed_the_rate_over_any_window(store, tmp
 def test_a_turn_further_than_the_deadline_is_not_taken_and_says_when_to_come_back(store):
     gate = RateGate(store)
     assert gate.wait("bitrix24", 0.1, max_wait=1.0) == 0.0  # the first turn is now
-    with pytest.raises(LookupRetry) as first:
+    with pytest.raises(RetryLater) as first:
         gate.wait("bitrix24", 0.1, max_wait=1.0)
     assert 9.0 <= first.value.after <= 10.0
     assert "0.1 requests per second" in str(first.value)
-    with pytest.raises(LookupRetry) as again:  # the refused turn was not reserved
+    with pytest.raises(RetryLater) as again:  # the refused turn was not reserved
         gate.wait("bitrix24", 0.1, max_wait=1.0)
     assert again.value.after <= first.value.after
     assert gate.wait("another-crm", 0.1, max_wait=1.0) == 0.0  # one pace per key

@@ -24,6 +24,20 @@ class Status(StrEnum):
     TEST = "test"  # captured at /hooks/<source>/test: judged like a real one, never sent
 
 
+class AttemptOutcome(StrEnum):
+    """What one attempt (a call, or a decision without one) came to, as stored in `attempts`
+    and counted in `recall_bridge_delivery_outcomes_total`."""
+
+    DELIVERED = "delivered"  # wolkvox answered 202
+    RETRY = "retry"  # retried, later (backoff) or soon (concurrency)
+    HELD = "held"  # waits for a held token, quota or CRM credentials
+    FAILED = "failed"  # for good
+    EXPIRED = "expired"  # the callback time passed (a plan's `expired`)
+    REFUSED = "refused"  # outside the calling hours of a source that says `outside: refuse`
+    SUPERSEDED = "superseded"  # a later change, or a duplicate of a recall still ahead
+    REQUEUED = "requeued"  # an operator's retry
+
+
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,
                       Status.INVALID, Status.IGNORED, Status.CANCELLED, Status.TEST})
 CANCELLABLE = frozenset({Status.QUEUED})

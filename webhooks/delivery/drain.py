@@ -1,8 +1,10 @@
 """One thread's use of one slot of a token: the delivery pipeline at full speed.
 
-The worker (delivery.py) decides what becomes of each event; this module keeps the slot busy:
-claims, the outcome writer beside the next call, the next batch claimed during the last
-call, no call started on a slot that may be lost, and what to give back when something fails.
+decide.py decides what becomes of each event, the worker (worker.py, through `Deliverer`)
+claims, writes, holds and gives back; this module keeps the slot busy: the outcome writer
+beside the next call, the next batch claimed during the last call, no call started on a slot
+that may be lost, each decision's hold and lift applied, and what to give back when something
+fails.
 """
 
 from __future__ import annotations
@@ -10,28 +12,36 @@ from __future__ import annotations
 import contextlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..observability import metrics
 from ..outbound.deadline import Call
 from ..store.events import Claimed, Decision
+from ..store.limits import HoldKind
 from ..timing import rules as timerules
-
-if TYPE_CHECKING:
-    from .leases import Tenure
-    from .worker import TokenGroup, Worker
+from .gate import Batch, TokenGroup
+from .leases import Tenure
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Events claimed together, and the quota day their units were reserved on."""
+class Deliverer(Protocol):
+    """What a drain needs of the worker that runs it (worker.Worker)."""
 
-    day: str
-    events: list[Claimed]
+    @property
+    def stopping(self) -> bool: ...
+    def now(self) -> float: ...
+    def trouble(self, tenure: Tenure) -> str: ...
+    def claim(self, group: TokenGroup, holder: str) -> Batch: ...
+    def give_back(self, key: str, batch: Batch, events: list[Claimed], holder: str,
+                  reason: str = "") -> None: ...
+    def decide(self, key: str, event: Claimed, call: Call | None = None) -> Decision: ...
+    def finish(self, key: str, day: str, event: Claimed, holder: str, decision: Decision,
+               now: float) -> bool: ...
+    def hold(self, key: str, kind: HoldKind, reason: str, until: float, now: float,
+             daily_limit: int | None = None) -> None: ...
+    def lift(self, key: str, since: float) -> None: ...
 
 
 class Drain:
@@ -44,20 +54,19 @@ class Drain:
     claims' leases; a call starts only while the keeper says the slot is still ours, and the
     keeper cuts it short (through `tenure.call`) when it no longer is."""
 
-    def __init__(self, worker: Worker, key: str, group: TokenGroup, tenure: Tenure,
+    def __init__(self, worker: Deliverer, group: TokenGroup, tenure: Tenure,
                  probing: dict[str, Any] | None):
-        self.worker, self.key, self.group = worker, key, group
+        self.worker, self.key, self.group = worker, group.key, group
         self.tenure, self.holder, self.probing = tenure, tenure.holder, probing
-        self.store = worker.store
         self.handled = 0
         self.held = ""
         self.pending: Future | None = None  # the outcome being written
-        self.unwritten: list[tuple[int, Decision]] = []  # decided, not yet known written
+        self.unwritten: list[partial[bool]] = []  # outcomes decided, not yet known written
         self.ahead: Future | None = None  # the next batch, being claimed
 
     def run(self) -> bool:
         worker = self.worker
-        batch = worker.claim(self.key, self.group, self.holder)
+        batch = worker.claim(self.group, self.holder)
         with ThreadPoolExecutor(1, thread_name_prefix="record") as self.recorder:
             try:
                 while (batch.events and not self.held and not worker.stopping
@@ -88,24 +97,12 @@ class Drain:
                 batch.events[index:] = []
                 return
             if index == len(events) - 1:
-                self.ahead = self.recorder.submit(worker.claim, self.key, self.group,
-                                                  self.holder)
-            decision, hold = worker.decide(self.key, event, batch.day, call)
+                self.ahead = self.recorder.submit(worker.claim, self.group, self.holder)
+            decision = worker.decide(self.key, event, call)
             self.tenure.call = None
             _observe(event, decision)
             self.handled += 1
-            self.unwritten.append((event.id, decision))
-            self._written()  # the previous outcome; at most one is in writing
-            self.pending = self.recorder.submit(self.store.finish, event.id, self.holder,
-                                                decision, worker.now())
-            if hold is not None:
-                worker.hold(hold.key or self.key, hold.kind, hold.reason, hold.until,
-                            worker.now())
-                self.held = hold.reason
-            elif self.probing and _token_works(decision):
-                self.store.release_hold(self.key, since=self.probing["since"])
-                log.info("token %s works again: hold released", self.key)
-                self.probing = None
+            self._record(batch, event, decision)
             if call.rest > 0:
                 # Cut short (wolkvox may still be working on it) or refused as SIMULTANEOUS
                 # (wolkvox counts a call we do not): the slot rests, unused by any process,
@@ -115,6 +112,24 @@ class Drain:
                 batch.events[index + 1:] = []
                 break
         batch.events[:] = []
+
+    def _record(self, batch: Batch, event: Claimed, decision: Decision) -> None:
+        """Write the outcome (and its refund) on the helper thread, and apply its hold or the
+        hold it lifts here, before the next call."""
+        write = partial(self.worker.finish, self.key, batch.day, event, self.holder, decision,
+                        self.worker.now())
+        self.unwritten.append(write)
+        self._written()  # the previous outcome; at most one is in writing
+        self.pending = self.recorder.submit(write)
+        worker, hold = self.worker, decision.hold
+        if decision.lifts is not None:
+            worker.lift(*decision.lifts)
+        if hold is not None:
+            worker.hold(hold.key or self.key, hold.kind, hold.reason, hold.until, worker.now())
+            self.held = hold.reason
+        elif self.probing and _token_works(decision):
+            worker.lift(self.key, self.probing["since"])
+            self.probing = None
 
     def _next(self, batch: Batch, sent: int) -> Batch:
         """The batch claimed ahead, or a fresh claim when this one was cut short after
@@ -126,7 +141,7 @@ class Drain:
                 or self.tenure.rest_until):
             # nothing sent from this batch (a slow claim, say): leave the slot, come back later
             return Batch(batch.day, [])
-        return self.worker.claim(self.key, self.group, self.holder)  # cut short: afresh
+        return self.worker.claim(self.group, self.holder)  # cut short: afresh
 
     def _written(self) -> None:
         """Wait for the outcome in writing; raises what writing it raised."""
@@ -142,8 +157,7 @@ class Drain:
         if self.pending is not None:
             with contextlib.suppress(Exception):
                 self.pending.result()
-        steps = [partial(self.store.finish, event_id, self.holder, decision, self.worker.now())
-                 for event_id, decision in self.unwritten]
+        steps: list[Any] = list(self.unwritten)  # a written one is not ours: no second refund
         steps.append(partial(self.worker.give_back, self.key, batch, batch.events, self.holder))
         if self.ahead is not None:
             ahead = self.ahead

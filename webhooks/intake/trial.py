@@ -1,6 +1,6 @@
 """Trying a body on a source's mapping, as the hook would judge it after authenticity:
 parsed (Source.parse), the secret field removed and split (Source.events_of), each event
-judged (intake.verdict) and, when it maps, when it would be sent (timerules.schedule).
+judged (intake.verdict) and, when it maps, when it would be sent (delivery.plan_for).
 Nothing is stored or sent. Used by `flask mappings try`, the console's playground and the
 API's try."""
 
@@ -13,9 +13,9 @@ from typing import Any
 from jmespath.exceptions import JMESPathError
 
 from ..crm import formats
+from ..delivery.plan import plan_for
 from ..lifecycle import Status
 from ..recall import mask_recall
-from ..timing import rules as timerules
 from . import judge as intake
 
 CAPS_NOTE = " (contact caps are counted when it is sent)"
@@ -106,9 +106,7 @@ def judge_all(bridge: Any, source: Any, events: list[Any]) -> list[Tried]:
 
 def when_sent(bridge: Any, source: Any, recall: dict[str, str], now: datetime) -> When:
     """The date asked and the date that would be sent now, with the rule that moved it."""
-    settings = bridge.settings
-    plan = timerules.schedule(recall, source.target.timezone, now.timestamp(),
-                              settings.wolkvox_min_lead, settings.expire_after, source.hours)
+    plan = plan_for(source, bridge.store, bridge.settings, recall, now.timestamp())
     sent = plan.recall["recall_date"] if plan.recall else None
     why = plan.note.split(": ", 1)[1] if sent and sent != plan.asked else plan.note
     return When(plan.action, plan.asked, sent, why, plan.note, source.caps is not None)

@@ -28,6 +28,7 @@ import urllib3.exceptions
 
 from ..mapping.lookups import LookupStep, ObjectIdInvalid, object_id_of
 from ..recall import mask_phones_in
+from . import errors
 from .deadline import Call, CallAborted, deadline
 from .wolkvox import seconds_after
 
@@ -40,21 +41,20 @@ _READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
 _GONE = re.compile(r"not[ _]found|does not exist|doesn't exist|no such|deleted", re.I)
 
 
-class LookupRetry(Exception):
+class LookupRetry(errors.RetryLater):
     """The CRM did not answer usefully now (transport, 429, 5xx): retry with backoff, and not
     before `after` seconds when the CRM said so (429 Retry-After)."""
 
     def __init__(self, reason: str, after: float = 0.0):
-        super().__init__(reason)
-        self.after = after
+        super().__init__(reason, after=after)
 
 
-class LookupRefused(Exception):
+class LookupRefused(errors.HoldCredentials):
     """The CRM refused the lookup's credentials (401/403): hold them, probe slowly; the events
     wait and lose no attempt."""
 
 
-class LookupFailed(Exception):
+class LookupFailed(errors.GiveUp):
     """The object does not exist (404, or a 400 saying so), the event names none, or the
     answer holds nothing where `pick` looks: the event fails with the reason."""
 
@@ -75,7 +75,7 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
           timeouts: tuple[float, float], call: Call | None = None,
           pace: Callable[[float], float] | None = None) -> Any:
     """One step's GET, classified; the picked part of its answer. With `pace`, the GET waits
-    for its turn first, at most as long as the call's own deadline (LookupRetry beyond)."""
+    for its turn first, at most as long as the call's own deadline (errors.RetryLater beyond)."""
     try:
         object_id = object_id_of(step.id.search(event))
     except ObjectIdInvalid as err:

@@ -19,7 +19,7 @@ from functools import partial
 
 from ..mapping.source import Source
 from ..store.rates import RateStore
-from .lookups import LookupRetry  # until the one outbound error family lands
+from .errors import RetryLater
 
 # Waits for a turn, at most the given seconds; returns how long it waited (see RateGate.wait).
 Pace = Callable[[float], float]
@@ -37,7 +37,7 @@ class RateGate:
     def wait(self, key: str, rate: float | None, max_wait: float) -> float:
         """Take `key`'s next turn at `rate` requests per second and sleep until it; returns
         the seconds slept. No `rate` (the mapping sets none): no wait, no store. Raises
-        LookupRetry, with `after` the wait, when the turn is more than `max_wait` seconds
+        errors.RetryLater, with `after` the wait, when the turn is more than `max_wait` seconds
         away; StoreUnavailable when the store cannot be asked."""
         if rate is None:
             return 0.0
@@ -45,8 +45,8 @@ class RateGate:
         turn = self.store.take_turn(key, 1.0 / rate, now, max_wait)
         if not turn.taken:
             after = turn.at - now
-            raise LookupRetry(f"rate: {key}'s CRM takes {rate:g} requests per second (its "
-                              f"mapping's rate:); the next turn is in {after:.1f} s", after)
+            raise RetryLater(f"rate: {key}'s CRM takes {rate:g} requests per second (its "
+                             f"mapping's rate:); the next turn is in {after:.1f} s", after=after)
         pause = turn.at - self.clock()
         if pause > 0:
             self.sleep(pause)

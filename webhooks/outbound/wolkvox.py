@@ -1,8 +1,9 @@
 """The only module that speaks HTTP to wolkvox: one PUT per recall, and what its answer means.
 
-Every answer becomes either `Delivered` or one of the `WolkvoxError` kinds below, named by
-what the worker should do. requests', urllib3's and http.client's exceptions, and what parsing
-the body raises, are translated here and go no further (the worker's catch-all is for bugs).
+Every answer becomes either `Delivered` or one of the `WolkvoxError` kinds below, each a
+member of the outbound family (errors.py) that names what the worker does. requests',
+urllib3's and http.client's exceptions, and what parsing the body raises, are translated here
+and go no further (the worker's catch-all is for bugs).
 A call we stopped waiting for, and a SIMULTANEOUS refusal, set `Call.rest`: how long the slot
 must stay unused.
 """
@@ -21,7 +22,9 @@ import requests
 import urllib3.exceptions
 
 from ..recall import Target, mask_phones_in, request_parts
+from . import errors
 from .deadline import Call, CallAborted, deadline
+from .errors import Answer  # what wolkvox said: its own answers are read here
 
 RECALL_PATH = "/api/v2/campaign.php"
 MSG_LIMIT = 500  # longest wolkvox msg or body excerpt kept with an attempt
@@ -37,55 +40,30 @@ _READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
 _TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What wolkvox said, whatever it was."""
-
-    http_status: int | None
-    code: int | None
-    msg: str
-    latency_ms: float
-
-
-class WolkvoxError(Exception):
+class WolkvoxError(errors.OutboundError):
     """Base of every non-delivery; `answer` holds what wolkvox said, `reason` why we decided."""
 
-    counted = True  # does it count as a failed attempt of the event?
-
-    def __init__(self, reason: str, answer: Answer):
-        super().__init__(reason)
-        self.reason = reason
-        self.answer = answer
+    answer: Answer
 
 
-class RetryLater(WolkvoxError):
+class RetryLater(WolkvoxError, errors.RetryLater):
     """Transient (transport error, timeout, 5xx, maintenance 403, unreadable body): back off,
     and not before `after` seconds when wolkvox said so (429 or 503 with Retry-After)."""
 
-    def __init__(self, reason: str, answer: Answer, after: float = 0.0):
-        super().__init__(reason, answer)
-        self.after = after
 
-
-class RetrySoon(WolkvoxError):
+class RetrySoon(WolkvoxError, errors.RetrySoon):
     """Refused for concurrency: try again in a second or two; not a failed attempt."""
 
-    counted = False
 
-
-class QuotaExceeded(WolkvoxError):
+class QuotaExceeded(WolkvoxError, errors.HoldQuota):
     """The token's daily quota is used up: hold the token until the quota resets."""
 
-    counted = False
 
-
-class TokenRejected(WolkvoxError):
+class TokenRejected(WolkvoxError, errors.HoldCredentials):
     """The token is missing, invalid or expired: hold it and probe slowly; nothing is lost."""
 
-    counted = False
 
-
-class Rejected(WolkvoxError):
+class Rejected(WolkvoxError, errors.GiveUp):
     """wolkvox refused this recall for good (400): the event fails with wolkvox's message."""
 
 

@@ -25,9 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle import Status
+from ..lifecycle import AttemptOutcome, Status
 from .errors import translate
 from .holders import lapsed_holders
+from .limits import Hold, refund
 from .sqlite import READ_ONLY
 from .tables import attempts, events
 
@@ -62,7 +63,7 @@ class Outcome:
 class Attempt:
     """One call to wolkvox (or a decision without one), as recorded for an operator."""
 
-    outcome: str  # delivered | retry | held | failed | expired
+    outcome: AttemptOutcome
     reason: str
     latency_ms: float | None = None
     http_status: int | None = None
@@ -72,7 +73,10 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Decision:
-    """Where a claimed event goes next, and why: what the worker decided."""
+    """Where a claimed event goes next, and why: what the worker decided, with what it costs
+    the token. Deciding writes nothing: the drain applies `hold` and `lifts`, and `finish`
+    gives back `refund` quota units in the outcome's own transaction, so a decision written
+    twice (salvage after a store error) refunds once."""
 
     status: Status
     reason: str
@@ -81,6 +85,9 @@ class Decision:
     next_attempt_at: float | None = None
     recall: dict[str, str] | None = None  # the recall as sent (dates may have moved)
     scheduled_for: float | None = None  # delivered: the epoch its recall_date names
+    refund: int = 0  # quota units reserved for it that no call spent
+    hold: Hold | None = None  # stop using the token (or the lookup's credentials) until then
+    lifts: tuple[str, float] | None = None  # a hold (key, since) this outcome proved needless
 
 
 # A NUL or an unpaired surrogate (a lone "\ud83d" escape in JSON) is text no database stores.
@@ -180,9 +187,12 @@ class EventStore:
         return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts,
                         max(r.created_at, r.requeued_at or 0.0), r.occurred_at) for r in rows]
 
-    def finish(self, event_id: int, holder: str, decision: Decision, now: float) -> bool:
-        """Record where a claimed event goes next, why, and the attempt. False (nothing
-        written) when the event is no longer ours: its lease ran out and it was claimed again.
+    def finish(self, event_id: int, holder: str, decision: Decision, now: float,
+               quota_day: tuple[str, str] | None = None) -> bool:
+        """Record where a claimed event goes next, why, and the attempt, and give its
+        `refund` back to `quota_day` (token key, day; None: no daily limit). False (nothing
+        written, nothing refunded) when the event is no longer ours: its lease ran out and it
+        was claimed again, or this outcome was written already.
         A retry becomes `superseded` when a newer event of the same lead has arrived."""
         values: dict[str, Any] = {"status": decision.status, "reason": text(decision.reason),
                                   "updated_at": now, "holder": None, "lease_until": None}
@@ -208,6 +218,8 @@ class EventStore:
             if ours and decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
                                                    **_attempt_row(decision.attempt)))
+            if ours and decision.refund and quota_day is not None:
+                refund(db, *quota_day, decision.refund)
             return ours
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
@@ -221,6 +233,14 @@ class EventStore:
         with self._tx() as db:
             return _unclaim(db, ours, now, "superseded: a newer event for the same lead "
                             "arrived before this one was sent", reason)
+
+    def any_due(self, sources: Iterable[str], now: float) -> bool:
+        """Is any queued event of `sources` due now? (A lower-priority caller of a token's
+        gate waits while recalls are.)"""
+        with self._tx(read=True) as db:
+            return db.execute(select(events.c.id).where(
+                events.c.status == Status.QUEUED, events.c.next_attempt_at <= now,
+                events.c.source.in_(list(sources))).limit(1)).first() is not None
 
     def note_waiting(self, sources: Iterable[str], reason: str, now: float) -> int:
         """Write why queued events of `sources` wait (a held token), so an operator sees it."""
@@ -351,7 +371,8 @@ class EventStore:
         with self._tx() as db:
             if not db.execute(update(events).where(*which).values(**values)).rowcount:
                 return False
-            db.execute(insert(attempts).values(event_id=event_id, at=now, outcome="requeued",
+            db.execute(insert(attempts).values(event_id=event_id, at=now,
+                                               outcome=AttemptOutcome.REQUEUED,
                                                reason=text(reason)))
         return True
 

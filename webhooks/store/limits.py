@@ -5,12 +5,15 @@
   with a rest (a call cut short, a SIMULTANEOUS refusal) has no holder and is taken by no one
   before its `lease_until`: wolkvox may still count the call that ended there.
 - quota: one counter per token per day; a unit is reserved before each call.
-- holds: a token that must not be called until a time (quota reset, next probe).
+- holds: a token that must not be called until a time (quota reset, next probe), or a
+  source's CRM lookup credentials (key `lookup:<source>`).
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -20,6 +23,30 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..lifecycle import Status
 from .holders import Life, dead_holders
 from .tables import events, holds, probe, quota, slots
+
+
+class HoldKind(StrEnum):
+    """Why a key is held (the `kind` column of `holds`)."""
+
+    QUOTA = "quota"  # the token's daily quota is used up: until midnight in its zone
+    TOKEN = "token"  # noqa: S105 (a kind, not a secret) wolkvox refused the token: next probe
+    LOOKUP = "lookup"  # a CRM refused a source's lookup credentials: until the next probe
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Stop using a key until `until`: the wolkvox token's (`key` None: the token the event
+    was sent with), or a source's lookup credentials (`key` from `lookup_key`)."""
+
+    kind: HoldKind
+    reason: str
+    until: float
+    key: str | None = None
+
+
+def lookup_key(source: str) -> str:
+    """The hold key of a source's CRM lookup credentials."""
+    return f"lookup:{source}"
 
 
 class LimitStore:
@@ -100,15 +127,19 @@ class LimitStore:
                                            quota.c.day == day).values(used=used + granted))
         return granted
 
+    def reserve_quota(self, token_key: str, day: str, limit: int, units: int = 1) -> int:
+        """Take up to `units` of the day's quota, for a call made outside a claim; how many
+        were granted."""
+        with self._tx() as db:
+            return self._reserve(db, token_key, day, limit, units)
+
     def refund_quota(self, token_key: str, day: str, units: int = 1) -> None:
         """Give back units reserved for calls that were not made."""
         with self._tx() as db:
-            db.execute(update(quota).where(quota.c.token_key == token_key, quota.c.day == day,
-                                           quota.c.used >= units)
-                       .values(used=quota.c.used - units))
+            refund(db, token_key, day, units)
 
     # --- holds -------------------------------------------------------------------------
-    def hold(self, token_key: str, kind: str, reason: str, until: float, now: float,
+    def hold(self, token_key: str, kind: HoldKind, reason: str, until: float, now: float,
              daily_limit: int | None = None) -> None:
         """Hold a token until `until` (the quota reset, or the next probe of a bad token); a
         quota hold of our own counter remembers the `daily_limit` it was judged against."""
@@ -145,6 +176,13 @@ class LimitStore:
         with self._tx() as db:
             db.execute(self._upsert(probe).values(id=1, at=now).on_conflict_do_update(
                 index_elements=["id"], set_={"at": now}))
+
+
+def refund(db: Any, token_key: str, day: str, units: int) -> None:
+    """Give back `units` of the token's quota day inside the caller's transaction."""
+    db.execute(update(quota).where(quota.c.token_key == token_key, quota.c.day == day,
+                                   quota.c.used >= units)
+               .values(used=quota.c.used - units))
 
 
 def _free(row: Any, dead: set[str], now: float) -> bool:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,13 +25,21 @@ class Caps:
     per_week: int | None = None
 
 
+class Action(StrEnum):
+    """What a plan does with a recall now."""
+
+    SEND = "send"  # send it (its date may have moved)
+    EXPIRED = "expired"  # its callback time passed more than EXPIRE_AFTER ago
+    REFUSED = "refused"  # outside the calling hours of a source that says `outside: refuse`
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to do with a recall now: `send` it (dates may have moved: `note` says from when, to
     when and by which rule), or not: `expired`, or `refused` (outside the calling hours of a
     source that says `outside: refuse`); `note` says why."""
 
-    action: str  # send | expired | refused
+    action: Action
     recall: dict[str, str] | None
     note: str
     asked: str = ""  # the recall_date the event asked for
@@ -56,7 +65,7 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
     asked, in_gap = _read(recall["recall_date"], zone)
     current = datetime.fromtimestamp(now, UTC)
     if asked < current - timedelta(seconds=expire_after):
-        return Plan("expired", None, f"expired: callback time {_clock(asked, zone)} passed "
+        return Plan(Action.EXPIRED, None, f"expired: callback time {_clock(asked, zone)} passed "
                     f"more than {expire_after / 3600:g} h ago", recall["recall_date"])
     when, why = asked, []
     if in_gap:
@@ -71,7 +80,7 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
         if hours is not None and not hours.is_open(when):
             closed = f"{hours.why_closed(when)} ({hours.name})"
             if hours.outside == "refuse":
-                return Plan("refused", None, f"refused: callback time {_clock(when, zone)} is "
+                return Plan(Action.REFUSED, None, f"refused: callback time {_clock(when, zone)} is "
                             f"outside the calling hours: {closed}", recall["recall_date"])
             when = hours.next_open(when).astimezone(UTC)
             why.append(closed)
@@ -89,7 +98,7 @@ def schedule(recall: dict[str, str], timezone: str, now: float, min_lead: float,
     moved = when.astimezone(zone).strftime(RECALL_DATE_FORMAT)
     note = (f"recall_date moved from {recall['recall_date']} to {moved}: {'; '.join(why)}"
             if moved != recall["recall_date"] else "")
-    return Plan("send", {**recall, "recall_date": moved}, note, recall["recall_date"])
+    return Plan(Action.SEND, {**recall, "recall_date": moved}, note, recall["recall_date"])
 
 
 def _within_caps(when: datetime, zone: ZoneInfo, hours: CallingHours | None, caps: Caps,
