@@ -119,8 +119,9 @@ def test_a_lookup_against_the_crm_is_paced_at_the_mappings_rate(make_app, clock,
     arrived = sorted(timed_hubspot.arrived)
     assert len(arrived) == 6
     gaps = [b - a for a, b in zip(arrived, arrived[1:], strict=False)]
-    assert min(gaps) >= 0.2 - JITTER  # one thread: a turn starts when its wait ends
+    assert statistics.median(gaps) >= 0.2 - JITTER  # a late call narrows only the gap after
     assert most_in_any_window(arrived, 1.0) <= 5 + 1
+    assert arrived[-1] - arrived[0] >= 5 * 0.2 - JITTER
 
 
 def test_a_lookup_whose_turn_is_past_its_deadline_is_retried_later_without_the_call(
