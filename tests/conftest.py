@@ -57,6 +57,9 @@ ENVIRON = {
     "ZAPIER_SHARED_SECRET": "zap-secret",
     "HUBSPOT_CLIENT_SECRET": "hubspot-secret",
     "HUBSPOT_PRIVATE_APP_TOKEN": "hubspot-private-app-token",
+    # The shipped lookups are paced under each CRM's limit (rate:); the look-alikes have none,
+    # and tests/test_core_rate_gate.py sets its own rates.
+    "HUBSPOT_RATE": "1000", "KOMMO_RATE": "1000", "BITRIX24_RATE": "1000",
     "SALESFORCE_ORG_ID": "00D5e000000AbCdEAK",
     "SALESFORCE_URL_TOKEN": "sf-url-token",
     "PIPEDRIVE_WEBHOOK_PASSWORD": "pipedrive-password",

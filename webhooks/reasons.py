@@ -271,6 +271,11 @@ LOOKUP_REFUSED = Kind(
     "the mapping's lookup and its scopes",
     "consulta: {host} rechazó las credenciales para {what} (HTTP {status}); revise el token "
     "de la consulta del mapeo y sus permisos")
+RATE_TURN = Kind("rate_turn",
+                 "rate: {source}'s CRM takes {rate} requests per second (its mapping's rate:); "
+                 "the next turn is in {wait} s",
+                 "ritmo: el CRM de {source} admite {rate} solicitudes por segundo (rate: de su "
+                 "mapeo); el próximo turno es en {wait} s")
 LOOKUP_RATE = Kind("lookup_rate", "lookup: {host} rate limit (HTTP 429)",
                    "consulta: {host} limitó la frecuencia (HTTP 429)")
 LOOKUP_HTTP = Kind("lookup_http", "lookup: {host} answered HTTP {status} for {what}",

@@ -25,6 +25,7 @@ from ..outbound import errors, wolkvox
 from ..outbound.deadline import Call, new_session
 from ..outbound.errors import Answer, OutboundError
 from ..outbound.lookups import fetch_and_map
+from ..outbound.rate_gate import RateGate
 from ..recall import RecallInvalid, mask_phones_in
 from ..settings import Settings
 from ..store import Store, StoreUnavailable
@@ -44,6 +45,7 @@ class Decider:
 
     def __init__(self, store: Store, sources: Mapping[str, Source], settings: Settings):
         self.store, self.sources, self.settings = store, sources, settings
+        self.gate = RateGate(store)  # each source's CRM calls, at its mapping's rate:
         self._local = threading.local()
 
     def now(self) -> float:
@@ -76,7 +78,8 @@ class Decider:
         try:
             recall = fetch_and_map(source, event.raw,
                                    self._session(source.lookup.steps[0].url),
-                                   self.settings.clock(), self.settings.lookup_timeouts, call)
+                                   self.settings.clock(), self.settings.lookup_timeouts, call,
+                                   self.gate.pace(source))
         except OutboundError as err:
             return self.on_error(err, event, source, now,
                                  credentials=(HoldKind.LOOKUP, lookup_key(source.name)))
@@ -183,6 +186,10 @@ class Decider:
             return Decision(Status.QUEUED, reason, _attempt(AttemptOutcome.HELD, reason, answer),
                             count=err.counted, next_attempt_at=now,
                             hold=Hold(kind, reason, now + interval, key))
+        if isinstance(err, errors.WaitTurn):
+            return Decision(Status.QUEUED, err.reason,
+                            _attempt(AttemptOutcome.RETRY, err.reason, answer),
+                            count=False, next_attempt_at=now + err.after)
         after = err.after if isinstance(err, errors.RetryLater) else 0.0
         return self._retry(event, err.reason, _attempt(AttemptOutcome.RETRY, err.reason, answer),
                            now, after)

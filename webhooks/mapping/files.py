@@ -112,6 +112,7 @@ def load_source(path: Path, settings: Any) -> Source:
         hours=hours,
         caps=Caps(caps["per_day"], caps["per_week"]) if caps else None,
         lookup=_lookup(lookup) if lookup else None,
+        rate=spec["rate"],
         unflatten=spec["unflatten"],
         headers=tuple(name.lower() for name in spec["headers"]),
         occurred_at=jmespath.compile(spec["occurred_at"]) if spec["occurred_at"] else None,

@@ -191,6 +191,11 @@ class MaxRecalls(Schema):
         min=1, error="must be a whole number, at least 1"))
 
 
+RATE_LIMIT = 1000.0  # requests per second: no CRM documents more for one app
+RATE_HELP = (f"must be a number of requests per second, above 0 and at most {RATE_LIMIT:g} "
+             "(e.g. rate: 10, or rate: 0.5 for one every 2 s); leave it out for no limit")
+
+
 class MappingFile(Schema):
     description = fields.String(load_default="")
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
@@ -199,6 +204,11 @@ class MappingFile(Schema):
     event_id = PathField(load_default=None)
     when = PathField(load_default=None)
     lookup = fields.Nested(LookupBlock, load_default=None)
+    # requests per second to the source's CRM (lookups, and write-backs next): the rate gate
+    rate = fields.Float(load_default=None,
+                        error_messages={"invalid": RATE_HELP, "special": RATE_HELP},
+                        validate=validate.Range(min=0, max=RATE_LIMIT, min_inclusive=False,
+                                                error=RATE_HELP))
     unflatten = fields.Boolean(load_default=False)  # form: bracketed keys as nested objects
     headers = fields.List(fields.String(validate=validate.Regexp(
         r"^[A-Za-z0-9-]{1,64}$", error="must be a header name")), load_default=list)

@@ -79,6 +79,7 @@ class Source:
     rules: tuple[FieldRule, ...]
     target: Target
     lookup: Lookup | None = None
+    rate: float | None = None  # requests per second to its CRM (outbound/rate_gate.py); None: any
     hours: CallingHours | None = None  # when a recall may ring; None: any time
     caps: Caps | None = None  # how often one lead may be called
     unflatten: bool = False  # form: bracketed keys as nested objects

@@ -42,6 +42,13 @@ class RetryLater(OutboundError):
         self.after = after
 
 
+class WaitTurn(RetryLater):
+    """Our own pace, not a fault: a CRM's `rate:` gives the next turn in `after` seconds. The
+    event comes back then, and the wait is not a failed attempt."""
+
+    counted = False
+
+
 class RetrySoon(OutboundError):
     """Refused for concurrency: try again in a second or two; not a failed attempt."""
 

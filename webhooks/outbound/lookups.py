@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -60,18 +61,22 @@ class LookupFailed(errors.GiveUp):
 
 
 def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
-                  timeouts: tuple[float, float], call: Call | None = None) -> dict[str, str]:
-    """The event's recall fields after its lookup's steps; raises the errors above or
+                  timeouts: tuple[float, float], call: Call | None = None,
+                  pace: Callable[[float], float] | None = None) -> dict[str, str]:
+    """The event's recall fields after its lookup's steps, each GET after its turn at the
+    source's rate gate (`pace`: rate_gate.RateGate.pace); raises the errors above or
     recall.RecallInvalid."""
     enriched = dict(event) if isinstance(event, dict) else {"event": event}
     for step in source.lookup.steps:
-        enriched[step.into] = fetch(step, enriched, session, timeouts, call)
+        enriched[step.into] = fetch(step, enriched, session, timeouts, call, pace)
     return source.map(enriched, now)
 
 
 def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
-          timeouts: tuple[float, float], call: Call | None = None) -> Any:
-    """One step's GET, classified; the picked part of its answer."""
+          timeouts: tuple[float, float], call: Call | None = None,
+          pace: Callable[[float], float] | None = None) -> Any:
+    """One step's GET, classified; the picked part of its answer. With `pace`, the GET waits
+    for its turn first, at most as long as the call's own deadline (errors.RetryLater beyond)."""
     try:
         object_id = object_id_of(step.id.search(event))
     except ObjectIdInvalid as err:
@@ -79,6 +84,8 @@ def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,
     url = step.url.replace("{id}", quote(object_id, safe=""))
     host = urlsplit(url).netloc
     what = step.name or reasons.LOOKUP_OBJECT_AT(host=host)
+    if pace is not None:
+        pace(timeouts[1])
     try:
         with deadline(timeouts[1], call):
             response = session.get(url, timeout=timeouts, headers=step.headers,

@@ -1,8 +1,8 @@
 """The store: the only package that speaks SQL. SQLite (WAL) by default, PostgreSQL to scale.
 
 `Store` opens the engine and migrates; `events.py` holds the event queries, `limits.py` the
-slot leases, quota counters and token holds. Every database error leaves here as
-`StoreUnavailable`, which the receiver turns into 503 + Retry-After.
+slot leases, quota counters and token holds, `rates.py` the rate gate's turns. Every database
+error leaves here as `StoreUnavailable`, which the receiver turns into 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .events import EventStore, NewEvent, Outcome
 from .group_commit import GroupCommit
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
+from .rates import RateStore, Turn
 from .tables import MAX_ID
 from .timeouts import MARGIN, StoreTimeouts, Watchdog, connect_postgres, postgres_options
 from .views import EventFilter, ViewStore
@@ -105,8 +106,8 @@ def _watched(method: Any, watchdog: Watchdog) -> Any:
     return run
 
 
-class Store(IngestStore, EventStore, LimitStore, ViewStore):
-    """Events, attempts, slots, quota and holds, on one engine."""
+class Store(IngestStore, EventStore, LimitStore, RateStore, ViewStore):
+    """Events, attempts, slots, quota, holds and rate turns, on one engine."""
 
     def __init__(self, url: str, timeouts: StoreTimeouts | None = None):
         self.url = normalize_url(url)
@@ -143,4 +144,4 @@ class Store(IngestStore, EventStore, LimitStore, ViewStore):
 
 
 __all__ = ["MAX_ID", "EventFilter", "NewEvent", "Outcome", "Store", "StoreRefused",
-           "StoreTimeouts", "StoreUnavailable", "make_engine"]
+           "StoreTimeouts", "StoreUnavailable", "Turn", "make_engine"]

@@ -125,3 +125,9 @@ store_identity = Table(  # one row, written once by migration 0007: which store 
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("store_id", String(32), nullable=False),
 )
+
+rates = Table(  # one row per rate-gated destination (a source's CRM): its next free moment
+    "rates", metadata,
+    Column("key", String(96), primary_key=True),
+    Column("next_at", Float, nullable=False),  # no call may start before this (epoch s)
+)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_reason_codes"
-down_revision = "0007"
+down_revision = "0008_rate_gate"
 
 TABLES = ("events", "attempts", "holds")
 
