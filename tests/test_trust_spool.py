@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import webhooks
+import webhooks.bridge
 from tests.conftest import bridge_of, drain
 from tests.test_metrics import scrape, value
 from tests.test_receiver import ZAP_HEADERS, zap
@@ -28,7 +28,7 @@ RECALL = {"type_campaign": "predictive", "campaign_id": "4638", "customer_id": "
 def no_background_replay(monkeypatch):
     """The web process's replayer waits an hour between tries here: each test replays when
     it means to, so the order of a replay against a live request is the test's, not a race's."""
-    monkeypatch.setattr(webhooks, "SPOOL_REPLAY_EVERY", 3600.0)
+    monkeypatch.setattr(webhooks.bridge, "SPOOL_REPLAY_EVERY", 3600.0)
 
 
 def break_store(monkeypatch, app) -> None:
@@ -266,7 +266,7 @@ def test_the_replayer_logs_a_failure_that_repeats_once_not_every_try(make_app, m
         raise RuntimeError("a bug in replay")
 
     monkeypatch.setattr(bridge.spool, "replay", failing)
-    monkeypatch.setattr(webhooks, "SPOOL_REPLAY_EVERY", 0.01)
+    monkeypatch.setattr(webhooks.bridge, "SPOOL_REPLAY_EVERY", 0.01)
     with caplog.at_level(logging.ERROR, logger="webhooks"):
         bridge.start_spool_replayer()
         deadline = time.monotonic() + 5
