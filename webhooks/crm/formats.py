@@ -4,7 +4,7 @@ Three formats: ``json``, ``form`` (urlencoded or multipart) and ``salesforce`` (
 Outbound Message). Each is a :class:`Format` (:func:`format_of` picks a source's): it reads a
 body and owns the CRM's answer convention, JSON for ``json`` and ``form``, a SOAP Ack or Fault
 for ``salesforce``. Everything here is a pure function of its input; the receiver only sends
-the :class:`Answer` it is given.
+the :class:`Reply` it is given.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class FormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Answer:
+class Reply:
     """What the hook sends back: `data` rendered as JSON by the web layer, or `body` as is
     (with its `content_type`) when `data` is None."""
 
@@ -100,22 +100,22 @@ class Format:
         the request's Content-Type (only ``form`` reads it)."""
         raise NotImplementedError
 
-    def accepted(self, answer: Mapping[str, Any], status: int) -> Answer:
+    def accepted(self, answer: Mapping[str, Any], status: int) -> Reply:
         """The request is kept (stored or spooled): `answer` with `status` (the mapping's
         `answer.status`, or 200 once delivered)."""
-        return Answer(status, answer)
+        return Reply(status, answer)
 
-    def handshake(self, answer: Any) -> Answer:
+    def handshake(self, answer: Any) -> Reply:
         """The CRM proving the endpoint (monday.com's challenge): its expected answer."""
-        return Answer(200, answer if isinstance(answer, dict) else {"answer": answer})
+        return Reply(200, answer if isinstance(answer, dict) else {"answer": answer})
 
-    def refusal(self, status: int, message: str) -> Answer:
+    def refusal(self, status: int, message: str) -> Reply:
         """The request is refused with `status`; `message` says why (never the body)."""
-        return Answer(status, {"error": message})
+        return Reply(status, {"error": message})
 
-    def unavailable(self, retry_after: str) -> Answer:
+    def unavailable(self, retry_after: str) -> Reply:
         """Nothing could be kept (the store and the spool are down): the CRM must retry."""
-        return Answer(503, {"error": "storage unavailable; nothing was stored, retry later"},
+        return Reply(503, {"error": "storage unavailable; nothing was stored, retry later"},
                       headers={"Retry-After": retry_after})
 
 
@@ -143,18 +143,18 @@ class SalesforceFormat(Format):
     def parse(self, body: bytes, content_type: str | None) -> Any:
         return _parse_salesforce(body)
 
-    def accepted(self, answer: Mapping[str, Any], status: int) -> Answer:
+    def accepted(self, answer: Mapping[str, Any], status: int) -> Reply:
         return _soap(salesforce_ack(), 200)
 
-    def refusal(self, status: int, message: str) -> Answer:
+    def refusal(self, status: int, message: str) -> Reply:
         return _soap(salesforce_fault(message, client=True), status)
 
-    def unavailable(self, retry_after: str) -> Answer:
+    def unavailable(self, retry_after: str) -> Reply:
         return _soap(salesforce_fault("storage unavailable, retry later"), 500)
 
 
-def _soap(body: bytes, status: int) -> Answer:
-    return Answer(status, body=body, content_type=SALESFORCE_CONTENT_TYPE)
+def _soap(body: bytes, status: int) -> Reply:
+    return Reply(status, body=body, content_type=SALESFORCE_CONTENT_TYPE)
 
 
 _BY_NAME: dict[str, Format] = {f.name: f for f in (JsonFormat(), FormFormat(),

@@ -66,7 +66,7 @@ def _receive(name: str, test: bool) -> Response:
 
 
 def _handle(bridge: Bridge, source: Source, wire: formats.Format,
-            test: bool) -> formats.Answer:
+            test: bool) -> formats.Reply:
     """The request taken, stored (or spooled) and answered; Refused when it is refused."""
     now = bridge.settings.clock()
     taken = take(source, _request(bridge.settings, source, now.timestamp()), now=now,
@@ -155,7 +155,7 @@ def _count_refused(response: Response) -> Response:
 
 
 def _spool(bridge: Bridge, source: Source, wire: formats.Format, new: list[NewEvent],
-           received_at: float, err: StoreUnavailable) -> formats.Answer:
+           received_at: float, err: StoreUnavailable) -> formats.Reply:
     """The store cannot be written: keep the request on local disk and acknowledge it (a CRM
     that never retries loses nothing); only a spool that cannot be written is unavailable."""
     try:
@@ -267,7 +267,7 @@ def hook_base(settings: Settings) -> str:
     return (settings.public_url or request.host_url).rstrip("/")
 
 
-def _send(answer: formats.Answer) -> Response:
+def _send(answer: formats.Reply) -> Response:
     """A format's answer as the HTTP response: its data as JSON, or its body as is."""
     if answer.data is not None:
         response = _json(answer.data, answer.status)
