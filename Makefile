@@ -19,8 +19,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 run: $(VENV)/.runtime  ## the bridge on SQLite; the sandbox wolkvox unless WOLKVOX_TOKEN is set
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/run
 
-test: $(VENV)/.dev  ## every test, the slow multi-process ones too, and ruff
+test: $(VENV)/.dev  ## every test, the slow multi-process ones too, ruff and mypy
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.dev

@@ -117,4 +117,4 @@ def bridge_of(app: Flask) -> Bridge:
 
 def current_bridge() -> Bridge:
     """The bridge of the app handling this request or command."""
-    return bridge_of(current_app)  # type: ignore[arg-type]  # the proxy is the app
+    return bridge_of(current_app)

@@ -16,6 +16,10 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import Schema, ValidationError, fields, validate
+from werkzeug.datastructures import Headers
+
+# A request's headers: werkzeug's (case-insensitive), or a plain mapping.
+RequestHeaders = Mapping[str, str] | Headers
 
 DEFAULT_MAX_AGE = 300  # seconds a signed timestamp may differ from our clock, either way
 SCHEMES: tuple[str, ...] = ("hubspot", "salesforce", "standard-webhooks", "hmac", "basic",
@@ -44,7 +48,7 @@ class SignedRequest:
     """The request exactly as received, plus the current time."""
     method: str
     url: str  # full public URL the CRM called: scheme://host/path?query
-    headers: Mapping[str, str]  # case-insensitive (werkzeug Headers)
+    headers: RequestHeaders  # case-insensitive (werkzeug Headers)
     query: Mapping[str, str]
     body: bytes
     now: float  # epoch seconds
@@ -118,6 +122,7 @@ class Verifier(Protocol):
 
     def verify_payload(self, payload: Any) -> None:
         """Check what needs the parsed body; raises AuthFailed. Most schemes have nothing to."""
+        return None  # explicit: verifiers that need no body inherit this, not an abstract stub
 
 
 def _same(given: str | bytes, expected: str | bytes) -> bool:
@@ -214,8 +219,9 @@ class HubSpotVerifier(Verifier):
             _check_fresh(timestamp, request.now, self.max_age, per_second=1000)
             uri = _HUBSPOT_V3_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), request.url)
             content = method + uri.encode() + body + timestamp.encode()
-            expected = tuple(base64.b64encode(hmac.digest(key.encode(), content, "sha256"))
-                             for key in self.secret)
+            expected: tuple[str | bytes, ...] = tuple(
+                base64.b64encode(hmac.digest(key.encode(), content, "sha256"))
+                for key in self.secret)
             if not _any_same(signature, expected):
                 raise AuthFailed("HubSpot v3 signature does not match")
             return Proof()
@@ -389,7 +395,7 @@ class BasicVerifier(Verifier):
 class NoneVerifier(Verifier):
     """No authentication: every request passes."""
     scheme = "none"
-    options: ClassVar = {}
+    options: ClassVar[dict[str, fields.Field]] = {}
 
     def verify(self, request: SignedRequest) -> Proof:
         return Proof()
@@ -508,7 +514,7 @@ def _networks(value: Any) -> tuple[Any, ...]:
     return tuple(networks)
 
 
-def url_variants(url: str, headers: Mapping[str, str]) -> list[str]:
+def url_variants(url: str, headers: RequestHeaders) -> list[str]:
     """Other URLs the sender may have signed when the bridge sees `url` differently (a proxy
     that ends TLS, rewrites the host or the port): the scheme swapped, the host from forwarded
     headers, the port dropped. Used only to explain a failed signature, never to accept one."""

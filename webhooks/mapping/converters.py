@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
@@ -206,7 +206,7 @@ def _parse(text: str, region: str) -> PhoneNumber | None:
         return None
 
 
-def _is_valid(number: PhoneNumber | None) -> bool:
+def _is_valid(number: PhoneNumber | None) -> TypeGuard[PhoneNumber]:
     return number is not None and phonenumbers.is_valid_number(number)
 
 

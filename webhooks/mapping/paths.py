@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+
+if TYPE_CHECKING:  # the stubs' name for a node of the parsed tree (a dict at run time)
+    from jmespath.visitor import _TreeNode
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Nodes whose every child is read from the same object as the node itself.
@@ -41,7 +44,7 @@ def missing_paths(paths: list[ParsedResult], event: Any) -> list[str]:
     return missing
 
 
-def _walk(node: dict[str, Any], found: dict[str, ParsedResult]) -> None:
+def _walk(node: _TreeNode, found: dict[str, ParsedResult]) -> None:
     text = _path_text(node)
     if text is not None:
         found.setdefault(text, ParsedResult(text, node))
@@ -54,7 +57,7 @@ def _walk(node: dict[str, Any], found: dict[str, ParsedResult]) -> None:
         _walk(children[0], found)
 
 
-def _path_text(node: dict[str, Any]) -> str | None:
+def _path_text(node: _TreeNode) -> str | None:
     """`a.b[0]` for a chain of fields and indexes; None for anything else."""
     kind, children = node.get("type"), node.get("children") or []
     if kind == "field":

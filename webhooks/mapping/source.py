@@ -20,7 +20,7 @@ from jmespath.parser import ParsedResult
 
 from .. import reasons
 from ..crm import formats
-from ..crm.signatures import strip
+from ..crm.signatures import RequestHeaders, strip
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from ..timing.calling_hours import CallingHours
 from ..timing.rules import Caps
@@ -105,7 +105,7 @@ class Source:
         if self.verifier.strip_field:
             strip(payload, self.verifier.strip_field)
 
-    def with_headers(self, events: list[Any], headers: Mapping[str, str]) -> list[Any]:
+    def with_headers(self, events: list[Any], headers: RequestHeaders) -> list[Any]:
         """Each event with the mapping's `headers:` beside it, as `headers.<name>` (only those
         named: no credential reaches the stored event)."""
         if not self.headers:

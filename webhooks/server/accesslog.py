@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from gunicorn import glogging
 
 from ..observability.logs import printable
+
+if TYPE_CHECKING:
+    from gunicorn._types import _EnvironType
+    from gunicorn.config import Config
+    from gunicorn.glogging import _AtomsDict
+    from gunicorn.http import Request
+    from gunicorn.http.wsgi import Response
 
 QUERY = re.compile(r"\?\S+?(?=['\"]?(?:\s|$))")  # up to a space, or a quote that ends it
 REDACTED = "[redacted]"
@@ -42,13 +51,16 @@ class _Scrub(logging.Filter):
 class SafeLogger(glogging.Logger):
     """gunicorn's logger, safe to feed client input: see the module docstring."""
 
-    def setup(self, cfg):
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         if not any(isinstance(f, _Scrub) for f in self.error_log.filters):
             self.error_log.addFilter(_Scrub())
 
-    def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
+    def atoms(self, resp: Response, req: Request, environ: _EnvironType,
+              request_time: timedelta) -> _AtomsDict:
+        # A plain dict to us: gunicorn adds a "{name}e" key per environ entry, which the
+        # stubs' TypedDict cannot list.
+        atoms = cast("dict[str, Any]", super().atoms(resp, req, environ, request_time))
         for key in ("r", "{raw_uri}e"):
             if isinstance(atoms.get(key), str):
                 atoms[key] = redact_query(atoms[key])
@@ -58,4 +70,4 @@ class SafeLogger(glogging.Logger):
         for key, value in atoms.items():
             if isinstance(value, str):
                 atoms[key] = printable(value.replace("\\", "\\\\"))
-        return atoms
+        return cast("_AtomsDict", atoms)

@@ -58,13 +58,20 @@ import re
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from gunicorn import util
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+if TYPE_CHECKING:
+    from gunicorn._types import _AddressType
+    from gunicorn.config import Config
+    from gunicorn.http import Request
 
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) to arrive, else 408
 BUFFER_LIMIT = 64 * 1024  # bytes buffered per connection before a thread reads the rest
@@ -149,6 +156,7 @@ class Arrival:
 
     def _frame(self, head: bytes) -> bool:
         """Read the body's framing from the header section; False: let gunicorn answer."""
+        assert self._head_end is not None  # ready() has found the blank line
         lines = head.split(b"\r\n")
         if lines[0] == b"":
             lines.pop(0)
@@ -212,16 +220,16 @@ class DeadlineUnreader(SocketUnreader):
 
     deadline: float | None = None
 
-    def chunk(self, size_hint=None):
+    def chunk(self, size_hint: int | None = None) -> bytes:
         if self.deadline is None:
-            return super().chunk(size_hint)
+            return super().chunk(size_hint)  # type: ignore[call-arg]  # gunicorn 27's; not in the stubs
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise RequestTimedOut()
         previous = self.sock.gettimeout()  # finish_body() may have set a shorter one
         self.sock.settimeout(remaining if previous is None else min(previous, remaining))
         try:
-            return super().chunk(size_hint)
+            return super().chunk(size_hint)  # type: ignore[call-arg]  # gunicorn 27's; not in the stubs
         except TimeoutError:
             if time.monotonic() >= self.deadline:
                 raise RequestTimedOut() from None
@@ -233,7 +241,10 @@ class DeadlineUnreader(SocketUnreader):
 class BufferedConn(TConn):
     """A connection whose next request is read by the poller before a thread sees it."""
 
-    def __init__(self, cfg, sock, client, server, linger):
+    parser: RequestParser | None  # HTTP/1 only: the worker buffers no other protocol
+
+    def __init__(self, cfg: Config, sock: socket.socket, client: _AddressType,
+                 server: _AddressType, linger: Callable[[BufferedConn], None]) -> None:
         super().__init__(cfg, sock, client, server)
         self.linger = linger  # the worker's non-blocking graceful close
         self.drained = 0
@@ -249,17 +260,18 @@ class BufferedConn(TConn):
         ahead = self.parser.unreader.take_buffered() if self.parser is not None else b""
         return bool(ahead) and self.arrival.feed(ahead)
 
-    def init(self):
+    def init(self) -> None:
         """Runs in the thread before each request: give the parser what the poller read."""
         if self.parser is None:
             self.initialized = True
             self.parser = RequestParser(self.cfg, self.sock, self.client)
             self.parser.unreader = DeadlineUnreader(self.sock)
         self.parser.unreader.unread(bytes(self.arrival.data))
-        self.parser.unreader.deadline = self.deadline
+        # the parser's unreader is always the DeadlineUnreader set above
+        self.parser.unreader.deadline = self.deadline  # type: ignore[attr-defined]
         self.arrival = Arrival()
 
-    def close(self, graceful=False):
+    def close(self, graceful: bool = False) -> None:
         if graceful:
             self.linger(self)
         else:
@@ -280,7 +292,7 @@ class WholeRequestWorker(ThreadWorker):
             raise TypeError(f"unknown tunable(s): {', '.join(sorted(unknown))}")
         return type(cls.__name__, (cls,), {"__module__": cls.__module__, **tunables})
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.cfg
         self.buffering = not (cfg.is_ssl or cfg.protocol != "http" or cfg.proxy_protocol != "off"
@@ -290,13 +302,13 @@ class WholeRequestWorker(ThreadWorker):
         self.accept_after: float | None = None  # waiting to accept until then (monotonic)
         self.waited = False  # that wait is over: accept the next connection at once
 
-    def init_process(self):
+    def init_process(self) -> None:
         if not self.buffering:
             self.log.warning("TLS, PROXY protocol, uWSGI or HTTP/2 prior knowledge is on: "
                              "requests are not buffered, a stalled client holds a thread")
         super().init_process()
 
-    def set_accept_enabled(self, enabled):
+    def set_accept_enabled(self, enabled: bool | None) -> None:
         """gthread turns accepting back on at every turn of its loop: not while waiting."""
         if enabled and self.accept_after is not None:
             if time.monotonic() < self.accept_after:
@@ -304,12 +316,13 @@ class WholeRequestWorker(ThreadWorker):
             self.accept_after, self.waited = None, True
         super().set_accept_enabled(enabled)
 
-    def wait_for_and_dispatch_events(self, timeout):
+    # gthread passes a float, never None (which its stubs allow)
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:  # type: ignore[override]
         if self.accept_after is not None:  # wake up when the wait is over
             timeout = max(0.0, min(timeout, self.accept_after - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         if self.nr_conns and not self.waited and self.cfg.workers > 1:  # a less busy one first
             steps = min(self.nr_conns, self.cfg.threads)
             self.accept_after = time.monotonic() + steps * ACCEPT_STEP
@@ -328,10 +341,11 @@ class WholeRequestWorker(ThreadWorker):
         self.enqueue_req(BufferedConn(self.cfg, sock, client, listener.getsockname(),
                                       self._linger))
 
-    def enqueue_req(self, conn):
+    def enqueue_req(self, conn: TConn) -> None:
         """New, kept-alive and pipelined requests all come here: buffer, then hand over."""
         if not self.buffering:
             return super().enqueue_req(conn)
+        conn = cast(BufferedConn, conn)  # buffering: accept() made every connection one
         conn.sock.setblocking(False)
         if conn.begin(time.monotonic() + self.request_timeout):
             if self._liveness(conn):
@@ -340,7 +354,7 @@ class WholeRequestWorker(ThreadWorker):
         self.receiving[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, conn))
 
-    def _on_bytes(self, conn, _sock):
+    def _on_bytes(self, conn: BufferedConn, _sock: socket.socket) -> None:
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -359,7 +373,7 @@ class WholeRequestWorker(ThreadWorker):
         elif arrival.expects_continue and not conn.continued and self._send(conn, CONTINUE):
             conn.continued = True
 
-    def _liveness(self, conn) -> bool:
+    def _liveness(self, conn: BufferedConn) -> bool:
         """Answer a whole `GET /healthz` from the poller (see the module's docstring) and
         close the connection; False for any other request."""
         if not (conn.arrival.ready() and HEALTHZ.match(conn.arrival.data)):
@@ -370,7 +384,7 @@ class WholeRequestWorker(ThreadWorker):
         conn.close(graceful=True)
         return True
 
-    def _send(self, conn, data: bytes) -> bool:
+    def _send(self, conn: BufferedConn, data: bytes) -> bool:
         """One non-blocking send; False (and the connection closed) if it could not all go."""
         try:
             if conn.sock.send(data) == len(data):
@@ -381,14 +395,14 @@ class WholeRequestWorker(ThreadWorker):
         conn.close()
         return False
 
-    def _forget(self, conn, closing: bool = True):
+    def _forget(self, conn: BufferedConn, closing: bool = True) -> None:
         self.receiving.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
         if closing:
             self.nr_conns -= 1
 
-    def _linger(self, conn):
+    def _linger(self, conn: BufferedConn) -> None:
         """gthread's graceful close, without blocking the poller: half-close, then drain
         until the client's FIN (or LINGER seconds), so that unread bytes do not make the
         kernel reset the connection under the last response."""
@@ -402,7 +416,7 @@ class WholeRequestWorker(ThreadWorker):
         conn.deadline, conn.drained = time.monotonic() + LINGER, 0
         self.lingering[conn] = None
 
-    def _drain(self, conn, _sock):
+    def _drain(self, conn: BufferedConn, _sock: socket.socket) -> None:
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -413,13 +427,13 @@ class WholeRequestWorker(ThreadWorker):
         if not data or conn.drained >= LINGER_BYTES:
             self._unlinger(conn)
 
-    def _unlinger(self, conn):
+    def _unlinger(self, conn: BufferedConn) -> None:
         del self.lingering[conn]
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
         util.close(conn.sock)
 
-    def murder_pending(self):
+    def murder_pending(self) -> None:
         """Also answer 408 to requests that are not whole by their deadline, and finish
         lingering closes (each loop)."""
         super().murder_pending()
@@ -444,7 +458,8 @@ class WholeRequestWorker(ThreadWorker):
                 conn.sock.send(TIMED_OUT)
             conn.close(graceful=True)
 
-    def handle_request(self, req, conn):
+    def handle_request(self, req: Request, conn: TConn) -> bool:
         if getattr(conn, "continued", False):
-            req._expected_100_continue = False  # the poller has already said "100 Continue"
+            # the poller has already said "100 Continue" (gunicorn's flag, not in its stubs)
+            req._expected_100_continue = False  # type: ignore[attr-defined]
         return super().handle_request(req, conn)

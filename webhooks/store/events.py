@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
+    Engine,
     Float,
     and_,
     bindparam,
@@ -132,8 +133,12 @@ class Claimed:
 class EventStore:
     """Mixed into `Store`; expects `self.engine` and `self.dialect`."""
 
-    engine: Any
+    engine: Engine
     dialect: str
+
+    if TYPE_CHECKING:  # LimitStore's (quota units), beside this one in Store
+        def _reserve(self, db: Connection, token_key: str, day: str, limit: int,
+                     units: int = 1) -> int: ...
 
     @contextmanager
     def _tx(self, read: bool = False) -> Iterator[Connection]:

@@ -11,12 +11,24 @@ other writer waits.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, bindparam, exists, literal, null, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    bindparam,
+    exists,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,7 +39,10 @@ from .prepared import Prepared
 from .tables import events
 from .texts import text, why
 
-Run = Callable[[str, dict[str, Any]], list[Any]]  # (statement name, values) -> rows
+if TYPE_CHECKING:
+    from .group_commit import GroupCommit
+
+Run = Callable[[str, dict[str, Any]], Sequence[Any]]  # (statement name, values) -> rows
 
 EXISTING = select(events.c.id, events.c.status).where(
     events.c.source == bindparam("source"), events.c.dedup_key == bindparam("dedup_key"))
@@ -49,10 +64,13 @@ ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "custom
 class IngestStore:
     """Mixed into `Store`; expects `engine`, `dialect`, `_tx()` and `group`."""
 
-    engine: Any
+    engine: Engine
     dialect: str
-    group: Any
-    _tx: Any
+    group: GroupCommit | None  # SQLite on a file: writes batched by one thread
+
+    if TYPE_CHECKING:  # EventStore's, beside this one in Store
+        @contextmanager
+        def _tx(self, read: bool = False) -> Iterator[Connection]: ...
 
     def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
         """Store a request's events in one transaction; a repeated (source, dedup_key) is a

@@ -14,9 +14,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -54,7 +56,7 @@ class LimitStore:
     """Mixed into `Store`; expects `self._tx()` and `self.dialect`."""
 
     dialect: str
-    _tx: Any
+    _tx: Callable[..., AbstractContextManager[Connection]]  # EventStore's transaction
 
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)

@@ -147,7 +147,8 @@ class Spool:
 
     def depth(self) -> Depth:
         """What waits here: this store's requests, other stores', and what was set aside."""
-        mine, foreign = [], []
+        mine: list[Path] = []
+        foreign: list[Path] = []
         for path in self._all():
             (mine if owner(path) == self.store else foreign).append(path)
         return Depth(len(mine), int(mine[0].name.split("-", 1)[0]) / 1e9 if mine else None,
@@ -204,7 +205,7 @@ class Spool:
         if record.get("store") != self.store:
             raise BadRecord(f"its name says store {self.store} but the record says "
                             f"{record.get('store')!r}")
-        received_at = record.get("received_at")
+        received_at: Any = record.get("received_at")  # JSON: _fits checks it
         if not _fits(received_at, float):
             raise BadRecord(f"received_at is {_kind(received_at)}, not a time")
         if not isinstance(record.get("source"), str) or not isinstance(record.get("events"),
@@ -320,7 +321,8 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
-    return {str: "text", list: "a list", dict: "an object"}.get(type(value), "another value")
+    kinds: dict[type, str] = {str: "text", list: "a list", dict: "an object"}
+    return kinds.get(type(value), "another value")
 
 
 def _fsync_folder(folder: Path) -> None:

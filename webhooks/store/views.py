@@ -5,10 +5,12 @@ counts and hourly series, each token's state, cancelling, and the audit log."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, insert, select, update
+from sqlalchemy import Connection, Integer, cast, func, insert, select, update
 
 from ..lifecycle import CANCELLABLE, Status
 from .tables import attempts, audit, events, holds, quota, slots
@@ -54,7 +56,7 @@ class ViewStore:
     """Mixed into `Store`; expects `_tx()` and `dialect`."""
 
     dialect: str
-    _tx: Any
+    _tx: Callable[..., AbstractContextManager[Connection]]  # EventStore's transaction
 
     # --- events ----------------------------------------------------------------------------
     def search(self, where: EventFilter, before: int | None = None,
@@ -139,11 +141,12 @@ class ViewStore:
         with self._tx(read=True) as db:
             # A delivery thread holds its slot while it looks for due events too: a call is
             # in flight on a held slot only while the token has an event being sent.
-            held = dict(db.execute(select(slots.c.token_key, func.count()).where(
+            held: dict[str, int] = dict(db.execute(select(slots.c.token_key, func.count()).where(
                 slots.c.holder.is_not(None), slots.c.lease_until > now)
                 .group_by(slots.c.token_key)).all())
-            sending = dict(db.execute(select(events.c.token_key, func.count()).where(
-                events.c.status == Status.SENDING).group_by(events.c.token_key)).all())
+            sending: dict[str, int] = dict(db.execute(
+                select(events.c.token_key, func.count()).where(
+                    events.c.status == Status.SENDING).group_by(events.c.token_key)).all())
             for key, n in held.items():
                 found.setdefault(key, {})["in_flight"] = min(n, sending.get(key, 0))
             for key, day in days.items():

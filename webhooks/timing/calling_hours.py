@@ -229,9 +229,9 @@ def _weekly(value: Any, where: str, margin: int) -> tuple[tuple[Window, ...], ..
                 raise CallingHoursError(f"{where}.{name}: {DAYS[weekday]} is given twice")
             days[weekday] = windows
     week = []
-    for weekday, windows in enumerate(days):
+    for weekday, given in enumerate(days):
         merged: list[tuple[int, int]] = []
-        for start, end in windows or []:
+        for start, end in given or []:
             # Touching windows are one: a margin between them would open a gap nobody wrote.
             if merged and merged[-1][1] == start:
                 merged[-1] = (merged[-1][0], end)
