@@ -29,7 +29,8 @@ from typing import Any
 
 from .. import reasons
 from ..outbound.deadline import Call
-from ..store import StoreUnavailable
+from ..settings import Settings
+from ..store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Tenure:
 class Keeper:
     """Renews the leases of one process's delivery threads; see the module docstring."""
 
-    def __init__(self, store: Any, name: str, settings: Any):
+    def __init__(self, store: Store, name: str, settings: Settings):
         self.store, self.name, self.settings = store, name, settings
         self.interval = settings.lease / 3
         self.strict = store.dialect == "postgresql"  # a lapsed renewal endangers the limit

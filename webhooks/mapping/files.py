@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError
 
 from ..crm import signatures as auth
 from ..recall import Target
-from ..settings import ConfigError
+from ..settings import ConfigError, Settings
 from ..timing.calling_hours import CallingHours, CallingHoursError, load_calling_hours
 from ..timing.rules import Caps
 from .lookups import Lookup, LookupStep
@@ -40,7 +40,7 @@ SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}
 
 
-def load_sources(directory: str | Path, settings: Any) -> dict[str, Source]:
+def load_sources(directory: str | Path, settings: Settings) -> dict[str, Source]:
     """Every `*.yaml` in `directory`, or only those named in SOURCES (a comma list)."""
     folder = Path(directory)
     if not folder.is_dir():
@@ -66,7 +66,7 @@ def load_sources(directory: str | Path, settings: Any) -> dict[str, Source]:
     return sources
 
 
-def load_source(path: Path, settings: Any) -> Source:
+def load_source(path: Path, settings: Settings) -> Source:
     """One mapping file -> a Source; ConfigError lists every problem found in it."""
     label = _label(path)
     if not SOURCE_NAME.match(path.stem):
@@ -143,7 +143,7 @@ def _lookup(block: Mapping[str, Any]) -> Lookup:
 OFF = (None, False, "none", "off")  # calling_hours: none turns the CALLING_HOURS default off
 
 
-def _hours(spec: Mapping[str, Any], raw: Mapping[str, Any], settings: Any, timezone: str,
+def _hours(spec: Mapping[str, Any], raw: Mapping[str, Any], settings: Settings, timezone: str,
            label: str) -> CallingHours | None:
     """The source's calling hours: its own `calling_hours:`, else CALLING_HOURS, else none."""
     if "calling_hours" in raw:
@@ -169,7 +169,7 @@ def default_calling_hours(setting: str) -> Any:
         raise ConfigError([f"CALLING_HOURS: not readable YAML: {err}"]) from None
 
 
-def _target(block: Mapping[str, str], settings: Any, label: str) -> Target:
+def _target(block: Mapping[str, str], settings: Settings, label: str) -> Target:
     token = block.get("token") or settings.wolkvox_token
     server = block.get("server") or settings.wolkvox_server
     base_url = block.get("base_url") or settings.wolkvox_base_url

@@ -20,7 +20,7 @@ from jmespath.parser import ParsedResult
 
 from .. import reasons
 from ..crm import formats
-from ..crm.signatures import RequestHeaders, strip
+from ..crm.signatures import RequestHeaders, Verifier, strip
 from ..recall import FIELDS, RecallInvalid, Target, validate_recall
 from ..timing.calling_hours import CallingHours
 from ..timing.rules import Caps
@@ -72,7 +72,7 @@ class Source:
     name: str
     description: str
     format: str
-    verifier: Any  # auth.Verifier
+    verifier: Verifier
     events: ParsedResult
     event_id: ParsedResult | None
     when: ParsedResult | None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from ..recall import mask_phones_in
-from ..settings import ConfigError
+from ..settings import ConfigError, Settings
 
 LOGGER = "webhooks"  # every module logs under it
 HANDLER = "recall-bridge"  # the name of the handler set up here, so that setup() replaces it
@@ -41,7 +41,7 @@ def printable(text: str, keep: str = "") -> str:
                    for c in text)
 
 
-def setup(settings: Any, stream: IO[str] | None = None) -> None:
+def setup(settings: Settings, stream: IO[str] | None = None) -> None:
     """Send the bridge's log lines to `stream` (default stderr) in LOG_FORMAT; ConfigError for
     an unknown format. Calling it again (another app in the same process) replaces the
     handler it set up."""
@@ -91,7 +91,7 @@ class JsonFormatter(logging.Formatter):
         return mask_phones_in(_URL_PASSWORD.sub(rf"\1:{REDACTED}@", text))
 
 
-def secrets_of(settings: Any) -> list[str]:
+def secrets_of(settings: Settings) -> list[str]:
     """The values never to write: the bridge's tokens, and every setting or ${NAME} whose
     name says it is a secret."""
     found = [settings.wolkvox_token, settings.admin_token, settings.viewer_token,

@@ -10,15 +10,17 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from ..settings import Settings
+
 ADMIN = "admin"
 VIEWER = "viewer"
 
 
-def enabled(settings: Any) -> bool:
+def enabled(settings: Settings) -> bool:
     return bool(settings.admin_token)
 
 
-def role_for(settings: Any, token: str | None) -> str | None:
+def role_for(settings: Settings, token: str | None) -> str | None:
     """"admin", "viewer", or None for a token that is neither (or missing)."""
     given = (token or "").encode()
     admin = hmac.compare_digest(given, settings.admin_token.encode())

@@ -28,6 +28,7 @@ import urllib3.exceptions
 
 from .. import reasons
 from ..mapping.lookups import LookupStep, ObjectIdInvalid, object_id_of
+from ..mapping.source import Source
 from ..recall import mask_phones_in
 from . import errors
 from .deadline import Call, CallAborted, deadline
@@ -60,12 +61,14 @@ class LookupFailed(errors.GiveUp):
     answer holds nothing where `pick` looks: the event fails with the reason."""
 
 
-def fetch_and_map(source: Any, event: Any, session: requests.Session, now: datetime,
+def fetch_and_map(source: Source, event: Any, session: requests.Session, now: datetime,
                   timeouts: tuple[float, float], call: Call | None = None,
                   pace: Callable[[float], float] | None = None) -> dict[str, str]:
     """The event's recall fields after its lookup's steps, each GET after its turn at the
     source's rate gate (`pace`: rate_gate.RateGate.pace); raises the errors above or
     recall.RecallInvalid."""
+    if source.lookup is None:
+        raise ValueError(f"source {source.name} has no lookup")  # a caller's bug, by name
     enriched = dict(event) if isinstance(event, dict) else {"event": event}
     for step in source.lookup.steps:
         enriched[step.into] = fetch(step, enriched, session, timeouts, call, pace)

@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from enum import StrEnum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update

@@ -7,15 +7,16 @@ from __future__ import annotations
 import glob
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from ...bridge import Bridge
 from ...crm.formats import format_of
+from ...mapping.source import Source
 from ...recall import DATE_FORMAT
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def content_type(source: Any, chosen: str, body: bytes) -> str:
+def content_type(source: Source, chosen: str, body: bytes) -> str:
     """The Content-Type the body is read with: fixed by the format, except for a form source,
     where the person chooses; a multipart body's boundary is read from its first line."""
     if source.format != "form":
@@ -37,7 +38,7 @@ def pretty_date(recall_date: str | None) -> str:
         return recall_date or ""
 
 
-def sample(bridge: Any, name: str) -> str:
+def sample(bridge: Bridge, name: str) -> str:
     """The source's sample body shipped beside its mapping (samples/<name>.*), or ""."""
     folder = Path(bridge.settings.mappings_dir) / "samples"
     for path in sorted(folder.glob(f"{glob.escape(name)}.*")):

@@ -18,9 +18,8 @@ import hashlib
 import logging
 import secrets
 import threading
-from typing import Any
 
-from ...store import StoreUnavailable
+from ...store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 ACTION = "sign-out"  # the audit log's action for a signed-out session
@@ -50,14 +49,14 @@ class SignOuts:
         self._seen: int | None = None  # the newest audit id read (None: nothing read yet)
         self._lock = threading.Lock()
 
-    def sign_out(self, store: Any, session_id: str, role: str, now: float) -> None:
+    def sign_out(self, store: Store, session_id: str, role: str, now: float) -> None:
         """End `session_id` for every process: an audit entry naming it. Raises the store's
         errors (StoreUnavailable): the operator is then told the sign-out did not take."""
         store.audit(role, ACTION, PREFIX + digest(session_id), now)
         with self._lock:
             self._gone[digest(session_id)] = now
 
-    def signed_out(self, store: Any, session_id: str, now: float) -> bool:
+    def signed_out(self, store: Store, session_id: str, now: float) -> bool:
         """Whether `session_id` was signed out, here or by another process."""
         with self._lock:
             try:
@@ -67,7 +66,7 @@ class SignOuts:
                             err)
             return digest(session_id) in self._gone
 
-    def _refresh(self, store: Any, now: float) -> None:
+    def _refresh(self, store: Store, now: float) -> None:
         oldest = now - self.max_age
         newest = store.last_audit_id()  # read first: an entry written meanwhile comes next time
         after = 0 if self._seen is None else max(self._seen - OVERLAP, 0)

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from ...bridge import current_bridge
 from ...intake import pipeline as intake
 from ...intake.receiver import hook_base
+from ...mapping.source import Source
 from ...store import EventFilter
 from ..overview import NO_EVENTS, Counts
 from ..overview import today as today_counts
@@ -38,7 +39,7 @@ class SourceView:
     today: Counts
 
 
-def describe(name: str, source: Any, today: Counts = NO_EVENTS) -> SourceView:
+def describe(name: str, source: Source, today: Counts = NO_EVENTS) -> SourceView:
     base = hook_base(current_bridge().settings)
     return SourceView(
         name, source.description, f"{base}/hooks/{name}",
