@@ -186,7 +186,7 @@ class Decider:
             return Decision(Status.QUEUED, reason, _attempt(AttemptOutcome.HELD, reason, answer),
                             count=err.counted, next_attempt_at=now,
                             hold=Hold(kind, reason, now + interval, key))
-        if isinstance(err, errors.WaitTurn):
+        if isinstance(err, errors.RetryLater) and not err.counted:  # our own pace: at `after`
             return Decision(Status.QUEUED, err.reason,
                             _attempt(AttemptOutcome.RETRY, err.reason, answer),
                             count=False, next_attempt_at=now + err.after)
