@@ -48,6 +48,25 @@ class AttemptOutcome(StrEnum):
     REFUSED = "refused"  # outside the calling hours of a source that says `outside: refuse`
     SUPERSEDED = "superseded"  # a later change, or a duplicate of a recall still ahead
     REQUEUED = "requeued"  # an operator's retry
+    CALLED = "called"  # wolkvox's report says how the recall's call went
+    NO_RESULT = "no_result"  # no call of the recall was reported within CALL_RESULTS_MAX_WAIT
+
+
+class ResultState(StrEnum):
+    """Where a delivered recall stands with its call's result (the `result_state` column;
+    NULL: not asked about, call results off when it was delivered)."""
+
+    AWAITING = "awaiting"  # its report is asked for once its date (less 10 minutes) has come
+    REPORTED = "reported"  # a report row said how the call went (call_result, called_at)
+    MISSING = "missing"  # no row within CALL_RESULTS_MAX_WAIT of its date: no longer asked
+    REPLACED = "replaced"  # a newer recall of the lead was delivered: it awaits instead
+
+
+# wolkvox's words for a call, as its reports give them (wolkvox-api.md), and whether the
+# customer was reached; any other word is kept as given and counted as "other".
+CALL_RESULTS = ("ANSWER", "NO-ANSWER", "BUSY", "ANSWER-MACHINE", "ABANDON", "CONGESTION",
+                "FAILED", "CHANUNAVAIL")
+ANSWERED = "ANSWER"
 
 
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.SUPERSEDED, Status.EXPIRED,

@@ -398,3 +398,67 @@ def status(value: str) -> str:
     """A status as a reason's parameter: rendered in the page's language when it is one."""
     kind = STATUSES.get(str(value))
     return kind() if kind is not None else str(value)
+
+# call results (delivery/results.py): how a recall's call went, as wolkvox's report says it
+RESULT_WORDS = {word: Kind(f"result_{word.lower().replace('-', '_')}", en, es)
+                for word, en, es in (
+    ("ANSWER", "answered", "contestó"),
+    ("NO-ANSWER", "not answered", "no contestó"),
+    ("BUSY", "busy", "ocupado"),
+    ("ANSWER-MACHINE", "answering machine", "contestador automático"),
+    ("ABANDON", "abandoned (no agent free)", "abandonada (sin agente libre)"),
+    ("CONGESTION", "network congestion", "congestión de la red"),
+    ("FAILED", "call failed", "la llamada falló"),
+    ("CHANUNAVAIL", "line unavailable", "línea no disponible"))}
+
+
+def result_word(value: str) -> str:
+    """wolkvox's word for a call as a reason's parameter: in the page's words when it is a
+    known one, else as wolkvox gave it."""
+    kind = RESULT_WORDS.get(str(value).upper())
+    return kind() if kind is not None else str(value)
+
+
+CALL_REPORTED = Kind("call_reported", "called {at} {zone}: {words} ({result})",
+                     "llamada el {at} {zone}: {words} ({result})")
+CALL_REPORTED_OTHER_PHONE = Kind(
+    "call_reported_other_phone",
+    "called {at} {zone} on another phone than the recall's ({phone}): {words} ({result})",
+    "llamada el {at} {zone} a otro teléfono que el de la rellamada ({phone}): "
+    "{words} ({result})")
+CALL_NOT_REPORTED = Kind(
+    "call_not_reported",
+    "no result reported: wolkvox's report showed no call of this recall within {hours} h "
+    "of its date (CALL_RESULTS_MAX_WAIT); no longer asked about",
+    "sin resultado: el informe de wolkvox no mostró ninguna llamada de esta rellamada en "
+    "{hours} h desde su fecha (CALL_RESULTS_MAX_WAIT); ya no se pregunta")
+CALL_REPLACED = Kind(
+    "call_replaced", "its result is no longer awaited: event {event}, a newer recall of the "
+    "lead, was delivered",
+    "ya no se espera su resultado: se entregó el evento {event}, una rellamada más reciente "
+    "del contacto")
+REPORT_NOT_JSON = Kind("report_not_json",
+                       "campaign {campaign}'s call report: HTTP {status}, not JSON ({excerpt})",
+                       "informe de llamadas de la campaña {campaign}: HTTP {status}, no es "
+                       "JSON ({excerpt})")
+REPORT_SHAPE = Kind("report_shape",
+                    "campaign {campaign}'s call report: {problem}",
+                    "informe de llamadas de la campaña {campaign}: {problem}")
+REPORT_TOO_LARGE = Kind(
+    "report_too_large",
+    "campaign {campaign}'s call report: the answer is larger than {limit} MB; asked again at "
+    "the next interval",
+    "informe de llamadas de la campaña {campaign}: la respuesta supera {limit} MB; se pide de "
+    "nuevo en el próximo intervalo")
+REPORT_BAD_ROWS = Kind(
+    "report_bad_rows",
+    "campaign {campaign}'s call report: {count} row(s) unreadable ({problem}); their "
+    "customers are asked about again at the next interval",
+    "informe de llamadas de la campaña {campaign}: {count} fila(s) ilegibles ({problem}); sus "
+    "clientes se consultan de nuevo en el próximo intervalo")
+REPORT_OK = Kind("report_ok", "campaign {campaign}'s call report: {rows} row(s), {matched} "
+                 "result(s) matched",
+                 "informe de llamadas de la campaña {campaign}: {rows} fila(s), {matched} "
+                 "resultado(s) asociados")
+REPORT_FAILED = Kind("report_failed", "campaign {campaign}'s call report: {cause}",
+                     "informe de llamadas de la campaña {campaign}: {cause}")

@@ -50,6 +50,12 @@ events = Table(
     Column("scheduled_for", Float),  # delivered: when the recall was set to ring (caps count it)
     Column("phone", String(32)),  # the recall's telephone as dialled: what operators search
     Column("occurred_at", Float),  # the CRM's own time of the change (mapping's occurred_at)
+    # call results (wolkvox's campaign_3 report, delivery/results.py)
+    Column("delivered_at", Float),  # when wolkvox accepted the recall
+    Column("result_state", String(16)),  # awaiting | reported | missing | replaced; NULL: not asked
+    Column("call_result", String(32)),  # wolkvox's word for the call (ANSWER, BUSY...), as given
+    Column("called_at", Float),  # the report row's date: when the call was made
+    Column("called_phone", String(32)),  # the row's telephone, when it is not the recall's
     UniqueConstraint("source", "dedup_key", name="uq_events_source_dedup"),
     Index("ix_events_due", "status", "next_attempt_at", "id"),  # the claim's order
     Index("ix_events_lead", "token_key", "campaign_id", "customer_id", "status"),
@@ -58,6 +64,8 @@ events = Table(
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_source_id", "source", "id"),
     Index("ix_events_created", "created_at"),
+    Index("ix_events_awaiting", "result_state", "token_key", "campaign_id", "scheduled_for"),
+    Index("ix_events_called", "called_at"),
 )
 
 attempts = Table(
@@ -130,4 +138,17 @@ rates = Table(  # one row per rate-gated destination (a source's CRM): its next 
     "rates", metadata,
     Column("key", String(96), primary_key=True),
     Column("next_at", Float, nullable=False),  # no call may start before this (epoch s)
+)
+
+reports = Table(  # one row per token and campaign: its call-result report's turn and last outcome
+    "reports", metadata,
+    Column("token_key", String(32), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("next_at", Float, nullable=False),  # no report of it may be asked for before this
+    Column("last_at", Float),
+    Column("outcome", String(16)),  # ok | bad | refused | failed: how the last one went
+    Column("reason", Text, nullable=False, default=""),
+    Column("reason_code", String(64)),
+    Column("reason_params", Text),
+    Column("rows", Integer),  # rows the last report answered
 )
