@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 import urllib3.exceptions
@@ -81,14 +81,38 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
     wolkvox's own limit for one call), however slowly wolkvox answers; `call` lets another
     thread cut it short sooner (a lost slot)."""
     query, body = request_parts(recall)
+    status, headers, content, latency = exchange(
+        session, "PUT", target, RECALL_PATH, query, timeouts, call, json_body=body)
+    try:
+        return classify(status, content, latency, headers.get("Retry-After"))
+    except RetrySoon:
+        rest_refused(call)
+        raise
+
+
+def rest_refused(call: Call | None) -> None:
+    """Refused as SIMULTANEOUS: wolkvox counts more calls than we do, so the slot waits."""
+    if call is not None:
+        call.rest = max(call.rest, SIMULTANEOUS_PAUSE)
+
+
+def exchange(session: requests.Session, method: str, target: Target, path: str,
+             query: Mapping[str, str], timeouts: tuple[float, float], call: Call | None,
+             json_body: Any = None, limit: int = ANSWER_LIMIT,
+             ) -> tuple[int, Mapping[str, str], bytes, float]:
+    """One call to wolkvox with the token's header, within the call's deadline: (HTTP status,
+    headers, at most `limit` bytes of the body, latency in ms). Transport faults raise the
+    retry kinds here (and set `call.rest` when wolkvox may still be working on it); what the
+    answer means is the caller's to classify (`classify`, `refuse`)."""
     started = time.perf_counter()
     try:
         with deadline(timeouts[1], call):
-            response = session.put(
-                target.base_url + RECALL_PATH, params=query, json=body, timeout=timeouts,
-                headers={"wolkvox-token": target.token}, allow_redirects=False, stream=True)
+            response = session.request(
+                method, target.base_url + path, params=query, json=json_body,
+                timeout=timeouts, headers={"wolkvox-token": target.token},
+                allow_redirects=False, stream=True)
             with response:
-                content = response.raw.read(ANSWER_LIMIT, decode_content=True)
+                content = response.raw.read(limit, decode_content=True)
     except CallAborted as err:
         # Ambiguous (the recall may be set), but re-sending the same recall is harmless.
         _rest(call, started)
@@ -103,13 +127,7 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
     except _READ_ERRORS as err:
         raise RetryLater(reasons.WOLKVOX_TRANSPORT(error=type(err).__name__),
                          _answer(None, None, "", started)) from None
-    try:
-        return classify(response.status_code, content, _elapsed(started),
-                        response.headers.get("Retry-After"))
-    except RetrySoon:
-        if call is not None:  # wolkvox counts more calls than we do: this slot waits
-            call.rest = max(call.rest, SIMULTANEOUS_PAUSE)
-        raise
+    return response.status_code, response.headers, content, _elapsed(started)
 
 
 def _rest(call: Call | None, started: float) -> None:
@@ -126,15 +144,30 @@ def classify(http_status: int, content: bytes, latency_ms: float,
 
     wolkvox's msg repeats the phone ("INVALID recall_telephone: <the phone>"): it is masked
     here, once, so that no reason, attempt, log line or hold built from the answer shows it."""
+    data, answer = read_answer(http_status, content, latency_ms)
+    if 200 <= http_status < 300:
+        if answer.code == 202:
+            return Delivered(answer)
+        raise RetryLater(reasons.WOLKVOX_NO_202(status=http_status), answer)
+    refuse(http_status, data, answer, retry_after)
+
+
+def read_answer(http_status: int, content: bytes,
+                latency_ms: float) -> tuple[dict[str, Any] | None, Answer]:
+    """The body as a JSON object (None when it is not one) and the answer to record, its msg
+    phone-masked."""
     data = _json(content)
     code = _int(data.get("code")) if data is not None else None
     msg = mask_phones_in(str(data.get("msg") or data.get("error") or "")) if data else ""
-    answer = Answer(http_status, code, (msg or _excerpt(content))[:MSG_LIMIT], latency_ms)
+    return data, Answer(http_status, code, (msg or _excerpt(content))[:MSG_LIMIT], latency_ms)
+
+
+def refuse(http_status: int, data: dict[str, Any] | None, answer: Answer,
+           retry_after: str | None = None) -> NoReturn:
+    """A wolkvox answer that is not a success, whatever the call (a recall, a report, an
+    added record): raise the WolkvoxError kind its status and msg name."""
+    msg = answer.msg if data is not None else ""
     upper = msg.upper()
-    if 200 <= http_status < 300:
-        if code == 202:
-            return Delivered(answer)
-        raise RetryLater(reasons.WOLKVOX_NO_202(status=http_status), answer)
     if http_status in (429, 503):
         after = seconds_after(retry_after)
         busy = answer.msg or "busy"
