@@ -16,7 +16,7 @@ from .bridge import EXTENSION, Bridge, bridge_of, current_bridge
 from .delivery.worker import Worker
 from .mapping.files import ConfigError, load_sources
 from .observability import logs
-from .settings import SPOOL_ROOT, Settings, token_problems
+from .settings import SPOOL_ROOT, Settings, call_results_problems, token_problems
 from .store import Store, StoreTimeouts, StoreUnavailable
 from .store.identity import fingerprint
 from .store.spool import Spool
@@ -33,6 +33,10 @@ def load_config(test_config: Mapping[str, Any] | None = None) -> tuple[Settings,
     except ValueError as err:
         raise ConfigError([str(err)]) from None
     problems = token_problems(settings)
+    results_problems, warnings = call_results_problems(settings)
+    problems += results_problems
+    for warning in warnings:
+        log.warning("%s", warning)
     if problems:
         raise ConfigError(problems)
     return settings, load_sources(settings.mappings_dir, settings)

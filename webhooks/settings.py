@@ -32,6 +32,13 @@ WORKER_THREADS = 2  # delivery threads per worker process (one per slot is enoug
 CLAIM_BATCH = 10  # events a delivery thread claims at once (fewer round trips at full speed)
 MAX_WAIT = 25.0  # ?wait=N on a hook is capped here (CRMs time out at 30 s)
 MAX_EVENTS_PER_REQUEST = 100  # Salesforce and HubSpot send at most 100; more is refused whole
+# Call results (delivery/results.py): wolkvox's campaign_3 report, asked for a campaign only
+# while a delivered recall of it awaits its result; wolkvox advises once every 5 minutes.
+CALL_RESULTS_INTERVAL = 0.0  # seconds between two reports of one campaign; 0: off
+CALL_RESULTS_ADVISED = 300.0  # wolkvox's advice: a shorter interval is warned about at start
+CALL_RESULTS_SHARE = 0.1  # of WOLKVOX_DAILY_LIMIT at most for reports (recalls need the rest)
+CALL_RESULTS_MAX_WAIT = 24 * 3600.0  # a recall with no reported call this long after its date
+# is closed as "no result reported", seconds
 # requests acknowledged while the store was down, until replayed: unset, a folder per store
 # under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
 SPOOL_ROOT = "instance/spool"
@@ -93,6 +100,9 @@ class Settings:
     store_statement_timeout: float = STORE_STATEMENT_TIMEOUT
     store_pool_timeout: float = STORE_POOL_TIMEOUT
     store_lock_timeout: float = STORE_LOCK_TIMEOUT
+    call_results_interval: float = CALL_RESULTS_INTERVAL
+    call_results_share: float = CALL_RESULTS_SHARE
+    call_results_max_wait: float = CALL_RESULTS_MAX_WAIT
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both
@@ -151,6 +161,24 @@ def token_problems(settings: Settings) -> list[str]:
             problems.append(f"{name.upper()} is {len(value)} characters; it needs at least "
                             f"{MIN_TOKEN_LENGTH} (make one with: {TOKEN_RECIPE})")
     return problems
+
+
+def call_results_problems(settings: Settings) -> tuple[list[str], list[str]]:
+    """(problems that stop the start, warnings) about the call-results settings."""
+    problems, warnings = [], []
+    interval = settings.call_results_interval
+    if interval < 0:
+        problems.append(f"CALL_RESULTS_INTERVAL={interval:g} must be 0 (off) or seconds")
+    elif 0 < interval < CALL_RESULTS_ADVISED:
+        warnings.append(f"CALL_RESULTS_INTERVAL={interval:g} s: wolkvox advises one report "
+                        f"every {CALL_RESULTS_ADVISED:g} s at most; a shorter interval is "
+                        "for tests and sandboxes")
+    if not 0 <= settings.call_results_share <= 1:
+        problems.append(f"CALL_RESULTS_SHARE={settings.call_results_share:g} must be between "
+                        "0 and 1 (the share of WOLKVOX_DAILY_LIMIT reports may use)")
+    if settings.call_results_max_wait <= 0:
+        problems.append("CALL_RESULTS_MAX_WAIT must be a positive number of seconds")
+    return problems, warnings
 
 
 def _kind(default: Any) -> type:

@@ -115,7 +115,8 @@ class Decider:
         return Decision(Status.DELIVERED, reason,
                         _attempt(AttemptOutcome.DELIVERED, reason, result.answer),
                         recall=plan.recall,
-                        scheduled_for=timerules.epoch(plan.recall, target.timezone))
+                        scheduled_for=timerules.epoch(plan.recall, target.timezone),
+                        awaits_result=self.settings.call_results_interval > 0)
 
     def _kept_back(self, key: str, source: Source, event: Claimed, recall: dict[str, str],
                    now: float) -> Decision | None:

@@ -23,6 +23,7 @@ from .group_commit import GroupCommit
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
 from .rates import RateStore, Turn
+from .results import ResultStore
 from .tables import MAX_ID
 from .timeouts import MARGIN, StoreTimeouts, Watchdog, connect_postgres, postgres_options
 from .views import EventFilter, ViewStore
@@ -106,8 +107,8 @@ def _watched(method: Any, watchdog: Watchdog) -> Any:
     return run
 
 
-class Store(IngestStore, EventStore, LimitStore, RateStore, ViewStore):
-    """Events, attempts, slots, quota, holds and rate turns, on one engine."""
+class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewStore):
+    """Events, attempts, slots, quota, holds, rate turns and call results, on one engine."""
 
     def __init__(self, url: str, timeouts: StoreTimeouts | None = None):
         self.url = normalize_url(url)

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle import AttemptOutcome, Received, Status
+from ..lifecycle import AttemptOutcome, Received, ResultState, Status
 from ..reasons import (
     CLAIMED_AGAIN,
     SUPERSEDED_BEFORE_SENT,
@@ -35,6 +35,7 @@ from ..reasons import (
 from .errors import translate
 from .holders import lapsed_holders
 from .limits import Hold, refund
+from .results import replace_awaiting
 from .sqlite import READ_ONLY
 from .tables import attempts, events
 from .texts import text, why
@@ -95,6 +96,7 @@ class Decision:
     refund: int = 0  # quota units reserved for it that no call spent
     hold: Hold | None = None  # stop using the token (or the lookup's credentials) until then
     lifts: tuple[str, float] | None = None  # a hold (key, since) this outcome proved needless
+    awaits_result: bool = False  # delivered with call results on: its call's result is asked
 
 
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
@@ -213,6 +215,10 @@ class EventStore:
             values.update(_lead_values(decision.recall))
         if decision.scheduled_for is not None:
             values["scheduled_for"] = decision.scheduled_for
+        if decision.status == Status.DELIVERED:
+            values["delivered_at"] = now
+            if decision.awaits_result:
+                values["result_state"] = ResultState.AWAITING
         with self._tx() as db:
             if decision.status == Status.QUEUED:
                 newer = db.execute(select(events.c.id).where(
@@ -227,6 +233,8 @@ class EventStore:
             if ours and decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
                                                    **_attempt_row(decision.attempt)))
+            if ours and decision.awaits_result:
+                replace_awaiting(db, event_id, now)
             if ours and decision.refund and quota_day is not None:
                 refund(db, *quota_day, decision.refund)
             return ours
