@@ -462,3 +462,10 @@ REPORT_OK = Kind("report_ok", "campaign {campaign}'s call report: {rows} row(s),
                  "resultado(s) asociados")
 REPORT_FAILED = Kind("report_failed", "campaign {campaign}'s call report: {cause}",
                      "informe de llamadas de la campaña {campaign}: {cause}")
+REPORT_WAITING_UNITS = Kind(
+    "report_waiting_units",
+    "campaign {campaign}'s call report waits: today's units for reports (CALL_RESULTS_SHARE of "
+    "WOLKVOX_DAILY_LIMIT) are used, or the queued recalls need the rest",
+    "el informe de llamadas de la campaña {campaign} espera: las unidades de hoy para informes "
+    "(CALL_RESULTS_SHARE de WOLKVOX_DAILY_LIMIT) se agotaron, o las rellamadas en cola "
+    "necesitan las demás")

@@ -29,6 +29,7 @@ from .decide import Decider
 from .drain import Drain
 from .gate import Batch, TokenGate, TokenGroup
 from .leases import Keeper, Tenure
+from .results import Results
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 1.0  # seconds between looks for events a dead worker had claimed
@@ -51,6 +52,7 @@ class Worker:
         self.keeper: Keeper | None = None
         self.gate = TokenGate(store, settings, self.name)
         self.decider = Decider(store, sources, settings)
+        self.results = Results(store, settings, self.gate, self.hold)
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))
@@ -142,6 +144,8 @@ class Worker:
             found = self._with_slot(group, probing=hold)
             worked |= bool(found)
             full &= found is None
+            if hold is None and not found:  # nothing sent: ask how the delivered calls went
+                self.results.look(group, now)
         return None if full and not worked else worked
 
     def _limit_raised(self, key: str, hold: dict[str, Any]) -> bool:

@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.registry import Collector
 
+from ..lifecycle import CALL_RESULTS
+
 PREFIX = "recall_bridge"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client itself, at its import
 # wolkvox answers in 0.1-2 s; its own limit, and WOLKVOX_TIMEOUT's default, is 60 s
@@ -70,6 +72,34 @@ def webhook_refused(source: str, status: int) -> None:
 def delivery_outcome(outcome: str) -> None:
     """One delivery decision: delivered, retry, held, failed, expired, refused."""
     _instruments().outcomes.labels(outcome=outcome).inc()
+
+
+_results: tuple[Counter, Counter] | None = None
+
+
+def _result_counters() -> tuple[Counter, Counter]:
+    global _results
+    if _results is None:
+        with _lock:
+            if _results is None:
+                _results = (
+                    Counter(f"{PREFIX}_call_results", "Call results learnt from wolkvox's "
+                            "report, by wolkvox's word (answer, no-answer, busy, ...; other)",
+                            ["result"]),
+                    Counter(f"{PREFIX}_report_calls", "Calls to wolkvox's call-result "
+                            "report, by outcome (ok, bad, refused, failed)", ["outcome"]))
+    return _results
+
+
+def call_result(word: str) -> None:
+    """One call result: wolkvox's word lower-cased when it is a known one, else "other"."""
+    label = word.lower() if word.upper() in CALL_RESULTS else "other"
+    _result_counters()[0].labels(result=label).inc()
+
+
+def report_call(outcome: str) -> None:
+    """One call to the call-result report: ok, bad (an unreadable answer), refused, failed."""
+    _result_counters()[1].labels(outcome=outcome).inc()
 
 
 def wolkvox_call(seconds: float) -> None:
