@@ -118,6 +118,7 @@ class Sandbox:
             self.state.tokens = {SANDBOX_TOKEN}
             self.state.latency = 0.0
             self.state.daily_limit = 0
+            self.state.autodial = None
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,15 @@ GET /_sandbox/stats, POST /_sandbox/config {"latency": s, "tokens": [...], "dail
 "script": [500, "timeout", "html", "trickle", {"status": 429, "retry_after": "5"}, 202, ...]}
 (each scripted answer is used once, in order; "trickle" sends a 202 one byte a second, as a
 server that answers too slowly would; the call stays in flight until the last byte).
+
+Call results: GET /api/v2/reports_manager.php?api=campaign_3 answers the rows of a campaign
+within [date_ini, date_end] (the sandbox's time zone, `timezone` in the config) that are not
+in the future, under the same token, slot and quota rules as recalls, ranges of 31 days at
+most. The dialer is played with POST /_sandbox/dial {"customer_id", "result" (ANSWER),
+"campaign_id", "telephone", "date" ("YYYY-mm-dd HH:MM:SS")}, the defaults from the customer's
+last recall and now; {"autodial": "ANSWER"} in the config dials every recall received at its
+date. GET /_sandbox/calls lists the rows. Scripted report answers: "report_html",
+"report_not_json", "report_huge", "report_bad_rows", "report_bad_date".
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -47,6 +58,8 @@ class SandboxState:
         self.latency = latency
         self.daily_limit = daily_limit
         self.max_in_flight = max_in_flight
+        self.timezone = "America/Bogota"
+        self.autodial: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -58,6 +71,29 @@ class SandboxState:
         self.used: Counter[str] = Counter()
         self.script: list[Any] = []
         self.requests = 0
+        self.calls: list[dict[str, str]] = []  # the dialer's rows, as campaign_3 answers them
+        self.report_requests: list[dict[str, Any]] = []
+        self.reports: Counter[str] = Counter()
+
+    def local(self, when: datetime | None = None) -> str:
+        zone = ZoneInfo(self.timezone)
+        return f"{(when or datetime.now(zone)).astimezone(zone):%Y-%m-%d %H:%M:%S}"
+
+    def dial(self, customer_id: str, result: str = "ANSWER", campaign_id: str | None = None,
+             telephone: str | None = None, date: str | None = None) -> dict[str, str] | None:
+        """A row of the dialer (call under the lock); None when no campaign is known."""
+        last: dict[str, Any] = next(
+            (r for r in reversed(self.recalls) if r["customer_id"] == customer_id), {})
+        campaign = campaign_id or last.get("campaign_id")
+        if not campaign:
+            return None
+        row = {"campaign_id": str(campaign), "customer_name": "", "customer_last_name": "",
+               "id_type": "", "customer_id": customer_id,
+               "date": date or self.local(), "telephone": telephone or
+               last.get("recall_telephone", ""), "result": result,
+               "conn_id": f"sandbox-{len(self.calls) + 1}"}
+        self.calls.append(row)
+        return row
 
 
 def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0) -> Flask:
@@ -101,6 +137,61 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
             with state.lock:
                 state.in_flight[token] -= 1
 
+    @app.get("/api/v2/reports_manager.php")
+    def report() -> ResponseReturnValue:
+        token = request.headers.get("wolkvox-token", "")
+        with state.lock:
+            state.requests += 1
+            if not token:
+                return _error("no_token")
+            if request.args.get("api") != "campaign_3":
+                return _error("no_api")
+            if token not in state.tokens:
+                return _error("bad_token")
+            if state.in_flight[token] >= state.max_in_flight:
+                state.refused[token] += 1
+                return _error("concurrency")
+            if state.daily_limit and state.used[token] >= state.daily_limit:
+                return _error("quota")
+            state.in_flight[token] += 1
+            state.max_seen[token] = max(state.max_seen[token], state.in_flight[token])
+            state.used[token] += 1
+            state.reports[token] += 1
+            state.report_requests.append({"token": token, "at": time.time(),
+                                          **{k: request.args.get(k) for k in (
+                                              "campaign_id", "date_ini", "date_end")}})
+            scripted = state.script.pop(0) if state.script else None
+        try:
+            if state.latency:
+                time.sleep(state.latency)
+            return _report(state, scripted)
+        finally:
+            with state.lock:
+                state.in_flight[token] -= 1
+
+    @app.post("/_sandbox/dial")
+    def dial() -> ResponseReturnValue:
+        data = request.get_json(force=True, silent=True) or {}
+        if not data.get("customer_id"):
+            return jsonify({"error": "customer_id is required"}), 400
+        if data.get("date"):
+            try:
+                datetime.strptime(data["date"], REPORT_DATE)
+            except (TypeError, ValueError):
+                return jsonify({"error": "date must be YYYY-mm-dd HH:MM:SS"}), 400
+        with state.lock:
+            row = state.dial(str(data["customer_id"]), str(data.get("result") or "ANSWER"),
+                             data.get("campaign_id"), data.get("telephone"), data.get("date"))
+        if row is None:
+            return jsonify({"error": "no campaign known for this customer: send its recall "
+                            "first, or give campaign_id"}), 404
+        return jsonify(row), 201
+
+    @app.get("/_sandbox/calls")
+    def calls() -> ResponseReturnValue:
+        with state.lock:
+            return jsonify(list(state.calls))
+
     @app.get("/api/v2/real_time.php")
     def listed() -> ResponseReturnValue:
         with state.lock:
@@ -124,7 +215,8 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
                             "max_in_flight": dict(state.max_seen),
                             "max_asked": dict(state.max_asked),
                             "refused_for_concurrency": sum(state.refused.values()),
-                            "used": dict(state.used)})
+                            "used": dict(state.used), "reports": dict(state.reports),
+                            "report_requests": len(state.report_requests)})
 
     @app.post("/_sandbox/config")
     def config() -> ResponseReturnValue:
@@ -138,6 +230,10 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
                 state.daily_limit = int(data["daily_limit"])
             if "script" in data:
                 state.script = list(data["script"])
+            if "autodial" in data:
+                state.autodial = data["autodial"] or None
+            if "timezone" in data:
+                state.timezone = str(data["timezone"])
         return jsonify({"ok": True})
 
     return app
@@ -203,10 +299,59 @@ def _answer(state: SandboxState, token: str, scripted: Any) -> ResponseReturnVal
               ("recall_date", "recall_telephone", "customer_id")}}
     with state.lock:
         state.recalls.append(record)
+        if state.autodial:  # the dialer calls at the recall's date
+            at = datetime.strptime(str(record["recall_date"]), "%Y%m%d%H%M%S")
+            state.dial(str(record["customer_id"]), state.autodial, date=f"{at:{REPORT_DATE}}")
     msg = (f"customer_id {body['customer_id']} has been updated and will be call back on "
            f"{body['recall_date']} to phone {body['recall_telephone']}")
     return jsonify({"code": "202" if len(state.recalls) % 2 else 202, "error": None,
                     "msg": msg}), 202
+
+
+REPORT_DATE = "%Y-%m-%d %H:%M:%S"
+MAX_RANGE = timedelta(days=31)
+
+
+def _report(state: SandboxState, scripted: Any) -> ResponseReturnValue:
+    """campaign_3's answer: the campaign's rows within the range, not in the future."""
+    if scripted == "report_html":
+        return "<html><body>Service Unavailable</body></html>", 200, {"Content-Type": "text/html"}
+    if scripted == "report_not_json":
+        return '{"code": 200, "data": [', 200, {"Content-Type": "application/json"}
+    if scripted == "report_huge":
+        filler = [{"customer_id": str(n), "date": "2026-01-01 00:00:00", "result": "BUSY",
+                   "telephone": "", "campaign_id": "0", "note": "x" * 400}
+                  for n in range(90_000)]
+        return jsonify({"code": 200, "error": None, "msg": "huge", "data": filler})
+    if isinstance(scripted, int | dict) or scripted in ("timeout", "maintenance"):
+        return _answer(state, "", scripted)
+    query = request.args
+    try:
+        start = datetime.strptime(query.get("date_ini", ""), "%Y%m%d%H%M%S")
+        end = datetime.strptime(query.get("date_end", ""), "%Y%m%d%H%M%S")
+    except ValueError:
+        return _error("params")
+    if not query.get("campaign_id"):
+        return _error("params")
+    if end < start or end - start > MAX_RANGE:
+        # wolkvox documents the 31-day limit, not the message it answers over it
+        return jsonify({"code": 400, "error": "Error",
+                        "msg": "THE DATE RANGE MUST NOT EXCEED 31 DAYS"}), 400
+    campaign = query["campaign_id"]
+    with state.lock:
+        now = state.local()
+        rows = [dict(r) for r in state.calls
+                if (campaign == "all" or r["campaign_id"] == campaign)
+                and f"{start:{REPORT_DATE}}" <= r["date"] <= f"{end:{REPORT_DATE}}"
+                and r["date"] <= now]
+    if scripted == "report_bad_rows":
+        rows = [{k: v for k, v in r.items() if k not in ("customer_id", "result")}
+                for r in rows] or [{"date": now}]
+    if scripted == "report_bad_date":
+        rows = [{**r, "date": "31/02/2026 25:61"} for r in rows] or [
+            {"customer_id": "0", "result": "ANSWER", "date": "31/02/2026 25:61"}]
+    return jsonify({"code": 200, "error": None, "msg": f"{len(rows)} records were found",
+                    "data": rows})
 
 
 def _error(kind: str) -> ResponseReturnValue:

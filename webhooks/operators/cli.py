@@ -224,13 +224,19 @@ def spool_adopt(files: tuple[Path, ...]) -> None:
               help="A valid token (repeat); default: WOLKVOX_TOKEN.")
 @click.option("--latency", type=float, default=0.0, help="Seconds per call.")
 @click.option("--daily-limit", type=int, default=0, help="Calls per token; 0: none.")
+@click.option("--autodial", default="", metavar="RESULT",
+              help="play the dialer: every recall is called at its date with this result "
+                   "(ANSWER, BUSY, NO-ANSWER...), shown in the campaign_3 report")
 def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
-            daily_limit: int) -> None:
+            daily_limit: int, autodial: str) -> None:
     """Serve a wolkvox look-alike on loopback (see webhooks/sandbox.py)."""
     from ..sandbox import create_sandbox, serve
 
     valid = list(tokens) or [current_bridge().settings.wolkvox_token]
-    server = serve(create_sandbox(valid, latency, daily_limit), host, port)
+    app = create_sandbox(valid, latency, daily_limit)
+    app.extensions["sandbox"].autodial = autodial.upper() or None
+    app.extensions["sandbox"].timezone = current_bridge().settings.wolkvox_timezone
+    server = serve(app, host, port)
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
                f"({len(valid)} token(s), latency {latency:g} s)")
     server.serve_forever()
