@@ -217,11 +217,11 @@ def _result(recall: Awaiting, row: Row, timezone: str) -> Result:
 
 def same_phone(recall_phone: str | None, row_phone: str) -> bool:
     """Is the row's telephone the recall's? Dial prefixes differ (a route digit, the country
-    code): the same when one's digits end with the other's, 7 digits at least. A row with no
-    telephone is taken as the recall's."""
+    code): the same when their last 10 digits are (all of the shorter's, when it has fewer,
+    7 at least). A row with no telephone is taken as the recall's."""
     a = "".join(ch for ch in recall_phone or "" if ch.isdigit())
     b = "".join(ch for ch in row_phone if ch.isdigit())
     if not b or not a:
         return True
-    short, long = sorted((a, b), key=len)
-    return len(short) >= 7 and long.endswith(short)
+    n = min(len(a), len(b), 10)
+    return n >= 7 and a[-n:] == b[-n:]
