@@ -313,3 +313,68 @@ def test_the_same_phone_across_dial_prefixes():
     assert same_phone("573001234567", "93001234567")
     assert not same_phone("93001234567", "3109998877")
     assert same_phone("93001234567", "")
+
+
+# --- where it shows ----------------------------------------------------------------------------
+ADMIN = "admin-token-0123456789abcdef"
+
+
+def answered(make_app, sandbox, clock):
+    """A bridge with one answered callback (lead 1) and one awaiting (lead 2)."""
+    app, b, worker = bridge(make_app, clock, admin_token=ADMIN)
+    [answered_id, waiting_id] = deliver(app, worker, callback(1), callback(2))
+    dial(sandbox, "1", "ANSWER", at=START + timedelta(minutes=1))
+    look(worker, clock, minutes=2)
+    return app, b, answered_id, waiting_id
+
+
+def test_events_show_and_list_print_the_result_and_filter_by_it(make_app, sandbox, clock):
+    app, b, answered_id, waiting_id = answered(make_app, sandbox, clock)
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["events", "show", str(answered_id)]).output
+    assert "call result: ANSWER" in shown
+    assert "called at: 2026-12-01 10:01 America/Bogota" in shown
+    assert "answered (ANSWER)" in shown  # the timeline's call
+    listed = runner.invoke(args=["events", "list", "--result", "ANSWER"]).output
+    assert f"{answered_id:>7}" in listed and f"{waiting_id:>7}" not in listed
+    waiting = runner.invoke(args=["events", "list", "--result", "awaiting"]).output
+    assert f"{waiting_id:>7}" in waiting and "awaiting result" in waiting
+
+
+def test_the_api_event_gives_the_call_result_and_when_and_filters_by_it(
+        make_app, sandbox, clock):
+    app, b, answered_id, waiting_id = answered(make_app, sandbox, clock)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    one = client.get(f"/api/v1/events/{answered_id}", headers=auth).get_json()
+    assert one["call_result"] == "ANSWER" and one["result_state"] == "reported"
+    assert one["called_at"].startswith("2026-12-01T15:01:00")
+    assert any(a["outcome"] == "called" for a in one["attempts"])
+    page = client.get("/api/v1/events?result=ANSWER", headers=auth).get_json()
+    assert [e["id"] for e in page["events"]] == [answered_id]
+    other = client.get(f"/api/v1/events/{waiting_id}", headers=auth).get_json()
+    assert (other["call_result"], other["result_state"]) == (None, "awaiting")
+
+
+def test_the_console_shows_the_result_in_the_page_language(make_app, sandbox, clock):
+    from tests.test_console import signed_in
+
+    app, b, answered_id, waiting_id = answered(make_app, sandbox, clock)
+    client = signed_in(app)
+    for lang, words, waiting in (("en", "answered (ANSWER)", "awaiting result"),
+                                 ("es", "contestó (ANSWER)", "esperando resultado")):
+        client.set_cookie("console_lang", lang)
+        listed = client.get("/console/events").get_data(as_text=True)
+        cell = f'<td class="nowrap">{waiting}</td>'
+        assert words in listed and cell in listed
+        filtered = client.get("/console/events?result=ANSWER").get_data(as_text=True)
+        assert words in filtered and cell not in filtered
+        page = client.get(f"/console/events/{answered_id}").get_data(as_text=True)
+        assert words in page
+
+
+def test_metrics_count_results_and_report_calls(make_app, sandbox, clock):
+    app, b, answered_id, waiting_id = answered(make_app, sandbox, clock)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'recall_bridge_call_results_total{result="answer"}' in text
+    assert 'recall_bridge_report_calls_total{outcome="ok"}' in text

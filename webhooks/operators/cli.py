@@ -7,6 +7,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -15,11 +16,12 @@ from flask.cli import AppGroup
 from ..bridge import current_bridge
 from ..crm.formats import format_of
 from ..intake import pipeline as intake
-from ..lifecycle import TERMINAL, Status
+from ..lifecycle import TERMINAL, AttemptOutcome, Status
 from ..observability.logs import printable as safe  # CRM data for a terminal: escapes shown
 from ..recall import mask_phone
 from ..settings import SPOOL_ROOT
 from ..store import MAX_ID
+from ..timing import rules as timerules
 from .operations import RetryRefused, purge_events, retry_event
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
@@ -131,11 +133,16 @@ EVENT_ID = click.IntRange(1, MAX_ID)
 @click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
 @click.option("--source", default=None)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-def events_list(status: str | None, source: str | None, limit: int) -> None:
-    """The newest events, one line each."""
-    rows = current_bridge().store.list_events(status, source, limit)
+@click.option("--result", default=None, metavar="RESULT",
+              help="wolkvox's word for the call (ANSWER, BUSY, NO-ANSWER...), awaiting, "
+                   "missing (no result reported), replaced, or none")
+def events_list(status: str | None, source: str | None, limit: int,
+                result: str | None) -> None:
+    """The newest events, one line each (the call's result beside the status)."""
+    rows = current_bridge().store.list_events(status, source, limit, result)
     for row in rows:
         click.echo(f"{row['id']:>7}  {_time(row['updated_at'])}  {row['status']:<10} "
+                   f"{safe(_result_of(row)):<14} "
                    f"{safe(row['source']):<18} {safe(row['customer_id'] or '-'):<14} "
                    f"{safe(row['reason'])[:160]}")
     if not rows:
@@ -158,8 +165,16 @@ def events_show(event_id: int) -> None:
     if recall:
         recall["recall_telephone"] = mask_phone(recall.get("recall_telephone"))
         click.echo("recall: " + safe(json.dumps(recall, ensure_ascii=False)))
+    if row["result_state"]:
+        click.echo(f"call result: {_result_of(row)}")
+    if row["called_at"] is not None:
+        zone = current_bridge().settings.wolkvox_timezone
+        click.echo(f"called at: {timerules.local(row['called_at'], zone)} {zone}"
+                   + (f" (on {mask_phone(row['called_phone'])}, not the recall's phone)"
+                      if row["called_phone"] else ""))
     for attempt in store.attempts_of(event_id):
-        said = attempt["wolkvox_msg"] or attempt["reason"]  # stored with the phone masked
+        said = (attempt["reason"] if attempt["outcome"] in RESULT_OUTCOMES
+                else attempt["wolkvox_msg"] or attempt["reason"])  # phones masked
         click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
                    f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
                    f"{attempt['latency_ms'] or 0:.0f} ms  {safe(said)}")
@@ -240,6 +255,18 @@ def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "
                f"({len(valid)} token(s), latency {latency:g} s)")
     server.serve_forever()
+
+
+RESULT_OUTCOMES = (AttemptOutcome.CALLED, AttemptOutcome.NO_RESULT)
+RESULT_STATES = {"awaiting": "awaiting result", "missing": "no result reported",
+                 "replaced": "a newer recall awaits instead"}
+
+
+def _result_of(row: dict[str, Any]) -> str:
+    """The call's result as `events` prints it: wolkvox's word, or where it stands."""
+    if row.get("call_result"):
+        return str(row["call_result"])
+    return RESULT_STATES.get(row.get("result_state") or "", "-")
 
 
 def _when_sent(when: intake.When) -> str:

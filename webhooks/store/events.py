@@ -326,10 +326,14 @@ class EventStore:
         return {r.id: (r.status, r.reason) for r in rows}
 
     def list_events(self, status: str | None = None, source: str | None = None,
-                    limit: int = 50) -> list[dict[str, Any]]:
+                    limit: int = 50, result: str | None = None) -> list[dict[str, Any]]:
+        """The newest events; `result`: wolkvox's word for the call (ANSWER, BUSY...), or a
+        result state (awaiting, missing, replaced), or `none` (no result)."""
         query = select(events).order_by(events.c.id.desc()).limit(limit)
         if status:
             query = query.where(events.c.status == status)
+        if result:
+            query = query.where(result_is(result))
         if source:
             query = query.where(events.c.source == source)
         with self._tx(read=True) as db:
@@ -389,6 +393,16 @@ class EventStore:
                                                outcome=AttemptOutcome.REQUEUED,
                                                **why(reason)))
         return True
+
+
+def result_is(result: str) -> Any:
+    """The events whose call result is `result`: a word of wolkvox's, a result state, or
+    `none`."""
+    if result.lower() == "none":
+        return events.c.call_result.is_(None)
+    if result.lower() in {state.value for state in ResultState}:
+        return events.c.result_state == result.lower()
+    return events.c.call_result == result.upper()
 
 
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:

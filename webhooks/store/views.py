@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, cast, func, insert, select, update
 
 from ..lifecycle import CANCELLABLE, Status
+from .events import result_is
 from .tables import attempts, audit, events, holds, quota, slots
 from .texts import text, why
 
@@ -20,7 +21,8 @@ from .texts import text, why
 LISTED = (events.c.id, events.c.source, events.c.status, events.c.customer_id, events.c.phone,
           events.c.reason, events.c.attempts, events.c.created_at, events.c.updated_at,
           events.c.next_attempt_at, events.c.token_key, events.c.reason_code,
-          events.c.reason_params)
+          events.c.reason_params, events.c.result_state, events.c.call_result,
+          events.c.called_at)
 COUNT_CAP = 100_000  # a count past this says "more than" (a bulk action is refused past it)
 
 
@@ -34,6 +36,7 @@ class EventFilter:
     until: float | None = None  # created before
     customer_id: str | None = None
     phones: tuple[str, ...] = ()  # the phone as dialled, in each source's normalization
+    result: str | None = None  # the call's result: wolkvox's word, a result state, or none
 
     def where(self) -> list[Any]:
         found = []
@@ -49,6 +52,8 @@ class EventFilter:
             found.append(events.c.customer_id == self.customer_id)
         if self.phones:
             found.append(events.c.phone.in_(list(self.phones)))
+        if self.result:
+            found.append(result_is(self.result))
         return found
 
 

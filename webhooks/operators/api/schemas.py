@@ -85,6 +85,9 @@ class EventQuery(Schema):
     customer_id = Text(validate=validate.Length(max=255))
     phone = Text(validate=validate.Length(max=64), metadata={
         "description": "as a person types it; matched in each source's normalization"})
+    result = Text(validate=validate.Length(max=32), metadata={
+        "description": "the call's result: wolkvox's word (ANSWER, BUSY, NO-ANSWER...), "
+                       "awaiting, missing (no result reported), replaced, or none"})
     before = fields.Integer(validate=validate.Range(1, MAX_ID), metadata={
         "description": "only events with a smaller id: the previous page's next_before"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, PAGE_LIMIT))
@@ -114,6 +117,15 @@ class EventRowSchema(ReasonedSchema):
     created_at = Epoch(required=True)
     updated_at = Epoch(required=True)
     next_attempt_at = Epoch(required=True)
+    call_result = fields.String(required=True, allow_none=True, metadata={
+        "description": "how the recall's call went, wolkvox's word as its report gives it "
+                       "(ANSWER, NO-ANSWER, BUSY, ANSWER-MACHINE...); null until reported"})
+    called_at = Epoch(required=True, allow_none=True, metadata={
+        "description": "when the call was made, as wolkvox's report dates it"})
+    result_state = fields.String(required=True, allow_none=True, metadata={
+        "description": "awaiting, reported, missing (no result within "
+                       "CALL_RESULTS_MAX_WAIT), replaced (a newer recall awaits); null: not "
+                       "asked about"})
 
 
 class EventPageSchema(Schema):

@@ -15,8 +15,9 @@ from ...bridge import Bridge
 from ...lifecycle import Status
 from ...store import EventFilter
 from ..operations import phone_candidates
+from .i18n import RESULT_FILTERS
 
-FIELDS = ("status", "source", "since", "until", "customer", "phone")
+FIELDS = ("status", "source", "result", "since", "until", "customer", "phone")
 MAX_TEXT = 255  # a customer id or phone longer than this is no filter
 
 
@@ -45,6 +46,8 @@ def read(bridge: Bridge, args: Mapping[str, Any],
         errors["status"] = _("Choose a status from the list.")
     if values["source"] and values["source"] not in bridge.sources:
         errors["source"] = _("Choose a source from the list.")
+    if values["result"] and values["result"] not in RESULT_FILTERS:
+        errors["result"] = _("Choose a result from the list.")
     timezone = ZoneInfo(bridge.settings.wolkvox_timezone)
     since = _day(values["since"], timezone, errors, "since")
     until = _day(values["until"], timezone, errors, "until", after=True)
@@ -56,7 +59,8 @@ def read(bridge: Bridge, args: Mapping[str, Any],
     where = EventFilter(status=values["status"] if "status" not in errors else None,
                         source=values["source"] if "source" not in errors else None,
                         since=since, until=until, customer_id=values["customer"] or None,
-                        phones=phones)
+                        phones=phones,
+                        result=values["result"] if "result" not in errors else None)
     return Form(values, where, errors, matches_nothing="phone" in errors)
 
 

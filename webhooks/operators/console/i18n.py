@@ -46,7 +46,33 @@ OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an oper
     "failed": lazy_gettext("failed"),
     "expired": lazy_gettext("expired"),
     "requeued": lazy_gettext("re-queued"),
+    "refused": lazy_gettext("refused"),
+    "superseded": lazy_gettext("superseded"),
+    "called": lazy_gettext("called"),
+    "no_result": lazy_gettext("no result"),
 }
+RESULT_STATE_LABELS = {  # where a delivered recall stands with its call's result
+    "awaiting": lazy_gettext("awaiting result"),
+    "missing": lazy_gettext("no result reported"),
+    "replaced": lazy_gettext("replaced by a newer recall"),
+}
+RESULT_FILTERS = {  # the events filter's choices: wolkvox's words, then where a result stands
+    **{word: word for word in reasons.RESULT_WORDS},
+    "awaiting": lazy_gettext("awaiting result"),
+    "missing": lazy_gettext("no result reported"),
+    "none": lazy_gettext("no result"),
+}
+
+
+def call_result(row: Mapping[str, Any]) -> str:
+    """How the event's call went, in this page's words with wolkvox's own beside them
+    ("contestó (ANSWER)"), or where its result stands; "" when it is not asked about."""
+    word = row.get("call_result")
+    if word:
+        kind = reasons.RESULT_WORDS.get(str(word).upper())
+        return f"{kind().text(current())} ({word})" if kind else str(word)
+    return label(RESULT_STATE_LABELS, row.get("result_state")) if row.get(
+        "result_state") in RESULT_STATE_LABELS else ""
 
 
 def label(table: dict[str, object], value: str | None) -> str:
