@@ -378,3 +378,32 @@ def test_metrics_count_results_and_report_calls(make_app, sandbox, clock):
     text = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'recall_bridge_call_results_total{result="answer"}' in text
     assert 'recall_bridge_report_calls_total{outcome="ok"}' in text
+
+
+def test_the_overview_shows_answered_callbacks_per_source_and_day(make_app, sandbox, clock):
+    from tests.test_console import signed_in
+
+    app, b, answered_id, waiting_id = answered(make_app, sandbox, clock)
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    figures = app.test_client().get("/api/v1/overview", headers=auth).get_json()
+    [zapier] = [s for s in figures["sources"] if s["source"] == "zapier"]
+    assert zapier["calls"] == [{"day": "2026-12-01", "reported": 1, "answered": 1}]
+    client = signed_in(app)
+    client.set_cookie("console_lang", "es")
+    page = client.get("/console/").get_data(as_text=True)
+    assert "Rellamadas contestadas por día" in page and "2026-12-01" in page
+
+
+def test_readyz_says_results_are_on_and_names_a_report_that_went_wrong(
+        make_app, sandbox, clock):
+    app, b, worker = bridge(make_app, clock)
+    deliver(app, worker, callback(1))
+    sandbox.configure(script=["report_html"])
+    look(worker, clock, minutes=2)
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200  # recalls still go
+    results = ready.get_json()["call_results"]
+    assert results["on"] is True and results["awaiting"] == 1
+    [bad] = results["reports_not_ok"]
+    assert bad["campaign_id"] == "4638" and bad["outcome"] == "bad"
+    assert "not JSON" in bad["reason"]

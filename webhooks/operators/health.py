@@ -44,6 +44,20 @@ def spool_problems(depth: Depth) -> list[str]:
     return problems
 
 
+def call_results_state(interval: float, states: list[dict[str, Any]],
+                       awaiting: int) -> dict[str, Any]:
+    """Call results on /readyz: on or off, how many recalls await theirs, and each campaign
+    whose last report did not go well (readiness does not depend on it: recalls still go)."""
+    return {
+        "on": interval > 0, "interval": interval, "awaiting": awaiting,
+        "reports_not_ok": [
+            {"token": r["token_key"], "campaign_id": r["campaign_id"], "outcome": r["outcome"],
+             "reason": r["reason"],
+             "at": datetime.fromtimestamp(r["last_at"], UTC).isoformat() if r["last_at"] else None}
+            for r in states if r["outcome"] not in (None, "ok")],
+    }
+
+
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
     """Ready when the database takes a write and mappings are loaded. Lists held tokens and
@@ -68,6 +82,9 @@ def readyz() -> ResponseReturnValue:
                 "active": hold["until"] > now,
             })
         body["events"] = bridge.store.counts()
+        body["call_results"] = call_results_state(bridge.settings.call_results_interval,
+                                                  bridge.store.report_states(),
+                                                  bridge.store.awaiting_count())
     except (StoreUnavailable, StoreRefused) as err:
         body.update(database=f"cannot write: {err}", status="unready")
         return jsonify(body), 503

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..bridge import Bridge
-from ..lifecycle import Status
+from ..lifecycle import ANSWERED, Status
 from ..reasons import params_from
 
 HOURS = 48  # hours in the hourly series (the console's chart), the current one last
@@ -68,11 +68,21 @@ NO_EVENTS = Counts.of({})
 
 
 @dataclass(frozen=True)
+class CallDay:
+    """One source's call results on one day (the operation's), as wolkvox's report said."""
+
+    day: str  # YYYY-MM-DD
+    reported: int  # results that came in for calls made that day
+    answered: int  # of which the customer answered (ANSWER)
+
+
+@dataclass(frozen=True)
 class SourceFigures:
     name: str
     configured: bool  # False: its mapping is gone, its events are still counted
     today: Counts
     week: Counts
+    calls: tuple[CallDay, ...] = ()  # the week's days with results, newest first
 
 
 @dataclass(frozen=True)
@@ -144,12 +154,29 @@ def build(bridge: Bridge) -> Overview:
     week_since = local_midnight(now, timezone, WEEK - 1)
     today = bridge.store.counts_by_source(today_since)
     week = bridge.store.counts_by_source(week_since)
+    calls = call_days(bridge.store.called_since(week_since), timezone)
     names = sorted(set(bridge.sources) | set(week) | set(today))
     sources = tuple(SourceFigures(name, name in bridge.sources,
-                                  Counts.of(today.get(name, {})), Counts.of(week.get(name, {})))
+                                  Counts.of(today.get(name, {})), Counts.of(week.get(name, {})),
+                                  calls.get(name, ()))
                     for name in names)
     return Overview(now, timezone, today_since, week_since, sources, tokens(bridge, now),
                     hours(bridge, now))
+
+
+def call_days(results: list[tuple[str, float, str]],
+              timezone: str) -> dict[str, tuple[CallDay, ...]]:
+    """Per source, per day of the call in `timezone`: results reported and answered."""
+    zone = ZoneInfo(timezone)
+    days: dict[str, dict[str, list[int]]] = {}
+    for source, called_at, word in results:
+        day = f"{datetime.fromtimestamp(called_at, zone):%Y-%m-%d}"
+        figures = days.setdefault(source, {}).setdefault(day, [0, 0])
+        figures[0] += 1
+        figures[1] += word.upper() == ANSWERED
+    return {source: tuple(CallDay(day, n, answered)
+                          for day, (n, answered) in sorted(by_day.items(), reverse=True))
+            for source, by_day in days.items()}
 
 
 def today(bridge: Bridge) -> dict[str, Counts]:

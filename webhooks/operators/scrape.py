@@ -99,6 +99,7 @@ class StoreCollector(Collector):
             tokens = store.tokens(now, {key: timerules.day(zone, now)
                                         for key, zone in zones.items()})
             holds = store.holds()
+            awaiting = store.awaiting_count()
         except (StoreUnavailable, StoreRefused) as err:
             log.warning("metrics: the store did not answer: %s", err)
             up.add_metric([], 0)
@@ -111,6 +112,8 @@ class StoreCollector(Collector):
         for status in Status:
             events.add_metric([status.value], counts.get(status.value, 0))
         yield events
+        yield GaugeMetricFamily(f"{PREFIX}_results_awaiting", "Delivered recalls awaiting "
+                                "their call's result from wolkvox's report", value=awaiting)
         yield self._per_token("calls_in_flight", "Calls to wolkvox in flight", tokens,
                               "in_flight")
         yield self._per_token("quota_used", "Quota units used today (the token's time zone)",

@@ -107,6 +107,13 @@ class ViewStore:
             return [dict(row) for row in db.execute(query).mappings()]
 
     # --- the overview ----------------------------------------------------------------------
+    def called_since(self, since: float) -> list[tuple[str, float, str]]:
+        """(source, called_at, wolkvox's word) of every call result dated since `since`."""
+        with self._tx(read=True) as db:
+            return [(r.source, r.called_at, r.call_result) for r in db.execute(
+                select(events.c.source, events.c.called_at, events.c.call_result).where(
+                    events.c.called_at >= since, events.c.call_result.is_not(None)))]
+
     def counts_by_source(self, since: float) -> dict[str, dict[str, int]]:
         """{source: {status: events created since `since`}}."""
         query = (select(events.c.source, events.c.status, func.count())

@@ -228,11 +228,22 @@ def _counts(attribute: str, description: str) -> fields.Dict:
                        attribute=attribute, metadata={"description": description})
 
 
+class CallDaySchema(Schema):
+    day = fields.String(required=True, metadata={"description": f"YYYY-MM-DD {_DAYS}"})
+    reported = fields.Integer(required=True, metadata={
+        "description": "call results wolkvox's report gave for calls made that day"})
+    answered = fields.Integer(required=True, metadata={
+        "description": "of which the customer answered (ANSWER)"})
+
+
 class SourceCountsSchema(Schema):
     source = fields.String(required=True, attribute="name")
     today = _counts("today.by_status", f"events created since midnight {_DAYS}, by status")
     week = _counts("week.by_status", f"events created in the last {WEEK} days {_DAYS}: today "
                    f"and the {WEEK - 1} days before, from `week_since`; by status")
+    calls = fields.List(fields.Nested(CallDaySchema), required=True, metadata={
+        "description": "per day of the week with call results, newest first: how many "
+                       "callbacks were called and answered"})
 
 
 class HoldSchema(ReasonedSchema):
