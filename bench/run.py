@@ -9,7 +9,9 @@ Figures (each module also runs alone; see its docstring):
   webhook's own answer time;
 - recovery (bench/recovery.py): seconds until a SIGKILLed deliver process's slots and claims
   are free, SQLite and PostgreSQL, vs LEASE;
-- backlog (bench/backlog.py): drain rate, claim plan and memory with 100,000 queued events.
+- backlog (bench/backlog.py): drain rate, claim plan and memory with 100,000 queued events;
+- loop (bench/loop.py): call results' costs: wolkvox units per delivered recall, report calls
+  while nothing awaits, and the delay from a result in the report to the bridge showing it.
 
 Prints one table (a line per figure: name, value, baseline, ratio, unit, note) and one JSON
 object, and writes the JSON to bench/results/<timestamp>.json. Exits 1 when a figure could not
@@ -37,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import backlog, console, drain, ingest, latency, recovery  # noqa: E402
+from bench import backlog, console, drain, ingest, latency, loop, recovery  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
 INGEST_SECONDS = 9  # per app and connection count, in 3 interleaved rounds
@@ -52,6 +54,8 @@ INGEST_RATIO = 0.25  # of bare Flask's throughput, on SQLite
 DRAIN_RATIO = 0.95  # of the token's ceiling
 RECOVERY_S = 5.0
 RSS_GROWTH = 1.2
+LOOP_EVENTS = 300
+LOOP_INTERVAL = 10.0  # CALL_RESULTS_INTERVAL of the loop's figures (wolkvox advises 300 s)
 
 
 # --- the figures -------------------------------------------------------------------------
@@ -82,9 +86,14 @@ def measure_console(workdir: Path) -> dict:
     return console.run(BACKLOG_EVENTS, 30, drain.postgres_base(), _dir(workdir, "console"))
 
 
+def measure_loop(workdir: Path) -> dict:
+    return loop.run(LOOP_EVENTS, LOOP_INTERVAL, _dir(workdir, "loop"))
+
+
 FIGURES: dict[str, Callable[[Path], dict]] = {
     "ingest": measure_ingest, "drain": measure_drain, "latency": measure_latency,
-    "recovery": measure_recovery, "backlog": measure_backlog, "console": measure_console}
+    "recovery": measure_recovery, "backlog": measure_backlog, "console": measure_console,
+    "loop": measure_loop}
 
 
 # --- the table's lines ----------------------------------------------------------------------
@@ -203,9 +212,31 @@ def console_rows(found: dict) -> list[dict]:
     return rows
 
 
+def loop_rows(found: dict) -> list[dict]:
+    per = found["units_per_recall"]
+    target = 1 + found["share"]
+    delay = found["delay_s"] or {}
+    worst = delay.get("max")
+    all_in = found["reported"] == found["delivered"] == found["events"]
+    return [
+        row("loop units per recall", per, 1.0, "units",
+            f"{found['units']} units for {found['delivered']} recalls ({found['report_calls']} "
+            f"reports), CALL_RESULTS_INTERVAL {found['interval_s']:g} s; target <= {target:g}: "
+            f"{met(per is not None and per <= target)}", ok=all_in),
+        row("loop report calls while idle", found["idle_report_calls"], 0, "calls",
+            f"over {found['idle_seconds']:g} s with nothing awaiting; target 0: "
+            f"{met(found['idle_report_calls'] == 0)}"),
+        row("loop result delay max", worst, found["delay_target_s"], "s",
+            f"p50 {delay.get('p50')} s over {found['delays']} results; target <= "
+            f"{found['delay_target_s']:g} s (one interval + 5 s): "
+            f"{met(worst is not None and worst <= found['delay_target_s'])}",
+            ok=found["delays"] > 0)]
+
+
 ROWS: dict[str, Callable[[dict], list[dict]]] = {
     "ingest": ingest_rows, "drain": drain_rows, "latency": latency_rows,
-    "recovery": recovery_rows, "backlog": backlog_rows, "console": console_rows}
+    "recovery": recovery_rows, "backlog": backlog_rows, "console": console_rows,
+    "loop": loop_rows}
 
 
 def table(rows: list[dict]) -> str:

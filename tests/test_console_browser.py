@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,4 +235,51 @@ def test_an_operator_walks_through_the_console(bridge: str, page: Any, sandbox: 
     page.goto(f"{url}/console/events")
     assert "/console/login" in page.url  # the session is gone
 
+    assert page.errors == []
+
+
+@pytest.fixture
+def results_bridge(tmp_path: Path, sandbox: Any, mappings_dir: Path) -> Iterator[str]:
+    """The bridge under gunicorn with call results on, against a sandbox that dials."""
+    sandbox.configure(autodial="ANSWER")
+    env = {**ENVIRON, "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+           "MAPPINGS_DIR": str(mappings_dir), "WOLKVOX_BASE_URL": sandbox.url,
+           "WOLKVOX_TOKEN": SANDBOX_TOKEN, "ADMIN_TOKEN": ADMIN, "POLL_INTERVAL": "0.05",
+           "SPOOL_DIR": str(tmp_path / "spool"), "WEB_CONCURRENCY": "2",
+           "CALL_RESULTS_INTERVAL": "1", "WOLKVOX_MIN_LEAD": "0"}
+    proc, url = gunicorn(env, tmp_path / "web.log")
+    try:
+        yield url
+    finally:
+        proc.kill()
+
+
+def test_a_callbacks_whole_story_reads_in_the_console_in_both_languages(
+        results_bridge: str, page: Any, sandbox: Any) -> None:
+    url = results_bridge
+    now = datetime.now(UTC).isoformat()
+    event_id = send(url, lead=301, phone=PHONE, callback_at=now)["id"]
+    page.goto(f"{url}/console/login")
+    page.fill("#token", ADMIN)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{url}/console/")
+
+    def called() -> bool:
+        page.goto(f"{url}/console/events/{event_id}")
+        return page.locator(".call-result").count() > 0 and "ANSWER" in page.locator(
+            ".call-result").inner_text()
+
+    until(called, 30)
+    for lang, words, outcome in (("en", "answered (ANSWER)", "called"),
+                                 ("es", "contestó (ANSWER)", "llamada")):
+        page.context.add_cookies([{"name": "console_lang", "value": lang, "url": url}])
+        page.goto(f"{url}/console/events/{event_id}")
+        assert page.locator(".call-result").inner_text() == words
+        timeline = page.locator("main").inner_text()
+        assert outcome in timeline and PHONE not in timeline
+        shot(page, f"event-call-result-{lang}")
+        page.goto(f"{url}/console/events?result=ANSWER")
+        assert words in page.locator("main").inner_text()
+        page.goto(f"{url}/console/")
+        shot(page, f"overview-calls-{lang}")
     assert page.errors == []
