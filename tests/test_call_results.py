@@ -13,7 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import bridge_of
+from tests.conftest import SANDBOX_TOKEN, bridge_of
 from tests.test_delivery import receive
 from tests.test_receiver import zap
 from webhooks.delivery.results import match, same_phone
@@ -407,3 +407,40 @@ def test_readyz_says_results_are_on_and_names_a_report_that_went_wrong(
     [bad] = results["reports_not_ok"]
     assert bad["campaign_id"] == "4638" and bad["outcome"] == "bad"
     assert "not JSON" in bad["reason"]
+
+
+def test_a_report_waits_while_a_recall_of_the_token_is_due(make_app, sandbox, clock):
+    app, b, worker = bridge(make_app, clock)
+    deliver(app, worker, callback(1))
+    asked = len(report_requests(sandbox))
+    receive(app, callback(2))  # due now, not yet sent
+    clock.advance(minutes=2)
+    [group] = worker.groups.values()
+    outcome = worker.results.look(group, clock().timestamp())
+    assert outcome is not None and outcome.outcome == "busy"
+    assert len(report_requests(sandbox)) == asked  # the recall goes first
+    worker.run_once()  # sends the recall; the next look asks
+    clock.advance(seconds=2)
+    worker.run_once()
+    assert len(report_requests(sandbox)) == asked + 1
+
+
+# --- the sandbox's report ------------------------------------------------------------------------
+def test_the_sandbox_report_keeps_wolkvoxs_range_and_shows_no_future_call(sandbox):
+    headers = {"wolkvox-token": SANDBOX_TOKEN}
+    url = f"{sandbox.url}/api/v2/reports_manager.php"
+    dial(sandbox, "7", "BUSY", at=datetime(2026, 1, 5, 9, 0), campaign_id="4638")
+    dial(sandbox, "8", "ANSWER", at=datetime(2099, 1, 5, 9, 0), campaign_id="4638")
+    query = {"api": "campaign_3", "campaign_id": "4638", "date_ini": "20260101000000"}
+    found = requests.get(url, params={**query, "date_end": "20260131000000"},
+                         headers=headers, timeout=5).json()
+    assert [r["customer_id"] for r in found["data"]] == ["7"]
+    assert found["msg"] == "1 records were found"
+    too_long = requests.get(url, params={**query, "date_end": "20260215000000"},
+                            headers=headers, timeout=5)
+    assert too_long.status_code == 400
+    future = requests.get(url, params={**query, "date_ini": "20990101000000",
+                                       "date_end": "20990131000000"}, headers=headers, timeout=5)
+    assert future.json()["data"] == []  # not called yet
+    assert requests.get(url, params=query, timeout=5).status_code == 401
+    assert sandbox.stats()["reports"] == {SANDBOX_TOKEN: 3}
