@@ -75,6 +75,27 @@ class SandboxState:
         self.report_requests: list[dict[str, Any]] = []
         self.reports: Counter[str] = Counter()
 
+    def admit(self, token: str, api: str) -> str:
+        """A call of `api` by `token` under wolkvox's rules (call under the lock): "" when it
+        is taken (in flight, a unit used), else the kind of ERRORS it is refused with."""
+        self.requests += 1
+        if not token:
+            return "no_token"
+        if request.args.get("api") != api:
+            return "no_api"
+        if token not in self.tokens:
+            return "bad_token"
+        self.max_asked[token] = max(self.max_asked[token], self.in_flight[token] + 1)
+        if self.in_flight[token] >= self.max_in_flight:
+            self.refused[token] += 1
+            return "concurrency"
+        if self.daily_limit and self.used[token] >= self.daily_limit:
+            return "quota"
+        self.in_flight[token] += 1
+        self.max_seen[token] = max(self.max_seen[token], self.in_flight[token])
+        self.used[token] += 1
+        return ""
+
     def local(self, when: datetime | None = None) -> str:
         zone = ZoneInfo(self.timezone)
         return f"{(when or datetime.now(zone)).astimezone(zone):%Y-%m-%d %H:%M:%S}"
@@ -106,22 +127,9 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
     def recall() -> ResponseReturnValue:
         token = request.headers.get("wolkvox-token", "")
         with state.lock:
-            state.requests += 1
-            if not token:
-                return _error("no_token")
-            if request.args.get("api") != "recall":
-                return _error("no_api")
-            if token not in state.tokens:
-                return _error("bad_token")
-            state.max_asked[token] = max(state.max_asked[token], state.in_flight[token] + 1)
-            if state.in_flight[token] >= state.max_in_flight:
-                state.refused[token] += 1
-                return _error("concurrency")
-            if state.daily_limit and state.used[token] >= state.daily_limit:
-                return _error("quota")
-            state.in_flight[token] += 1
-            state.max_seen[token] = max(state.max_seen[token], state.in_flight[token])
-            state.used[token] += 1
+            refused = state.admit(token, "recall")
+            if refused:
+                return _error(refused)
             scripted = state.script.pop(0) if state.script else None
         if scripted == "trickle":  # in flight until its generator ends (or the client leaves)
             client = request.environ.get("werkzeug.socket")
@@ -141,21 +149,9 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
     def report() -> ResponseReturnValue:
         token = request.headers.get("wolkvox-token", "")
         with state.lock:
-            state.requests += 1
-            if not token:
-                return _error("no_token")
-            if request.args.get("api") != "campaign_3":
-                return _error("no_api")
-            if token not in state.tokens:
-                return _error("bad_token")
-            if state.in_flight[token] >= state.max_in_flight:
-                state.refused[token] += 1
-                return _error("concurrency")
-            if state.daily_limit and state.used[token] >= state.daily_limit:
-                return _error("quota")
-            state.in_flight[token] += 1
-            state.max_seen[token] = max(state.max_seen[token], state.in_flight[token])
-            state.used[token] += 1
+            refused = state.admit(token, "campaign_3")
+            if refused:
+                return _error(refused)
             state.reports[token] += 1
             state.report_requests.append({"token": token, "at": time.time(),
                                           **{k: request.args.get(k) for k in (
