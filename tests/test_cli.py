@@ -80,7 +80,8 @@ def receive(app: Any, body: dict, path: str = "/hooks/zapier") -> int:
 
 
 def listed(output: str) -> dict[int, list[str]]:
-    """`events list` lines by id: [date, time, status, source, customer, reason words...]."""
+    """`events list` lines by id: [date, time, status, result, source, customer, reason words...]
+    (the result is one word while the call has none: `-`)."""
     return {int(line.split()[0]): line.split()[1:] for line in output.splitlines()}
 
 
@@ -141,9 +142,9 @@ def test_events_list_shows_each_event_and_filters_by_status(app):
     bad = receive(app, zap(lead=2, phone="12"))
     everything = listed(cli(app, "events", "list").output)
     assert set(everything) == {good, bad}
-    assert everything[good][2:5] == ["queued", "zapier", "1"]
-    assert everything[bad][2:4] == ["invalid", "zapier"]
-    assert "recall_telephone" in " ".join(everything[bad][5:])
+    assert everything[good][2:6] == ["queued", "-", "zapier", "1"]
+    assert everything[bad][2:5] == ["invalid", "-", "zapier"]
+    assert "recall_telephone" in " ".join(everything[bad][6:])
     only_invalid = listed(cli(app, "events", "list", "--status", "invalid").output)
     assert list(only_invalid) == [bad]
 
