@@ -1,12 +1,21 @@
-"""A HubSpot CRM API look-alike for tests: GET /crm/v3/objects/contacts/<id>, on loopback.
+"""A HubSpot CRM API look-alike for tests, on loopback: the contact the bridge's lookup GETs
+and the notes its write-backs POST.
 
-It answers as HubSpot does for the one call the bridge's lookup makes: a Bearer token check
-(401), the contact's requested properties (`?properties=a,b`; a property the contact lacks is
-null), 404 for an unknown id, and on demand an error status for the next calls.
+`GET /crm/v3/objects/contacts/<id>` answers as HubSpot does: a Bearer token check (401), the
+contact's requested properties (`?properties=a,b`; a property the contact lacks is null), 404
+for an unknown id. `POST /crm/v3/objects/notes` checks the documented shape (HubSpot's notes
+guide): `properties.hs_timestamp` (epoch milliseconds or an ISO 8601 UTC time) and
+`properties.hs_note_body`, and `associations` of `{"to": {"id"}, "types":
+[{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]}` (202: note to
+contact) to a contact it knows; 400 VALIDATION_ERROR otherwise, 201 with the note's id when
+it is right. `notes_per_second` makes it answer 429 with Retry-After past that many notes in
+one second, as HubSpot's ten-secondly limit does. On demand an error status for the next calls.
 """
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from typing import Any
 
@@ -24,11 +33,19 @@ class HubSpotLookalike(Lookalike):
     def __init__(self, token: str):
         self.token = token
         self.contacts: dict[str, dict[str, Any]] = {}
+        self.notes: list[dict[str, Any]] = []  # each note created: contact, body, timestamp, at
+        self.notes_per_second: float | None = None
+        self.refused_notes = 0  # 429s answered for going past notes_per_second
+        self.hang = 0.0  # seconds a notes POST waits before answering
         super().__init__()
 
     # --- control -----------------------------------------------------------------------
     def _forget(self) -> None:
         self.contacts.clear()
+        self.notes.clear()
+        self.notes_per_second = None
+        self.refused_notes = 0
+        self.hang = 0.0
 
     def add_contact(self, contact_id: int | str, **properties: Any) -> None:
         with self.lock:
@@ -62,7 +79,66 @@ class HubSpotLookalike(Lookalike):
                             "createdAt": "2026-11-01T09:00:00.000Z",
                             "updatedAt": "2026-11-28T12:00:00.000Z", "archived": False})
 
+        @app.post("/crm/v3/objects/notes")
+        def create_note() -> ResponseReturnValue:
+            if self.hang:
+                time.sleep(self.hang)
+            body = request.get_json(silent=True)
+            with self.lock:
+                self.calls.append({"note": body,
+                                   "authorization": request.headers.get("Authorization")})
+                if request.headers.get("Authorization") != f"Bearer {self.token}":
+                    return _error(401, "INVALID_AUTHENTICATION",
+                                  "Authentication credentials not found.")
+                if self.failures:
+                    status = self.failures.pop(0)
+                    if status == 429:
+                        return (*_error(429, "RATE_LIMIT", "rate limited"), {"Retry-After": "1"})
+                    return _error(status, "INTERNAL_ERROR", "internal error")
+                now = time.time()
+                if self.notes_per_second is not None and sum(
+                        1 for note in self.notes if note["at"] > now - 1.0) \
+                        >= self.notes_per_second:
+                    self.refused_notes += 1
+                    return (*_error(429, "RATE_LIMIT", "You have reached your ten_secondly "
+                                    "limit."), {"Retry-After": "1"})
+                problem = self._note_problem(body)
+                if problem:
+                    return _error(400, "VALIDATION_ERROR", problem)
+                note_id = str(9_000_000 + len(self.notes))
+                props = body["properties"]
+                contact = str(body["associations"][0]["to"]["id"])
+                self.notes.append({"id": note_id, "contact": contact,
+                                   "body": props["hs_note_body"],
+                                   "timestamp": props["hs_timestamp"], "at": now})
+            return jsonify({"id": note_id, "properties": {**props, "hs_object_id": note_id},
+                            "createdAt": "2026-12-03T12:00:00.000Z", "archived": False}), 201
+
         return app
+
+    def _note_problem(self, body: Any) -> str:
+        """What HubSpot would refuse in a note's body; "" when it is right."""
+        if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+            return "Invalid input JSON: properties is required"
+        props = body["properties"]
+        stamp = props.get("hs_timestamp")
+        if not (isinstance(stamp, int) or isinstance(stamp, str) and (
+                stamp.isdigit() or re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z",
+                                                stamp))):
+            return "Property values were not valid: hs_timestamp must be epoch ms or ISO 8601"
+        if not isinstance(props.get("hs_note_body"), str) or not props["hs_note_body"].strip():
+            return "Property values were not valid: hs_note_body is required"
+        links = body.get("associations")
+        if not isinstance(links, list) or not links:
+            return "a note must be associated to a record"
+        for link in links:
+            to = link.get("to") if isinstance(link, dict) else None
+            types = link.get("types") if isinstance(link, dict) else None
+            if not isinstance(to, dict) or str(to.get("id")) not in self.contacts:
+                return f"association to an unknown object: {to!r}"
+            if types != [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]:
+                return f"invalid association type for note to contact: {types!r}"
+        return ""
 
 
 def _error(status: int, category: str, message: str) -> ResponseReturnValue:

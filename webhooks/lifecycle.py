@@ -62,6 +62,27 @@ class ResultState(StrEnum):
     REPLACED = "replaced"  # a newer recall of the lead was delivered: it awaits instead
 
 
+class Moment(StrEnum):
+    """What happened to a callback that a mapping's `writeback:` can tell its CRM."""
+
+    SCHEDULED = "scheduled"  # wolkvox accepted the recall (its date, moved or not)
+    FAILED = "failed"  # the recall could not be placed: the reason says why
+    EXPIRED = "expired"  # its callback time passed before it could be sent
+    CALLED = "called"  # wolkvox's report says how the call went
+
+
+class WritebackStatus(StrEnum):
+    """A write-back's own state (the `writebacks` table): the event's never changes for it."""
+
+    QUEUED = "queued"  # waiting for its next_attempt_at (a retry, or held credentials)
+    SENDING = "sending"  # claimed by a delivery process until lease_until
+    DONE = "done"  # the CRM answered 2xx
+    FAILED = "failed"  # the CRM refused it (4xx), its template failed, or attempts ran out
+
+
+WRITEBACK_ATTEMPTS = 8  # counted failures (transport, 5xx, 429) before a write-back fails
+
+
 # wolkvox's words for a call, as its reports give them (wolkvox-api.md), and whether the
 # customer was reached; any other word is kept as given and counted as "other".
 CALL_RESULTS = ("ANSWER", "NO-ANSWER", "BUSY", "ANSWER-MACHINE", "ABANDON", "CONGESTION",

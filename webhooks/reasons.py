@@ -286,6 +286,46 @@ LOOKUP_NOTHING = Kind("lookup_nothing",
                       "lookup: the answer for {what} {id} has nothing at `{pick}`",
                       "consulta: la respuesta para {what} {id} no tiene nada en `{pick}`")
 
+# write-backs: what a CRM said to what the bridge told it (outbound/writeback.py)
+WRITEBACK_SENT = Kind("writeback_sent", "{what}: {host} answered HTTP {status}",
+                      "{what}: {host} respondió HTTP {status}")
+WRITEBACK_TRANSPORT = Kind("writeback_transport", "{what}: transport error: {error}",
+                           "{what}: error de conexión: {error}")
+WRITEBACK_CUT_SHORT = Kind("writeback_cut_short", "{what}: cut short: {why}",
+                           "{what}: interrumpida: {why}")
+WRITEBACK_RATE = Kind("writeback_rate", "{what}: {host} rate limit (HTTP 429)",
+                      "{what}: {host} limitó la frecuencia (HTTP 429)")
+WRITEBACK_HTTP = Kind("writeback_http", "{what}: {host} answered HTTP {status}",
+                      "{what}: {host} respondió HTTP {status}")
+WRITEBACK_HTTP_SAID = Kind("writeback_http_said", "{what}: {host} answered HTTP {status}: {said}",
+                           "{what}: {host} respondió HTTP {status}: {said}")
+WRITEBACK_REDIRECT = Kind(
+    "writeback_redirect",
+    "{what}: {host} answered a redirect (HTTP {status}) to {to}; write the final address in "
+    "the mapping's url",
+    "{what}: {host} respondió una redirección (HTTP {status}) a {to}; escriba la dirección "
+    "final en el url del mapeo")
+WRITEBACK_REFUSED = Kind(
+    "writeback_refused",
+    "{what}: {host} refused the credentials (HTTP {status}); check the token in the "
+    "mapping's writeback and its scopes",
+    "{what}: {host} rechazó las credenciales (HTTP {status}); revise el token del writeback "
+    "del mapeo y sus permisos")
+WRITEBACK_HELD = Kind(
+    "writeback_held", "held: {reason}; probed every {interval} s",
+    "retenido: {reason}; se prueba cada {interval} s")
+WRITEBACK_RETRY = Kind("writeback_retry", "retry in {delay} s: {reason}",
+                       "reintento en {delay} s: {reason}")
+WRITEBACK_GAVE_UP = Kind("writeback_gave_up", "failed after {attempts} attempts: {reason}",
+                         "falló tras {attempts} intentos: {reason}")
+WRITEBACK_TEMPLATE = Kind("writeback_template", "{what}: its template failed: {error}",
+                          "{what}: su plantilla falló: {error}")
+WRITEBACK_GONE = Kind("writeback_gone",
+                      "{what}: the mapping has no such write-back any more (or it is off)",
+                      "{what}: el mapeo ya no tiene ese writeback (o está apagado)")
+WRITEBACK_REQUEUED = Kind("writeback_requeued", "re-queued by an operator",
+                          "reencolado por un operador")
+
 # operators: what an operator did (operators/operations.py)
 REQUEUED = Kind("requeued", "re-queued by an operator (was {status})",
                 "puesto en cola de nuevo por un operador (estaba {status})")

@@ -39,6 +39,10 @@ CALL_RESULTS_ADVISED = 300.0  # wolkvox's advice: a shorter interval is warned a
 CALL_RESULTS_SHARE = 0.1  # of WOLKVOX_DAILY_LIMIT at most for reports (recalls need the rest)
 CALL_RESULTS_MAX_WAIT = 24 * 3600.0  # a recall with no reported call this long after its date
 # is closed as "no result reported", seconds
+# Write-backs (delivery/writebacks.py): what the bridge tells each CRM, sent by threads of
+# their own in each delivery process, so that a slow CRM never holds a recall's slot.
+WRITEBACK_TIMEOUT = 10.0  # one write-back call, read timeout and deadline, seconds
+WRITEBACK_THREADS = 2  # per delivery process; one hung CRM holds one of them at most
 # requests acknowledged while the store was down, until replayed: unset, a folder per store
 # under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
 SPOOL_ROOT = "instance/spool"
@@ -103,6 +107,8 @@ class Settings:
     call_results_interval: float = CALL_RESULTS_INTERVAL
     call_results_share: float = CALL_RESULTS_SHARE
     call_results_max_wait: float = CALL_RESULTS_MAX_WAIT
+    writeback_timeout: float = WRITEBACK_TIMEOUT
+    writeback_threads: int = WRITEBACK_THREADS
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both
@@ -142,6 +148,11 @@ class Settings:
     def lookup_timeouts(self) -> tuple[float, float]:
         """(connect, read) timeouts of a CRM lookup."""
         return (self.wolkvox_connect_timeout, self.lookup_timeout)
+
+    @property
+    def writeback_timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts of a write-back call."""
+        return (self.wolkvox_connect_timeout, self.writeback_timeout)
 
     @property
     def longest_handling(self) -> float:

@@ -29,7 +29,7 @@ from ..outbound.rate_gate import RateGate
 from ..recall import RecallInvalid, mask_phones_in
 from ..settings import Settings
 from ..store import Store, StoreUnavailable
-from ..store.events import Attempt, Claimed, Decision
+from ..store.events import MOMENTS, Attempt, Claimed, Decision
 from ..store.limits import Hold, HoldKind, lookup_key
 from ..timing import rules as timerules
 from ..timing.rules import Action
@@ -57,7 +57,7 @@ class Decider:
         its source's lookup credentials being probed, if any. Never raises but for the store:
         a bug with one event fails that event, not the token's queue."""
         try:
-            return self._decide(key, event, call, lookup_hold)
+            return self._with_notices(event, self._decide(key, event, call, lookup_hold))
         except StoreUnavailable:
             raise  # not this event's fault: the drain gives it back
         except Exception as err:
@@ -65,6 +65,14 @@ class Decider:
             reason = reasons.FAILED_UNEXPECTED(error=type(err).__name__)
             return Decision(Status.FAILED, reason, Attempt(AttemptOutcome.FAILED, reason),
                             refund=1)
+
+    def _with_notices(self, event: Claimed, decision: Decision) -> Decision:
+        """The decision with the write-backs its outcome queues (its source's `writeback:`)."""
+        moment = MOMENTS.get(decision.status)
+        source = self.sources.get(event.source)
+        if moment is None or source is None or not source.writebacks:
+            return decision
+        return replace(decision, notices=source.notices(moment))
 
     def _decide(self, key: str, event: Claimed, call: Call | None,
                 lookup_hold: Mapping[str, Any] | None) -> Decision:

@@ -36,6 +36,7 @@ from ..settings import Settings
 from ..store import Store
 from ..store.limits import HoldKind
 from ..store.results import Awaiting, Result
+from ..store.writebacks import NoticesOf
 from ..timing import rules as timerules
 from .gate import Priority, TokenGate, TokenGroup
 
@@ -58,8 +59,10 @@ Hold = Callable[[str, HoldKind, str, float, float], None]  # Worker.hold
 class Results:
     """The report side of one process's delivery: asks, matches and records results."""
 
-    def __init__(self, store: Store, settings: Settings, gate: TokenGate, hold: Hold):
+    def __init__(self, store: Store, settings: Settings, gate: TokenGate, hold: Hold,
+                 notices: NoticesOf | None = None):
         self.store, self.settings, self.gate, self.hold = store, settings, gate, hold
+        self.notices = notices  # the write-backs a reported call queues, by source
         self._next_look: dict[str, float] = {}
         self._local = threading.local()
 
@@ -146,7 +149,7 @@ class Results:
                  report: Report, now: float) -> Asked:
         key, zone = group.key, group.target.timezone
         results = match(waiting, report.rows, report.unsure, zone)
-        written = self.store.record_results(results, now)
+        written = self.store.record_results(results, now, self.notices)
         for result in results:
             metrics.call_result(result.word)
         max_wait = self.settings.call_results_max_wait

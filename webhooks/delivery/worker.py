@@ -30,6 +30,7 @@ from .drain import Drain
 from .gate import Batch, TokenGate, TokenGroup
 from .leases import Keeper, Tenure
 from .results import Results
+from .writebacks import Sender
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 1.0  # seconds between looks for events a dead worker had claimed
@@ -52,7 +53,8 @@ class Worker:
         self.keeper: Keeper | None = None
         self.gate = TokenGate(store, settings, self.name)
         self.decider = Decider(store, sources, settings)
-        self.results = Results(store, settings, self.gate, self.hold)
+        self.results = Results(store, settings, self.gate, self.hold, self.notices)
+        self.writebacks = Sender(store, sources, settings, self.name)
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))
@@ -73,6 +75,7 @@ class Worker:
             thread = threading.Thread(target=self._loop, name=f"deliver-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.writebacks.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the calls in flight; waits up to their longest duration by default,
@@ -82,6 +85,7 @@ class Worker:
         self._nudge.set()
         for thread in self._threads:
             thread.join(timeout)
+        self.writebacks.stop()
         if self.keeper is not None:
             self.keeper.stop()
 
@@ -206,8 +210,16 @@ class Worker:
                now: float) -> bool:
         """Write `decision` (and give its refund back to `day`, in the same transaction):
         False when the event is no longer ours, or the outcome was written already."""
-        return self.store.finish(event.id, holder, decision, now,
-                                 self.gate.quota_day(key, day))
+        written = self.store.finish(event.id, holder, decision, now,
+                                    self.gate.quota_day(key, day))
+        if written and decision.notices:
+            self.writebacks.wake()
+        return written
+
+    def notices(self, source: str, moment: str) -> tuple[str, ...]:
+        """The write-backs of `source` that `moment` queues (its mapping's `writeback:`)."""
+        known = self.sources.get(source)
+        return known.notices(moment) if known is not None else ()
 
     def decide(self, key: str, event: Claimed, call: Call | None = None) -> Decision:
         """What becomes of `event` (decide.py), with the probe of its lookup's held

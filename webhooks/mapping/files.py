@@ -33,8 +33,10 @@ from .schema import (
     PhoneOptions,
     RecallSpec,
     WolkvoxBlock,
+    WritebackEntry,
 )
 from .source import Source, rules_for
+from .writeback import Writeback, WritebackTemplateError, compile_writeback
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}
@@ -83,7 +85,11 @@ def load_source(path: Path, settings: Settings) -> Source:
         raise ConfigError([f"{label}: expected a mapping of keys (description, format, auth, "
                            "events, event_id, when, recall)"])
     problems: list[str] = []
+    entries = raw.pop("writeback", None)
     expanded = _expand(raw, settings.environ, "", problems)
+    offs: list[str] = []
+    if entries is not None:  # an entry's missing credentials turn it off, not the file
+        expanded["writeback"], offs = _expand_writebacks(entries, settings.environ, problems)
     try:
         spec = MappingFile().load(expanded)
     except ValidationError as err:
@@ -99,6 +105,7 @@ def load_source(path: Path, settings: Settings) -> Source:
     hours = _hours(spec, raw, settings, target.timezone, label)
     caps = spec["max_recalls"]
     lookup = spec["lookup"]
+    writebacks = _writebacks(spec["writeback"], offs, label)
     return Source(
         name=path.stem,
         description=spec["description"],
@@ -121,7 +128,44 @@ def load_source(path: Path, settings: Settings) -> Source:
         answer_wait=spec["answer"]["wait"] if spec["answer"] and
         spec["answer"]["after"] == "delivered" else 0.0,
         answer_status=spec["answer"]["status"] if spec["answer"] else 202,
+        writebacks=writebacks,
     )
+
+
+def _expand_writebacks(entries: Any, environ: Mapping[str, str],
+                       problems: list[str]) -> tuple[Any, list[str]]:
+    """Each `writeback:` entry with ${NAME} replaced; an entry naming a variable that is not
+    set is kept off (its reason beside it), so a shipped write-back waits for its credentials
+    without stopping the bridge."""
+    if not isinstance(entries, list):
+        return entries, []
+    expanded, offs = [], []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and True in entry:  # YAML 1.1 reads a bare `on:` as true
+            entry = {("on" if key is True else key): value for key, value in entry.items()}
+        missing: list[str] = []
+        expanded.append(_expand(entry, environ, f"writeback[{index}]", missing))
+        names = [m.split("environment variable ", 1)[1].split(" ", 1)[0]
+                 for m in missing if "environment variable " in m]
+        problems.extend(m for m in missing if "environment variable " not in m)
+        offs.append(f"{', '.join(dict.fromkeys(names))} not set" if names else "")
+    return expanded, offs
+
+
+def _writebacks(entries: list[dict[str, Any]], offs: list[str],
+                label: str) -> tuple[Writeback, ...]:
+    compiled, problems = [], []
+    for index, entry in enumerate(entries):
+        try:
+            compiled.append(compile_writeback(entry, index, offs[index] if offs else ""))
+        except WritebackTemplateError as err:
+            problems.append(f"{label}: writeback[{index}].{err}")
+    names = [w.name for w in compiled]
+    problems += [f"{label}: writeback: two entries are named {name!r} (names must differ)"
+                 for name in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise ConfigError(problems)
+    return tuple(compiled)
 
 
 def _lookup(block: Mapping[str, Any]) -> Lookup:
@@ -210,7 +254,7 @@ _SCHEMAS: dict[str, type[Schema]] = {
     "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
     "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": HandshakeBlock,
-    "answer": AnswerBlock,
+    "answer": AnswerBlock, "writeback": WritebackEntry,
 }
 
 

@@ -191,6 +191,37 @@ class MaxRecalls(Schema):
         min=1, error="must be a whole number, at least 1"))
 
 
+class WritebackEntry(Schema):
+    """One write-back: when (`on:`) and the request that tells the CRM (writeback.py)."""
+
+    name = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$",
+        error="must be up to 64 letters, digits, spaces, _ . or -"))
+    on = fields.Raw(required=True)
+    method = fields.String(load_default="POST", validate=validate.OneOf(
+        ["POST", "PUT", "PATCH", "post", "put", "patch"], error="must be POST, PUT or PATCH"))
+    url = fields.String(required=True, validate=validate.Regexp(
+        r"^https?://", error="must be an http(s) URL"))
+    headers = fields.Dict(keys=fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9-]{1,64}$", error="must be a header name")), values=fields.Raw(),
+        load_default=dict)
+    json = fields.Raw(load_default=None)
+    form = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None)
+    language = fields.String(load_default="es", validate=validate.OneOf(
+        ["es", "en"], error="must be es or en"))
+    secret_url = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _moments_and_one_body(self, data: dict[str, Any], **_: Any) -> None:
+        moments = data.get("on")
+        listed = moments if isinstance(moments, list) else [moments]
+        known = ("scheduled", "failed", "expired", "called")
+        if not listed or any(m not in known for m in listed):
+            raise ValidationError(f"on: must be one or more of {', '.join(known)}")
+        if (data.get("json") is None) == (data.get("form") is None):
+            raise ValidationError("needs `json` (a body of templates) or `form`, not both")
+
+
 RATE_LIMIT = 1000.0  # requests per second: no CRM documents more for one app
 RATE_HELP = (f"must be a number of requests per second, above 0 and at most {RATE_LIMIT:g} "
              "(e.g. rate: 10, or rate: 0.5 for one every 2 s); leave it out for no limit")
@@ -221,6 +252,8 @@ class MappingFile(Schema):
     # a preset name, a mapping (see calling_hours.py), or none/false for no calling hours
     calling_hours = fields.Raw(load_default=None, allow_none=True)
     max_recalls = fields.Nested(MaxRecalls, load_default=None)
+    # what the bridge tells the CRM of each callback (mapping/writeback.py)
+    writeback = fields.List(fields.Nested(WritebackEntry), load_default=list)
 
 
 assert set(RecallSpec().fields) == set(FIELDS)

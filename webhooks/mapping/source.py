@@ -27,6 +27,7 @@ from ..timing.rules import Caps
 from . import converters
 from .lookups import Lookup
 from .paths import missing_paths, root_paths
+from .writeback import Writeback
 
 Converter = Callable[[Any, datetime, Any], str]  # (value, now, the event)
 KEY_LIMIT = 255  # the dedup key column; a longer key is hashed, never cut (cut keys collide)
@@ -88,6 +89,14 @@ class Source:
     handshake: tuple[ParsedResult, ParsedResult] | None = None  # (when, answer)
     answer_wait: float = 0.0  # answer after delivery, waiting at most this long
     answer_status: int = 202  # the HTTP status of an accepted request's answer (`answer.status`)
+    writebacks: tuple[Writeback, ...] = ()  # what it tells its CRM of each callback
+
+    def notices(self, moment: str) -> tuple[str, ...]:
+        """The names of its write-backs that are on for `moment`."""
+        return tuple(w.name for w in self.writebacks if moment in w.moments and not w.off)
+
+    def writeback(self, name: str) -> Writeback | None:
+        return next((w for w in self.writebacks if w.name == name), None)
 
     def parse(self, body: bytes, content_type: str | None) -> Any:
         """The body in this source's format (FormatError when it cannot be read)."""

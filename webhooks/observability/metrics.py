@@ -102,6 +102,21 @@ def report_call(outcome: str) -> None:
     _result_counters()[1].labels(outcome=outcome).inc()
 
 
+_writebacks: Counter | None = None
+
+
+def writeback(source: str, outcome: str) -> None:
+    """One write-back call's outcome: done, retry, held, failed."""
+    global _writebacks
+    if _writebacks is None:
+        with _lock:
+            if _writebacks is None:
+                _writebacks = Counter(f"{PREFIX}_writebacks", "Write-back calls to the CRMs, "
+                                      "by source and outcome (done, retry, held, failed)",
+                                      ["source", "outcome"])
+    _writebacks.labels(source=source, outcome=outcome).inc()
+
+
 def wolkvox_call(seconds: float) -> None:
     """How long one call to wolkvox took."""
     _instruments().latency.observe(seconds)

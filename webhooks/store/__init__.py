@@ -27,6 +27,7 @@ from .results import ResultStore
 from .tables import MAX_ID
 from .timeouts import MARGIN, StoreTimeouts, Watchdog, connect_postgres, postgres_options
 from .views import EventFilter, ViewStore
+from .writebacks import WritebackStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 727_001  # PostgreSQL advisory lock id: one migrating process at a time
@@ -107,8 +108,10 @@ def _watched(method: Any, watchdog: Watchdog) -> Any:
     return run
 
 
-class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewStore):
-    """Events, attempts, slots, quota, holds, rate turns and call results, on one engine."""
+class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewStore,
+            WritebackStore):
+    """Events, attempts, slots, quota, holds, rate turns, call results and write-backs, on
+    one engine."""
 
     def __init__(self, url: str, timeouts: StoreTimeouts | None = None):
         self.url = normalize_url(url)

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle import AttemptOutcome, Received, ResultState, Status
+from ..lifecycle import AttemptOutcome, Moment, Received, ResultState, Status
 from ..reasons import (
     CLAIMED_AGAIN,
     SUPERSEDED_BEFORE_SENT,
@@ -37,8 +37,9 @@ from .holders import lapsed_holders
 from .limits import Hold, refund
 from .results import replace_awaiting
 from .sqlite import READ_ONLY
-from .tables import attempts, events
+from .tables import attempts, events, writebacks
 from .texts import text, why
+from .writebacks import enqueue
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,13 @@ class Decision:
     hold: Hold | None = None  # stop using the token (or the lookup's credentials) until then
     lifts: tuple[str, float] | None = None  # a hold (key, since) this outcome proved needless
     awaits_result: bool = False  # delivered with call results on: its call's result is asked
+    notices: tuple[str, ...] = ()  # the source's write-backs this outcome queues (its moment)
 
 
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
+# The outcome a write-back tells (a mapping's `writeback: on:`), by the status it leaves.
+MOMENTS = {Status.DELIVERED: Moment.SCHEDULED, Status.FAILED: Moment.FAILED,
+           Status.EXPIRED: Moment.EXPIRED}
 LEAD = (events.c.token_key, events.c.campaign_id, events.c.customer_id)  # one lead's events
 LEAD_IS = (events.c.token_key == bindparam("t"), events.c.campaign_id == bindparam("c"),
            events.c.customer_id == bindparam("u"))
@@ -237,6 +242,9 @@ class EventStore:
                 replace_awaiting(db, event_id, now)
             if ours and decision.refund and quota_day is not None:
                 refund(db, *quota_day, decision.refund)
+            moment = MOMENTS.get(decision.status)
+            if ours and decision.notices and moment is not None:
+                _notify(db, event_id, moment, decision, now)
             return ours
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
@@ -358,11 +366,13 @@ class EventStore:
             return {status: n for status, n in rows}
 
     def purge(self, before: float, statuses: Iterable[str]) -> int:
-        """Delete events in `statuses` last changed before `before`, with their attempts."""
+        """Delete events in `statuses` last changed before `before`, with their attempts and
+        write-backs."""
         with self._tx() as db:
             old = select(events.c.id).where(events.c.status.in_(list(statuses)),
                                             events.c.updated_at < before)
             db.execute(delete(attempts).where(attempts.c.event_id.in_(old)))
+            db.execute(delete(writebacks).where(writebacks.c.event_id.in_(old)))
             return db.execute(delete(events).where(events.c.status.in_(list(statuses)),
                                                    events.c.updated_at < before)).rowcount
 
@@ -446,3 +456,13 @@ def _newer_of_lead(event_id: int | None) -> Any:
     if event_id is not None:
         found.append(this.c.id == event_id)
     return and_(*found)
+
+
+def _notify(db: Connection, event_id: int, moment: Moment, decision: Decision,
+            now: float) -> None:
+    """Queue the outcome's write-backs with the facts their templates read, frozen now."""
+    row = db.execute(select(events.c.source, events.c.recall, events.c.scheduled_for)
+                     .where(events.c.id == event_id)).one()
+    facts = {"at": now, "recall": decision.recall or row.recall,
+             "scheduled_for": decision.scheduled_for or row.scheduled_for, **why(decision.reason)}
+    enqueue(db, event_id, row.source, decision.notices, moment, facts, now)

@@ -34,6 +34,7 @@ class HoldKind(StrEnum):
     QUOTA = "quota"  # the token's daily quota is used up: until midnight in its zone
     TOKEN = "token"  # noqa: S105 (a kind, not a secret) wolkvox refused the token: next probe
     LOOKUP = "lookup"  # a CRM refused a source's lookup credentials: until the next probe
+    WRITEBACK = "writeback"  # a CRM refused a source's write-back credentials: next probe
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class Hold:
 def lookup_key(source: str) -> str:
     """The hold key of a source's CRM lookup credentials."""
     return f"lookup:{source}"
+
+
+def writeback_key(source: str) -> str:
+    """The hold key of a source's CRM write-back credentials."""
+    return f"writeback:{source}"
 
 
 class LimitStore:

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from .. import reasons
-from ..lifecycle import AttemptOutcome, ResultState, Status
+from ..lifecycle import AttemptOutcome, Moment, ResultState, Status
 from .tables import attempts, events, quota, reports
 from .texts import why
+from .writebacks import NoticesOf, enqueue
 
 EARLY = 600.0  # wolkvox activates a recall up to 10 minutes before its date
 REPORT_UNITS = ":reports"  # the quota row of a token's report units: token_key + this
@@ -171,9 +172,11 @@ class ResultStore:
             quota.c.token_key == key, quota.c.day == day).with_for_update()).scalar_one()
 
     # --- results -------------------------------------------------------------------------
-    def record_results(self, results: Iterable[Result], now: float) -> int:
-        """Write each result on its recall, still awaiting, with an attempt saying it; how
-        many were written."""
+    def record_results(self, results: Iterable[Result], now: float,
+                       notices: NoticesOf | None = None) -> int:
+        """Write each result on its recall, still awaiting, with an attempt saying it, and
+        queue the write-backs its source names for a call (`notices`); how many were
+        written."""
         written = 0
         with self._tx() as db:
             for result in results:
@@ -187,6 +190,8 @@ class ResultStore:
                 db.execute(insert(attempts).values(
                     event_id=result.event_id, at=now, outcome=AttemptOutcome.CALLED,
                     wolkvox_msg=result.word[:500], **why(result.reason)))
+                if notices is not None:
+                    _notify_called(db, result, now, notices)
         return written
 
     def close_unreported(self, token_key: str, campaign_id: str | None, before: float,
@@ -233,3 +238,15 @@ def replace_awaiting(db: Connection, event_id: int, now: float) -> None:
     db.execute(insert(attempts), [
         {"event_id": i, "at": now, "outcome": AttemptOutcome.SUPERSEDED, **why(reason)}
         for i in ids])
+
+
+def _notify_called(db: Connection, result: Result, now: float, notices: NoticesOf) -> None:
+    """Queue the write-backs of a reported call, with the facts their templates read."""
+    row = db.execute(select(events.c.source, events.c.recall, events.c.scheduled_for)
+                     .where(events.c.id == result.event_id)).one()
+    names = notices(row.source, Moment.CALLED)
+    if names:
+        facts = {"at": now, "recall": row.recall, "scheduled_for": row.scheduled_for,
+                 "call_result": result.word[:32], "called_at": result.called_at,
+                 "other_phone": result.called_phone is not None, **why(result.reason)}
+        enqueue(db, result.event_id, row.source, names, Moment.CALLED, facts, now)

@@ -100,10 +100,10 @@ quota = Table(  # calls made per token per day (the day in the operation's timez
     Column("used", Integer, nullable=False, default=0),
 )
 
-holds = Table(  # a token that must not be used now, and why
+holds = Table(  # a token (or a source's CRM credentials) that must not be used now, and why
     "holds", metadata,
-    Column("token_key", String(32), primary_key=True),
-    Column("kind", String(16), nullable=False),  # quota | token
+    Column("token_key", String(96), primary_key=True),  # a token, lookup:<s>, writeback:<s>
+    Column("kind", String(16), nullable=False),  # quota | token | lookup | writeback
     Column("reason", Text, nullable=False),
     Column("reason_code", String(64)),
     Column("reason_params", Text),
@@ -151,4 +151,29 @@ reports = Table(  # one row per token and campaign: its call-result report's tur
     Column("reason_code", String(64)),
     Column("reason_params", Text),
     Column("rows", Integer),  # rows the last report answered
+)
+
+writebacks = Table(  # what the bridge tells a CRM of a callback (a mapping's `writeback:`)
+    "writebacks", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("name", String(64), nullable=False),  # the mapping's entry
+    Column("moment", String(16), nullable=False),  # scheduled | failed | expired | called
+    Column("facts", JSON, nullable=False),  # the moment as it was: recall, dates, result, reason
+    Column("status", String(16), nullable=False),  # queued | sending | done | failed
+    Column("attempts", Integer, nullable=False, default=0),  # counted failures
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),  # while sending: when the claim lapses
+    Column("holder", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("sent_at", Float),  # when the CRM answered 2xx
+    Column("http_status", Integer),  # the CRM's last answer
+    Column("answer", Text),  # what it said, short and phone-masked
+    Column("reason", Text, nullable=False, default=""),
+    Column("reason_code", String(64)),
+    Column("reason_params", Text),
+    Index("ix_writebacks_due", "status", "next_attempt_at", "id"),
+    Index("ix_writebacks_event", "event_id"),
 )
