@@ -395,7 +395,8 @@ def test_the_openapi_document_is_valid_openapi_3(app):
         ("GET", "/events"), ("GET", "/events/{event_id}"),
         ("POST", "/events/{event_id}/retry"), ("POST", "/events/{event_id}/cancel"),
         ("POST", "/events/{event_id}/reveal"), ("POST", "/bulk-retry"), ("GET", "/audit"),
-        ("GET", "/overview"), ("GET", "/sources"), ("POST", "/sources/{name}/try")}
+        ("GET", "/overview"), ("GET", "/sources"), ("POST", "/sources/{name}/try"),
+        ("POST", "/writebacks/retry")}
     for path in document["paths"].values():
         for operation in path.values():
             if isinstance(operation, dict) and "responses" in operation:

@@ -91,11 +91,14 @@ def test_mappings_check_lists_every_shipped_source_with_its_url(app, mappings_di
     assert result.exit_code == 0, result.output
     shipped = sorted(path.stem for path in mappings_dir.glob("*.yaml"))
     assert {"zapier", "hubspot-workflow"} <= set(shipped)
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if line.startswith("ok  ")]
     assert len(lines) == len(shipped)
     for name, line in zip(shipped, lines, strict=True):
         assert line.startswith(f"ok  POST /hooks/{name}  format=")
     assert "auth=token" in lines[shipped.index("zapier")]
+    # each write-back under its source, on or off (the tests set HubSpot's app token)
+    assert "      writeback 'HubSpot note' on scheduled, failed, expired, called -> " \
+        "api.hubapi.com: on" in result.output.splitlines()
 
 
 def test_mappings_try_prints_the_recall_fields_with_the_phone_masked(app):

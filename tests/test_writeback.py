@@ -373,3 +373,82 @@ def test_two_threads_never_send_one_write_back_twice(make_app, mappings_dir, clo
         thread.join(30)
     assert sorted(int(n["contact"]) for n in crm.notes) == list(range(1, 21))
     assert all(w["status"] == "done" for i in ids for w in writebacks(b, i))
+
+
+# --- where it shows ----------------------------------------------------------------------------
+ADMIN = "admin-token-0123456789abcdef"
+
+
+def test_each_write_back_shows_in_events_show_the_api_the_console_readyz_and_metrics(
+        make_app, mappings_dir, clock, crm):
+    from tests.test_cli import cli
+    from tests.test_console import post, signed_in
+
+    app, b, worker = notes_app(make_app, mappings_dir, clock, crm, admin_token=ADMIN)
+    crm.contacts.pop("2")
+    done, refused = post_note(app, zap(1), zap(2))
+    run(worker)
+    shown = cli(app, "events", "show", str(done)).output
+    assert "writeback" in shown and "'CRM note' on scheduled: done" in shown
+    assert "http=201" in shown and "id 9000000" in shown
+    api = app.test_client().get(f"/api/v1/events/{refused}",
+                                headers={"Authorization": f"Bearer {ADMIN}"}).get_json()
+    [told] = api["writebacks"]
+    assert (told["moment"], told["status"], told["http_status"]) == ("scheduled", "failed", 400)
+    assert told["reason_code"] == "writeback_http_said"
+    # the console: the section in both languages, and the retry of the failed one
+    client = signed_in(app)
+    page = client.get(f"/console/events/{refused}").get_data(as_text=True)
+    assert "Told the CRM" in page and "CRM note" in page and "failed" in page
+    client.set_cookie("console_lang", "es")
+    page = client.get(f"/console/events/{refused}").get_data(as_text=True)
+    assert "Lo que se le dijo al CRM" in page and "programada" in page
+    crm.add_contact(2)
+    answer = post(client, f"/console/events/{refused}/writebacks/retry",
+                  token_from=f"/console/events/{refused}")
+    assert answer.status_code == 303
+    run(worker)
+    assert [w["status"] for w in writebacks(b, refused)] == ["done"]
+    assert b.store.get(refused)["status"] == "delivered"
+    assert any(e["action"] == "retry-writebacks" for e in b.store.audit_log())
+    ready = app.test_client().get("/readyz").get_json()["writebacks"]
+    [mine] = [w for w in ready if w["source"] == "zapnote"]
+    assert mine["on"] and mine["counts"] == {"done": 2}
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'recall_bridge_writebacks_total{outcome="done",source="zapnote"}' in metrics
+    assert 'recall_bridge_writebacks_total{outcome="failed",source="zapnote"}' in metrics
+
+
+def test_mappings_check_and_try_show_each_write_back_and_its_request(make_app, mappings_dir,
+                                                                     clock, crm):
+    from tests.test_cli import cli
+
+    app, b, worker = notes_app(make_app, mappings_dir, clock, crm)
+    checked = cli(app, "mappings", "check").output
+    assert "writeback 'CRM note' on scheduled, failed, expired, called -> 127.0.0.1: on" \
+        in checked
+    sample = mappings_dir / "note.json"
+    sample.write_text(json.dumps(zap(1)), encoding="utf-8")
+    tried = cli(app, "mappings", "try", "zapnote", str(sample)).output
+    lines = [line for line in tried.splitlines() if "writeback 'CRM note' on" in line]
+    assert len(lines) == 4
+    request = json.loads(lines[0].split(": ", 1)[1])
+    assert request["headers"] == {"Authorization": "***"}  # the token is never printed
+    assert request["json"]["properties"]["hs_note_body"].startswith("Llamada programada para")
+    assert TOKEN not in tried and crm.calls == []  # nothing is sent
+
+
+def test_the_cli_retries_failed_write_backs(make_app, mappings_dir, clock, crm):
+    from tests.test_cli import cli
+
+    app, b, worker = notes_app(make_app, mappings_dir, clock, crm)
+    crm.contacts.pop("1")
+    [event_id] = post_note(app, zap(1))
+    run(worker)
+    assert [w["status"] for w in writebacks(b, event_id)] == ["failed"]
+    crm.add_contact(1)
+    said = cli(app, "events", "retry-writebacks", "--source", "zapnote").output
+    assert said.startswith("1 failed write-back(s) queued again")
+    run(worker)
+    assert [w["status"] for w in writebacks(b, event_id)] == ["done"]
+    assert cli(app, "events", "retry-writebacks", "--source", "nope").exit_code != 0

@@ -36,6 +36,8 @@ class Delivery(Protocol):
 
     def wake(self) -> None: ...
 
+    def wake_writebacks(self) -> None: ...
+
 
 @dataclass
 class Bridge:

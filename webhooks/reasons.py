@@ -323,6 +323,11 @@ WRITEBACK_TEMPLATE = Kind("writeback_template", "{what}: its template failed: {e
 WRITEBACK_GONE = Kind("writeback_gone",
                       "{what}: the mapping has no such write-back any more (or it is off)",
                       "{what}: el mapeo ya no tiene ese writeback (o está apagado)")
+WRITEBACK_SAMPLE_FAILED = Kind("writeback_sample_failed", "wolkvox refused the recall (an example)",
+                               "wolkvox rechazó la rellamada (un ejemplo)")
+WRITEBACK_SAMPLE_EXPIRED = Kind("writeback_sample_expired",
+                                "the callback time passed (an example)",
+                                "la hora de rellamada pasó (un ejemplo)")
 WRITEBACK_REQUEUED = Kind("writeback_requeued", "re-queued by an operator",
                           "reencolado por un operador")
 

@@ -113,6 +113,10 @@ class Worker:
         their next poll (other processes still find it at theirs)."""
         self._nudge.set()
 
+    def wake_writebacks(self) -> None:
+        """Write-backs were queued (an operator's retry): the write-back threads look now."""
+        self.writebacks.wake()
+
     def now(self) -> float:
         return self.settings.clock().timestamp()
 

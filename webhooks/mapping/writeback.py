@@ -304,3 +304,22 @@ def note(values: Mapping[str, Any], language: str) -> str:
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+SAMPLE_REASONS = {Moment.FAILED: reasons.WRITEBACK_SAMPLE_FAILED,
+                  Moment.EXPIRED: reasons.WRITEBACK_SAMPLE_EXPIRED}
+
+
+def sample_facts(moment: str, recall: Mapping[str, Any], scheduled_for: float | None,
+                 now: float) -> dict[str, Any]:
+    """The facts of `moment` for a preview (`mappings try`): the recall as it would be sent,
+    and for a call, ANSWER a minute after its date."""
+    facts: dict[str, Any] = {"at": now, "recall": dict(recall), "scheduled_for": scheduled_for}
+    kind = SAMPLE_REASONS.get(Moment(moment))
+    if kind is not None:
+        reason = kind()
+        facts.update(reason=str(reason), reason_code=reason.code,
+                     reason_params=reasons.params_json(reason))
+    if moment == Moment.CALLED:
+        facts.update(call_result="ANSWER", called_at=(scheduled_for or now) + 60)
+    return facts

@@ -17,12 +17,14 @@ from ..bridge import current_bridge
 from ..crm.formats import format_of
 from ..intake import pipeline as intake
 from ..lifecycle import TERMINAL, AttemptOutcome, Status
+from ..mapping.source import Source
+from ..mapping.writeback import WritebackTemplateError, context, sample_facts
 from ..observability.logs import printable as safe  # CRM data for a terminal: escapes shown
 from ..recall import mask_phone
 from ..settings import SPOOL_ROOT
 from ..store import MAX_ID
 from ..timing import rules as timerules
-from .operations import RetryRefused, purge_events, retry_event
+from .operations import RetryRefused, purge_events, retry_event, retry_writebacks
 
 mappings = AppGroup("mappings", help="Check and try the mapping files.")
 events = AppGroup("events", help="See and re-queue stored events.")
@@ -43,6 +45,10 @@ def mappings_check() -> None:
     for name, source in sorted(current_bridge().sources.items()):
         click.echo(f"ok  POST /hooks/{name}  format={source.format} "
                    f"auth={source.verifier.scheme}  {source.description}")
+        for entry in source.writebacks:
+            state = f"off ({entry.off})" if entry.off else "on"
+            click.echo(f"      writeback {entry.name!r} on {', '.join(entry.moments)} -> "
+                       f"{entry.host}: {state}")
 
 
 @mappings.command("try")
@@ -75,6 +81,33 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
                    f"in one request (413); the first {result.limit} are judged here")
     for tried in result.events:
         _print_tried(tried, show_phone)
+        _print_writebacks(source, tried, bridge.settings.clock().timestamp())
+
+
+def _print_writebacks(source: Source, tried: intake.Tried, now: float) -> None:
+    """The requests its write-backs would send, for each moment (credentials masked)."""
+    event = tried.verdict.event
+    if not source.writebacks or tried.recall is None or tried.when is None:
+        return
+    recall = dict(event.recall or {})
+    zone = source.target.timezone
+    scheduled = (timerules.epoch({**recall, "recall_date": tried.when.sent}, zone)
+                 if tried.when.sent else None)
+    for entry in source.writebacks:
+        if entry.off:
+            click.echo(f"  writeback {entry.name!r}: off ({entry.off})")
+            continue
+        for moment in entry.moments:
+            facts = sample_facts(moment, recall, scheduled, now)
+            try:
+                request = entry.request(context(moment, facts, event.raw, source.name, 0, zone,
+                                                entry.language)).shown(entry.secret_url)
+            except WritebackTemplateError as err:
+                click.echo(f"  writeback {entry.name!r} on {moment}: its template fails: "
+                           f"{safe(str(err))}")
+                continue
+            click.echo(f"  writeback {entry.name!r} on {moment}: "
+                       + safe(json.dumps(request, ensure_ascii=False)))
 
 
 def _print_tried(tried: intake.Tried, show_phone: bool) -> None:
@@ -178,6 +211,13 @@ def events_show(event_id: int) -> None:
         click.echo(f"  {_time(attempt['at'])}  {attempt['outcome']:<9} "
                    f"http={attempt['http_status'] or '-'} code={attempt['wolkvox_code'] or '-'} "
                    f"{attempt['latency_ms'] or 0:.0f} ms  {safe(said)}")
+    for writeback in store.writebacks_of(event_id):
+        said = writeback["reason"] + (f" ({writeback['answer']})" if writeback["answer"]
+                                      and writeback["status"] == "done" else "")
+        click.echo(f"writeback {writeback['id']} {safe(writeback['name'])!r} on "
+                   f"{writeback['moment']}: {writeback['status']}  "
+                   f"attempts={writeback['attempts']} http={writeback['http_status'] or '-'} "
+                   f"{_time(writeback['updated_at'])}  {safe(said)}")
 
 
 @events.command("retry")
@@ -194,6 +234,20 @@ def events_retry(event_id: int, at: str | None) -> None:
     except RetryRefused as err:
         raise click.ClickException(str(err)) from None
     click.echo(message)
+
+
+@events.command("retry-writebacks")
+@click.argument("ids", nargs=-1, type=EVENT_ID)
+@click.option("--source", default=None, help="Only this source's write-backs.")
+def events_retry_writebacks(ids: tuple[int, ...], source: str | None) -> None:
+    """Queue failed write-backs again: these write-back IDS (`events show` lists them), or
+    every failed one (of --source). The events themselves do not change."""
+    try:
+        chosen = retry_writebacks(current_bridge(), "cli", source, list(ids) if ids else None)
+    except RetryRefused as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{len(chosen)} failed write-back(s) queued again"
+               + (f": {', '.join(map(str, chosen[:20]))}" if chosen else ""))
 
 
 @events.command("purge")

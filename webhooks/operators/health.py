@@ -58,6 +58,16 @@ def call_results_state(interval: float, states: list[dict[str, Any]],
     }
 
 
+def writebacks_state(bridge: Any, counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """Each source's write-backs on /readyz: on, or off and why, and how many are in each
+    status (readiness does not depend on them: recalls still go)."""
+    return [{"source": name, "name": entry.name, "on": not entry.off, "off": entry.off,
+             "moments": list(entry.moments), "host": entry.host,
+             "counts": {status: n for (source, status), n in sorted(counts.items())
+                        if source == name}}
+            for name, source in sorted(bridge.sources.items()) for entry in source.writebacks]
+
+
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
     """Ready when the database takes a write and mappings are loaded. Lists held tokens and
@@ -74,8 +84,8 @@ def readyz() -> ResponseReturnValue:
     try:
         bridge.store.probe_write(now)
         for key, hold in bridge.store.holds().items():
-            sources = ([key.split(":", 1)[1]] if key.startswith("lookup:") else  # a CRM's
-                       sorted(s.name for s in bridge.sources.values() if s.target.key == key))
+            sources = ([key.split(":", 1)[1]] if key.startswith(("lookup:", "writeback:"))
+                       else sorted(s.name for s in bridge.sources.values() if s.target.key == key))
             body["held_tokens"].append({
                 "token": key, "sources": sources, "kind": hold["kind"], "reason": hold["reason"],
                 "until": datetime.fromtimestamp(hold["until"], UTC).isoformat(),
@@ -85,6 +95,7 @@ def readyz() -> ResponseReturnValue:
         body["call_results"] = call_results_state(bridge.settings.call_results_interval,
                                                   bridge.store.report_states(),
                                                   bridge.store.awaiting_count())
+        body["writebacks"] = writebacks_state(bridge, bridge.store.writeback_counts())
     except (StoreUnavailable, StoreRefused) as err:
         body.update(database=f"cannot write: {err}", status="unready")
         return jsonify(body), 503

@@ -156,6 +156,24 @@ def bulk_retry(bridge: Bridge, where: EventFilter, actor: str) -> dict[str, Any]
     return done
 
 
+def retry_writebacks(bridge: Bridge, actor: str, source: str | None = None,
+                     ids: Iterable[int] | None = None) -> list[int]:
+    """Queue failed write-backs again (these `ids`, or every one of `source`, or all, up to
+    BULK_LIMIT), their attempts reset; the ids queued. The events do not change."""
+    check_source(bridge, source)
+    now = bridge.settings.clock().timestamp()
+    chosen = bridge.store.retry_writebacks(now, reasons.WRITEBACK_REQUEUED(),
+                                           ids=list(ids) if ids is not None else None,
+                                           source=source, limit=BULK_LIMIT)
+    if chosen:
+        bridge.store.audit(actor, "retry-writebacks",
+                           f"{len(chosen)} failed write-back(s) of "
+                           f"{source or 'every source'} queued again", now)
+        if bridge.worker is not None:
+            bridge.worker.wake_writebacks()
+    return chosen
+
+
 def purge_events(bridge: Bridge, days: int, statuses: list[str], actor: str = "cli") -> int:
     """Delete finished events in `statuses` last changed more than `days` days ago (with
     their attempts); how many went. Written to the audit log, as every operator's action."""

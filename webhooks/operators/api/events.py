@@ -49,6 +49,7 @@ def get_event(event_id: int) -> dict[str, Any]:
             "requeued_at": row["requeued_at"], "scheduled_for": row["scheduled_for"],
             "raw": masked(row["raw"]), "recall": recall,
             "attempts": [reasoned(a) for a in store.attempts_of(event_id)],
+            "writebacks": [reasoned(w) for w in store.writebacks_of(event_id)],
             "audit": store.audit_log(event_id=event_id)}
 
 
@@ -110,6 +111,21 @@ def bulk_retry(status: str, confirm: bool, **query: Any) -> dict[str, Any]:
     except operations.RetryRefused as err:
         abort(409, message=str(err))
     return {"matched": matched, "confirmed": True, **done}
+
+
+@bp.route("/writebacks/retry", methods=["POST"])
+@admin_only
+@bp.arguments(s.WritebackRetrySchema, required=False, as_kwargs=True)
+@bp.response(200, s.WritebackRetriedSchema)
+@documents(bp, 400, 401, 403, 422)
+def retry_writebacks(source: str | None = None, ids: list[int] | None = None) -> dict[str, Any]:
+    """Queue failed write-backs again (these `ids`, or every one of `source`, or all); the
+    events do not change."""
+    try:
+        queued = operations.retry_writebacks(current_bridge(), ACTOR, source, ids)
+    except operations.UnknownSource as err:
+        abort(422, message=str(err), errors={"json": {"source": [str(err)]}})
+    return {"queued": queued}
 
 
 @bp.route("/audit", methods=["GET"])

@@ -145,6 +145,35 @@ class AttemptSchema(ReasonedSchema):
         "description": "wolkvox's answer, phones masked"})
 
 
+class WritebackSchema(ReasonedSchema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True, metadata={"description": "the mapping's entry"})
+    moment = fields.String(required=True, metadata={
+        "description": "what it tells: scheduled, failed, expired or called"})
+    status = fields.String(required=True, metadata={
+        "description": "queued, sending, done or failed (the event's own status never "
+                       "changes for it)"})
+    attempts = fields.Integer(required=True)
+    created_at = Epoch(required=True)
+    updated_at = Epoch(required=True)
+    sent_at = Epoch(required=True, allow_none=True)
+    http_status = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "the CRM's last answer"})
+    answer = fields.String(required=True, allow_none=True, metadata={
+        "description": "what the CRM said, short, phones masked (the created note's id)"})
+
+
+class WritebackRetrySchema(Schema):
+    source = Text(validate=validate.Length(max=64))
+    ids = fields.List(fields.Integer(validate=validate.Range(1, MAX_ID)),
+                      validate=validate.Length(max=1000))
+
+
+class WritebackRetriedSchema(Schema):
+    queued = fields.List(fields.Integer(), required=True, metadata={
+        "description": "the failed write-backs queued again"})
+
+
 class AuditEntrySchema(Schema):
     id = fields.Integer(required=True)
     at = Epoch(required=True)
@@ -164,6 +193,8 @@ class EventSchema(EventRowSchema):
     recall = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
                          allow_none=True, metadata={"description": "phone masked"})
     attempts = fields.List(fields.Nested(AttemptSchema), required=True)
+    writebacks = fields.List(fields.Nested(WritebackSchema), required=True, metadata={
+        "description": "what the bridge told (or is telling) the CRM of this callback"})
     audit = fields.List(fields.Nested(AuditEntrySchema), required=True)
 
 

@@ -14,7 +14,13 @@ from ...bridge import current_bridge
 from ...lifecycle import CANCELLABLE, RETRYABLE_BY_OPERATOR, TERMINAL, Status
 from ...recall import mask_phone, mask_phones_in
 from ...store import MAX_ID
-from ..operations import RetryRefused, cancel_event, retry_event, reveal_phone
+from ..operations import (
+    RetryRefused,
+    cancel_event,
+    retry_event,
+    retry_writebacks,
+    reveal_phone,
+)
 from . import filters
 from .web import acting, bp
 
@@ -54,6 +60,7 @@ def _event_page(event_id: int, revealed: str | None = None) -> Any:
         "console/event.html", row=row, recall=recall, revealed=revealed,
         raw=raw_text(row["raw"]),
         attempts=store.attempts_of(event_id),
+        writebacks=store.writebacks_of(event_id),
         audit=store.audit_log(limit=AUDIT_PAGE, event_id=event_id),
         phone=row.get("phone") or (row["recall"] or {}).get("recall_telephone"),
         has_source=row["source"] in current_bridge().sources,
@@ -72,6 +79,17 @@ def retry(event_id: int) -> Any:
         flash(_("Event %(id)s is queued again.", id=event_id), "ok")
     except RetryRefused as err:
         flash(_("Not retried: %(why)s", why=str(err)), "error")
+    return redirect(url_for("console.event", event_id=event_id), 303)
+
+
+@bp.post(f"{EVENT}/writebacks/retry")
+@acting
+def retry_writebacks_of(event_id: int) -> Any:
+    """Queue this event's failed write-backs again; the event does not change."""
+    failed = [w["id"] for w in current_bridge().store.writebacks_of(event_id)
+              if w["status"] == "failed"]
+    queued = retry_writebacks(current_bridge(), g.role, ids=failed) if failed else []
+    flash(_("%(num)s write-back(s) queued again.", num=len(queued)), "ok")
     return redirect(url_for("console.event", event_id=event_id), 303)
 
 

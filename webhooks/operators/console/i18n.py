@@ -34,6 +34,7 @@ ACTION_LABELS = {
     "cancel": lazy_gettext("cancel"),
     "reveal": lazy_gettext("reveal phone"),
     "bulk-retry": lazy_gettext("bulk retry"),
+    "retry-writebacks": lazy_gettext("retry write-backs"),
     "purge": lazy_gettext("purge finished events"),
     "sign-out": lazy_gettext("sign out"),
 }
@@ -50,6 +51,18 @@ OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an oper
     "superseded": lazy_gettext("superseded"),
     "called": lazy_gettext("called"),
     "no_result": lazy_gettext("no result"),
+}
+WRITEBACK_LABELS = {  # a write-back's own status (store/writebacks.py)
+    "queued": lazy_gettext("waiting"),
+    "sending": lazy_gettext("sending"),
+    "done": lazy_gettext("written"),
+    "failed": lazy_gettext("failed"),
+}
+MOMENT_LABELS = {  # what a write-back tells the CRM
+    "scheduled": lazy_gettext("scheduled"),
+    "failed": lazy_gettext("failed"),
+    "expired": lazy_gettext("expired"),
+    "called": lazy_gettext("called"),
 }
 RESULT_STATE_LABELS = {  # where a delivered recall stands with its call's result
     "awaiting": lazy_gettext("awaiting result"),

@@ -37,6 +37,7 @@ class SourceView:
     caps: Any  # timerules.Caps, or None
     problem: str  # a setup problem seen on real requests (a wrong PUBLIC_URL), or ""
     today: Counts
+    writebacks: tuple[Any, ...] = ()  # mapping.writeback.Writeback: name, moments, host, off
 
 
 def describe(name: str, source: Source, today: Counts = NO_EVENTS) -> SourceView:
@@ -46,7 +47,7 @@ def describe(name: str, source: Source, today: Counts = NO_EVENTS) -> SourceView
         f"{base}/hooks/{name}/test", source.format, source.verifier.scheme,
         source.target.key, source.target.timezone,
         source.hours.describe() if source.hours else "", source.caps,
-        current_bridge().diagnostics.get(name, ""), today)
+        current_bridge().diagnostics.get(name, ""), today, source.writebacks)
 
 
 @bp.get("/sources")

@@ -202,6 +202,8 @@ def page_context() -> dict[str, Any]:
         "status_options": lambda values: [(v, i18n.label(i18n.STATUS_LABELS, v))
                                           for v in values],
         "outcome_label": lambda s: i18n.label(i18n.OUTCOME_LABELS, s),
+        "writeback_label": lambda s: i18n.label(i18n.WRITEBACK_LABELS, s),
+        "moment_label": lambda s: i18n.label(i18n.MOMENT_LABELS, s),
         "call_result": i18n.call_result,
         "result_options": [(k, str(v)) for k, v in i18n.RESULT_FILTERS.items()],
         "reason": i18n.reason,
