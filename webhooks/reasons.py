@@ -311,6 +311,15 @@ WRITEBACK_REFUSED = Kind(
     "mapping's writeback and its scopes",
     "{what}: {host} rechazó las credenciales (HTTP {status}); revise el token del writeback "
     "del mapeo y sus permisos")
+WRITEBACK_TOKEN_REFUSED = Kind(
+    "writeback_token_refused",
+    "{what}: {host} refused the OAuth credentials ({error}); check the client id, secret or "
+    "refresh token of the mapping's writeback",
+    "{what}: {host} rechazó las credenciales OAuth ({error}); revise el client id, el secreto "
+    "o el refresh token del writeback del mapeo")
+WRITEBACK_TOKEN_FAILED = Kind("writeback_token_failed",
+                              "{what}: no OAuth token from {host}: {error}",
+                              "{what}: sin token OAuth de {host}: {error}")
 WRITEBACK_HELD = Kind(
     "writeback_held", "held: {reason}; probed every {interval} s",
     "retenido: {reason}; se prueba cada {interval} s")

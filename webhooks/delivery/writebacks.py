@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -24,12 +25,13 @@ import requests
 from .. import reasons
 from ..lifecycle import WRITEBACK_ATTEMPTS, WritebackStatus, backoff_delay
 from ..mapping.source import Source
-from ..mapping.writeback import WritebackTemplateError, context
+from ..mapping.writeback import Request, Writeback, WritebackTemplateError, context
 from ..observability import metrics
 from ..outbound import errors
 from ..outbound.deadline import new_session
+from ..outbound.oauth import TokenCache
 from ..outbound.rate_gate import RateGate
-from ..outbound.writeback import send
+from ..outbound.writeback import WritebackRefused, send
 from ..settings import Settings
 from ..store import Store, StoreUnavailable
 from ..store.limits import HoldKind, writeback_key
@@ -47,6 +49,7 @@ class Sender:
         self.store, self.settings, self.name = store, settings, name
         self.sources = {n: s for n, s in sources.items() if s.writebacks}
         self.gate = RateGate(store)
+        self.tokens = TokenCache()  # OAuth 2 tokens, per credentials, for this process
         self._busy: set[str] = set()  # sources a thread of this process is sending to
         self._busy_lock = threading.Lock()
         self._local = threading.local()
@@ -137,9 +140,7 @@ class Sender:
             return WritebackOutcome(WritebackStatus.FAILED,
                                     reasons.WRITEBACK_TEMPLATE(what=what, error=str(err)))
         try:
-            self.gate.pace(source)(self.settings.writeback_timeout)
-            answer = send(request, what, self._session(request.url),
-                          self.settings.writeback_timeouts)
+            answer = self._send(source, entry, request, what)
         except errors.OutboundError as err:
             return self._on_error(err, claimed)
         except Exception as err:  # a bug with one write-back fails that one alone
@@ -150,6 +151,25 @@ class Sender:
             WritebackStatus.DONE, reasons.WRITEBACK_SENT(what=what, host=request.host,
                                                          status=answer.http_status),
             http_status=answer.http_status, answer=answer.msg)
+
+    def _send(self, source: Source, entry: Writeback, request: Request,
+              what: str) -> errors.Answer:
+        """Its turn at the source's rate gate, then the call; with OAuth 2, the cached token,
+        and once more with a new one when the CRM refuses it (it expired early, or was
+        revoked and granted again)."""
+        timeouts = self.settings.writeback_timeouts
+        for renewed in (False, True):
+            if entry.oauth2 is not None:
+                name, value = self.tokens.header(entry.oauth2, timeouts, what)
+                request = replace(request, headers={**request.headers, name: value})
+            self.gate.pace(source)(self.settings.writeback_timeout)
+            try:
+                return send(request, what, self._session(request.url), timeouts)
+            except WritebackRefused:
+                if entry.oauth2 is None or renewed:
+                    raise
+                self.tokens.forget(entry.oauth2)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _on_error(self, err: errors.OutboundError,
                   claimed: ClaimedWriteback) -> WritebackOutcome:

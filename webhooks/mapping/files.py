@@ -30,6 +30,7 @@ from .schema import (
     LookupBlock,
     MappingFile,
     MaxRecalls,
+    OAuth2Block,
     PhoneOptions,
     RecallSpec,
     WolkvoxBlock,
@@ -136,20 +137,34 @@ def _expand_writebacks(entries: Any, environ: Mapping[str, str],
                        problems: list[str]) -> tuple[Any, list[str]]:
     """Each `writeback:` entry with ${NAME} replaced; an entry naming a variable that is not
     set is kept off (its reason beside it), so a shipped write-back waits for its credentials
-    without stopping the bridge."""
+    without stopping the bridge. An off entry is still checked: its missing values read as
+    placeholders (a URL's as https://unset.invalid)."""
     if not isinstance(entries, list):
         return entries, []
     expanded, offs = [], []
     for index, entry in enumerate(entries):
         if isinstance(entry, dict) and True in entry:  # YAML 1.1 reads a bare `on:` as true
             entry = {("on" if key is True else key): value for key, value in entry.items()}
-        missing: list[str] = []
-        expanded.append(_expand(entry, environ, f"writeback[{index}]", missing))
-        names = [m.split("environment variable ", 1)[1].split(" ", 1)[0]
-                 for m in missing if "environment variable " in m]
-        problems.extend(m for m in missing if "environment variable " not in m)
-        offs.append(f"{', '.join(dict.fromkeys(names))} not set" if names else "")
+        texts = list(_strings(entry))
+        missing = list(dict.fromkeys(
+            match.group(1) for text in texts for match in ENV_REF.finditer(text)
+            if not environ.get(match.group(1)) and match.group(2) is None))
+        stand_in = {name: "https://unset.invalid" if any(t.startswith("${" + name) for t in texts)
+                    else "unset" for name in missing}
+        expanded.append(_expand(entry, {**environ, **stand_in}, f"writeback[{index}]", problems))
+        offs.append(f"{', '.join(missing)} not set" if missing else "")
     return expanded, offs
+
+
+def _strings(value: Any) -> Any:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _writebacks(entries: list[dict[str, Any]], offs: list[str],
@@ -254,7 +269,7 @@ _SCHEMAS: dict[str, type[Schema]] = {
     "": MappingFile, "recall": RecallSpec, "recall.*": FieldSpec,
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
     "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": HandshakeBlock,
-    "answer": AnswerBlock, "writeback": WritebackEntry,
+    "answer": AnswerBlock, "writeback": WritebackEntry, "writeback.oauth2": OAuth2Block,
 }
 
 
@@ -285,7 +300,7 @@ def _explain(key: str, message: str) -> str:
 
 
 def _known_keys(parent: str) -> list[str]:
-    parts = parent.split(".") if parent else []
+    parts = [p for p in parent.split(".") if not p.isdigit()] if parent else []  # list items
     pattern = ".".join("*" if i == 1 and parts[0] == "recall" else p for i, p in enumerate(parts))
     schema = _SCHEMAS.get(pattern)
     return list(schema().fields) if schema else []

@@ -128,7 +128,7 @@ class LookupStepBlock(Schema):
 
     url = fields.String(required=True, validate=validate.Regexp(
         r"^https?://[^{}]+(\{id\}[^{}]*)?$|^https?://[^{}]*\{id\}[^{}]*$",
-        error="must be an http(s) URL with one {id} placeholder (the object's id)"))
+        error="must be an http(s) URL with one {{id}} placeholder (the object's id)"))
     id = PathField(required=True)
     headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     pick = PathField(load_default="@")
@@ -191,6 +191,29 @@ class MaxRecalls(Schema):
         min=1, error="must be a whole number, at least 1"))
 
 
+class OAuth2Block(Schema):
+    """A write-back's OAuth 2 credentials: a token fetched from `token_url` (client
+    credentials, or a refresh token), cached per process, renewed before it expires and once
+    on a 401, and sent in `header` as `prefix token`."""
+
+    token_url = fields.String(required=True, validate=validate.Regexp(
+        r"^https?://", error="must be an http(s) URL"))
+    grant = fields.String(load_default="client_credentials", validate=validate.OneOf(
+        ["client_credentials", "refresh_token"],
+        error="must be client_credentials or refresh_token"))
+    client_id = fields.String(required=True, validate=validate.Length(min=1))
+    client_secret = fields.String(required=True, validate=validate.Length(min=1))
+    refresh_token = fields.String(load_default=None)
+    scope = fields.String(load_default=None)
+    header = fields.String(load_default="Authorization")
+    prefix = fields.String(load_default="Bearer")  # Zoho: Zoho-oauthtoken
+
+    @validates_schema
+    def _refresh_needs_its_token(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("grant") == "refresh_token" and not data.get("refresh_token"):
+            raise ValidationError("grant: refresh_token needs `refresh_token`")
+
+
 class WritebackEntry(Schema):
     """One write-back: when (`on:`) and the request that tells the CRM (writeback.py)."""
 
@@ -210,6 +233,7 @@ class WritebackEntry(Schema):
     language = fields.String(load_default="es", validate=validate.OneOf(
         ["es", "en"], error="must be es or en"))
     secret_url = fields.Boolean(load_default=False)
+    oauth2 = fields.Nested(OAuth2Block, load_default=None)
 
     @validates_schema
     def _moments_and_one_body(self, data: dict[str, Any], **_: Any) -> None:

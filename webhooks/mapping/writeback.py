@@ -128,6 +128,24 @@ class Request:
 
 
 @dataclass(frozen=True)
+class OAuth2:
+    """A write-back's OAuth 2 credentials (outbound/oauth.py fetches and caches the token)."""
+
+    token_url: str
+    grant: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    header: str = "Authorization"
+    prefix: str = "Bearer"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.token_url, self.grant, self.client_id)
+
+
+@dataclass(frozen=True)
 class Writeback:
     """One `writeback:` entry, compiled; `off` says why it is not sent (its credentials are
     not set), "" when it is on."""
@@ -142,10 +160,12 @@ class Writeback:
     language: str
     secret_url: bool = False  # the URL is a credential (Bitrix24's inbound webhook)
     off: str = ""
+    oauth2: OAuth2 | None = None
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url.source).hostname or "the CRM"
+        host = urlsplit(self.url.source).hostname or "the CRM"
+        return "(its URL is not set)" if host == "unset.invalid" else host
 
     def request(self, context: Mapping[str, Any]) -> Request:
         """The request for one moment; WritebackTemplateError when a template fails."""
@@ -190,7 +210,8 @@ def compile_writeback(entry: Mapping[str, Any], index: int, off: str = "") -> Wr
                      moments=tuple(dict.fromkeys(moments)), method=entry["method"].upper(),
                      url=compiled_url, headers=headers, body=compiled_body,
                      form=where == "form", language=entry["language"],
-                     secret_url=entry["secret_url"], off=off)
+                     secret_url=entry["secret_url"], off=off,
+                     oauth2=OAuth2(**entry["oauth2"]) if entry.get("oauth2") else None)
 
 
 # --- the context a template reads -----------------------------------------------------------
@@ -218,6 +239,7 @@ def context(moment: str, facts: Mapping[str, Any], raw: Any, source: str, event_
         "other_phone": bool(facts.get("other_phone")),
     }
     values["note"] = note(values, language)
+    values["title"] = title(values, language)
     return values
 
 
@@ -282,6 +304,19 @@ NOTES = {
            Moment.EXPIRED: "The call expired before it could be scheduled: {reason}",
            "other_phone": "; another phone than the recall's was called"},
 }
+
+
+TITLES = {
+    "es": {Moment.SCHEDULED: "Llamada programada", Moment.CALLED: "Llamada: {words}",
+           Moment.FAILED: "Llamada no programada", Moment.EXPIRED: "Llamada vencida"},
+    "en": {Moment.SCHEDULED: "Call scheduled", Moment.CALLED: "Call: {words}",
+           Moment.FAILED: "Call not scheduled", Moment.EXPIRED: "Call expired"},
+}
+
+
+def title(values: Mapping[str, Any], language: str) -> str:
+    """The moment in two or three words, for a task's subject or a note's title."""
+    return TITLES[language][Moment(values["moment"])].format(words=values["result_words"])
 
 
 def note(values: Mapping[str, Any], language: str) -> str:
