@@ -37,6 +37,7 @@ class CrmLookalike(Lookalike):
         self.kommo_leads: dict[str, dict[str, Any]] = {}
         self.kommo_contacts: dict[str, dict[str, Any]] = {}
         self.bitrix24_leads: dict[str, dict[str, Any]] = {}
+        self.written: list[dict[str, Any]] = []  # Kommo notes and Bitrix24 comments created
         super().__init__()
 
     @property
@@ -49,6 +50,7 @@ class CrmLookalike(Lookalike):
         self.kommo_leads.clear()
         self.kommo_contacts.clear()
         self.bitrix24_leads.clear()
+        self.written.clear()
 
     def add_kommo_lead(self, lead_id: int, contacts: list[tuple[int, bool]],
                        status_id: int = 67548619) -> None:
@@ -112,6 +114,59 @@ class CrmLookalike(Lookalike):
                 "start": 1705764932.998683, "finish": 1705764933.173995,
                 "duration": 0.17531204223632812, "date_start": "2024-01-20T18:35:32+02:00",
                 "date_finish": "2024-01-20T18:35:33+02:00"}})
+
+        @app.post("/api/v4/leads/notes")
+        def kommo_notes() -> ResponseReturnValue:
+            """Kommo's add-notes: a list of {entity_id (int), note_type, params.text}."""
+            if refused := self._kommo_check():
+                return refused
+            body = request.get_json(silent=True)
+            if not isinstance(body, list) or not body or not all(
+                    isinstance(n, dict) and isinstance(n.get("entity_id"), int)
+                    and n.get("note_type") == "common" and isinstance(n.get("params"), dict)
+                    and isinstance(n["params"].get("text"), str) and n["params"]["text"]
+                    for n in body):
+                return jsonify({"validation-errors": [{"request_id": "0", "errors": [
+                    {"code": "NotSupportedChoice", "path": "entity_id",
+                     "detail": "The value you selected is not a valid choice."}]}],
+                    "title": "Bad Request", "type": "https://httpstatus.es/400",
+                    "status": 400, "detail": "Request validation failed"}), 400
+            with self.lock:
+                notes = []
+                for note in body:
+                    note_id = 76787983 + len(self.written)
+                    self.written.append({"crm": "kommo", "id": note_id,
+                                         "to": str(note["entity_id"]),
+                                         "text": note["params"]["text"]})
+                    notes.append({"id": note_id, "entity_id": note["entity_id"],
+                                  "request_id": "0", "_links": {"self": {
+                                      "href": f"{self.url}/api/v4/leads/notes/{note_id}"}}})
+            return jsonify({"_links": {"self": {"href": f"{self.url}/api/v4/leads/notes"}},
+                            "_embedded": {"notes": notes}})
+
+        @app.post("/rest/<user>/<secret>/<method>")
+        def bitrix24_post(user: str, secret: str, method: str) -> ResponseReturnValue:
+            """crm.timeline.comment.add: fields ENTITY_ID, ENTITY_TYPE (lead), COMMENT."""
+            body = request.get_json(silent=True)
+            with self.lock:
+                self._record()
+                if (user, secret) != (BITRIX24_USER, self.bitrix24_secret):
+                    return jsonify({"error": "INVALID_CREDENTIALS",
+                                    "error_description": "Invalid request credentials"}), 401
+                if method.removesuffix(".json") != "crm.timeline.comment.add":
+                    return jsonify({"error": "ERROR_METHOD_NOT_FOUND",
+                                    "error_description": "Method not found!"}), 404
+                fields = body.get("fields") if isinstance(body, dict) else None
+                if not isinstance(fields, dict) or fields.get("ENTITY_TYPE") != "lead" or \
+                        not str(fields.get("ENTITY_ID", "")).isdigit() or \
+                        not isinstance(fields.get("COMMENT"), str) or not fields["COMMENT"]:
+                    return jsonify({"error": "ERROR_ARGUMENT",
+                                    "error_description": "Argument 'fields' is invalid"}), 400
+                comment_id = 1000 + len(self.written)
+                self.written.append({"crm": "bitrix24", "id": comment_id,
+                                     "to": str(fields["ENTITY_ID"]), "text": fields["COMMENT"]})
+            return jsonify({"result": comment_id, "time": {"start": 1733200000.1,
+                                                           "finish": 1733200000.2}})
 
         return app
 

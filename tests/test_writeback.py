@@ -452,3 +452,128 @@ def test_the_cli_retries_failed_write_backs(make_app, mappings_dir, clock, crm):
     run(worker)
     assert [w["status"] for w in writebacks(b, event_id)] == ["done"]
     assert cli(app, "events", "retry-writebacks", "--source", "nope").exit_code != 0
+
+
+# --- every shipped write-back, against its CRM's look-alike --------------------------------
+CLIENT_ID, CLIENT_SECRET, REFRESH = "3MVG9client", "client-secret", "1000.refresh"
+PIPEDRIVE_TOKEN = "pipedrive-api-token"
+
+
+@pytest.fixture(scope="module")
+def crm_apis():
+    from tests.crm_lookalike import CrmLookalike
+    from tests.test_crms_latam import BITRIX24_SECRET
+    from tests.writeback_lookalike import WritebackLookalike
+
+    kommo_bitrix = CrmLookalike(ENVIRON["KOMMO_TOKEN"], BITRIX24_SECRET).start()
+    others = WritebackLookalike(CLIENT_ID, CLIENT_SECRET, REFRESH, PIPEDRIVE_TOKEN).start()
+    yield kommo_bitrix, others
+    kommo_bitrix.stop()
+    others.stop()
+
+
+SHIPPED = {  # source: (its sample body, which look-alike serves its CRM: 0 Kommo/Bitrix24)
+    "pipedrive": ("pipedrive.json", 1),
+    "kommo": ("kommo.txt", 0),
+    "bitrix24": ("bitrix24.txt", 0),
+    "salesforce": ("salesforce.xml", 1),
+    "salesforce-flow": ("salesforce-flow.json", 1),
+    "zoho": ("zoho.txt", 1),
+}
+
+
+def _shipped(name: str, crm_apis, **env: str):
+    kommo_bitrix, others = crm_apis
+    from tests.test_crms_latam import BITRIX24_SECRET
+
+    environ = {**ENVIRON, "KOMMO_BASE_URL": kommo_bitrix.url,
+               "BITRIX24_WEBHOOK_URL": f"{kommo_bitrix.url}/rest/1/{BITRIX24_SECRET}/",
+               "PIPEDRIVE_API_URL": others.url, "PIPEDRIVE_API_TOKEN": PIPEDRIVE_TOKEN,
+               "SALESFORCE_INSTANCE_URL": others.url, "SALESFORCE_CLIENT_ID": CLIENT_ID,
+               "SALESFORCE_CLIENT_SECRET": CLIENT_SECRET, "ZOHO_API_DOMAIN": others.url,
+               "ZOHO_ACCOUNTS_URL": others.url, "ZOHO_CLIENT_ID": CLIENT_ID,
+               "ZOHO_CLIENT_SECRET": CLIENT_SECRET, "ZOHO_REFRESH_TOKEN": REFRESH,
+               "KOMMO_RATE": "1000", "BITRIX24_RATE": "1000", "PIPEDRIVE_RATE": "1000", **env}
+    settings = Settings(wolkvox_token="t", wolkvox_server="1", environ=environ)
+    return load_source(ROOT / f"mappings/{name}.yaml", settings), settings
+
+
+def _sample_event(source, sample: str):
+    from webhooks.crm.formats import format_of
+
+    body = (ROOT / "mappings/samples" / sample).read_bytes()
+    payload = source.parse(body, format_of(source.format).sample_type)
+    return source.events_of(payload)[0]
+
+
+def _claim(source, event, moment: str, writeback_id: int = 1):
+    from webhooks.store.writebacks import ClaimedWriteback
+
+    facts = {"at": START.timestamp(), "scheduled_for": (START + timedelta(hours=1)).timestamp(),
+             "recall": {"recall_telephone": "93001234567"}, "reason": ""}
+    if moment == "called":
+        facts.update(call_result="NO-ANSWER",
+                     called_at=(START + timedelta(hours=1, minutes=2)).timestamp())
+    return ClaimedWriteback(writeback_id, 1, source.name, source.writebacks[0].name, moment,
+                            facts, 0, event)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_each_shipped_write_back_is_taken_by_its_crm_in_the_documented_shape(
+        name, crm_apis, store):
+    from webhooks.delivery.writebacks import Sender
+
+    source, settings = _shipped(name, crm_apis)
+    [entry] = source.writebacks
+    assert not entry.off, entry.off
+    sample, which = SHIPPED[name]
+    server = crm_apis[which]
+    server.reset()
+    event = _sample_event(source, sample)
+    sender = Sender(store, {name: source}, settings, "test")
+    for moment in ("scheduled", "called"):
+        outcome = sender.decide(_claim(source, event, moment))
+        assert outcome.status == "done", outcome.reason
+        assert outcome.http_status in (200, 201) and outcome.answer.startswith("id ")
+    scheduled, called = [w for w in server.written if w["crm"] == name.split("-")[0]]
+    assert scheduled["text"] == ("Llamada programada para el martes 1 de diciembre, 11:00 "
+                                 "(hora de Bogotá).")
+    assert called["text"] == ("Llamada del martes 1 de diciembre, 11:02 (hora de Bogotá): "
+                              "no contestó (NO-ANSWER).")
+    # on the CRM object the callback is about: the customer id the recall was sent with
+    customer = next(rule for rule in source.rules if rule.name == "customer_id")
+    assert scheduled["to"] == called["to"] == str(customer.apply(event, START))
+    if "title" in scheduled:
+        assert scheduled["title"] == "Llamada programada"
+        assert called["title"] == "Llamada: no contestó"
+
+
+def test_an_oauth_token_is_fetched_once_and_fetched_again_when_the_crm_refuses_it(
+        crm_apis, store):
+    from webhooks.delivery.writebacks import Sender
+
+    source, settings = _shipped("salesforce", crm_apis)
+    others = crm_apis[1]
+    others.reset()
+    event = _sample_event(source, "salesforce.xml")
+    sender = Sender(store, {"salesforce": source}, settings, "test")
+    for n in range(3):
+        assert sender.decide(_claim(source, event, "scheduled", n)).status == "done"
+    tokens = [c for c in others.calls if c["path"] == "/services/oauth2/token"]
+    assert len(tokens) == 1  # cached
+    others.tokens.clear()  # revoked (or expired early) at Salesforce
+    assert sender.decide(_claim(source, event, "scheduled")).status == "done"
+    assert len([c for c in others.calls if c["path"] == "/services/oauth2/token"]) == 2
+
+
+def test_refused_oauth_credentials_hold_the_write_backs(crm_apis, store):
+    from webhooks.delivery.writebacks import Sender
+
+    source, settings = _shipped("zoho", crm_apis, ZOHO_REFRESH_TOKEN="1000.revoked")
+    crm_apis[1].reset()
+    event = _sample_event(source, "zoho.txt")
+    outcome = Sender(store, {"zoho": source}, settings, "test").decide(
+        _claim(source, event, "scheduled"))
+    assert outcome.status == "queued" and outcome.reason.code == "writeback_held"
+    assert "refused the OAuth credentials (invalid_code)" in outcome.reason
+    assert REFRESH not in outcome.reason and CLIENT_SECRET not in outcome.reason

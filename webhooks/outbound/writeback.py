@@ -64,7 +64,7 @@ def send(request: Request, what: str, session: requests.Session, timeouts: tuple
                                                          error=type(err).__name__)) from None
     latency = (time.perf_counter() - started) * 1000
     status = response.status_code
-    said = message(content)
+    said = message(content, created=200 <= status < 300)
     answer = errors.Answer(status, None, said, latency)
     if 200 <= status < 300:
         return answer
@@ -85,9 +85,9 @@ def send(request: Request, what: str, session: requests.Session, timeouts: tuple
     raise WritebackRetry(reasons.WRITEBACK_HTTP(what=what, host=host, status=status), answer)
 
 
-def message(content: bytes) -> str:
-    """What a CRM's answer says, short and phone-masked: an error's message, or the id of
-    what it created ("id 123"); "" when it is not JSON (an HTML page says nothing useful)."""
+def message(content: bytes, created: bool = False) -> str:
+    """What a CRM's answer says, short and phone-masked: the id of what it `created` ("id
+    123"), or an error's message; "" when it is not JSON (an HTML page says nothing useful)."""
     try:
         data = json.loads(content)
     except (ValueError, RecursionError):
@@ -104,12 +104,13 @@ def message(content: bytes) -> str:
         data = inner if isinstance(inner, dict) else data
     if not isinstance(data, dict):
         return ""
+    details = data.get("details")
+    found = data.get("id") or (details.get("id") if isinstance(details, dict) else None) \
+        or data.get("result")
+    if created and isinstance(found, int | str) and not isinstance(found, bool):
+        return f"id {str(found)[:64]}"
     for key in ("error_description", "message", "detail", "title", "error", "errorCode"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
             return mask_phones_in(" ".join(value.split()))[:200]
-    for key in ("id", "result", "ID"):
-        value = data.get(key)
-        if isinstance(value, int | str) and not isinstance(value, bool):
-            return f"id {str(value)[:64]}"
     return ""
