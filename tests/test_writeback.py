@@ -577,3 +577,115 @@ def test_refused_oauth_credentials_hold_the_write_backs(crm_apis, store):
     assert outcome.status == "queued" and outcome.reason.code == "writeback_held"
     assert "refused the OAuth credentials (invalid_code)" in outcome.reason
     assert REFRESH not in outcome.reason and CLIENT_SECRET not in outcome.reason
+
+
+# --- operators' alerts -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_server():
+    from tests.writeback_lookalike import ChatLookalike
+
+    server = ChatLookalike().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chat(chat_server):
+    chat_server.reset()
+    return chat_server
+
+
+def alerting(make_app, clock, chat, spool=lambda: 0, **overrides):
+    from webhooks.delivery.worker import Worker
+
+    clock.now = START
+    app = make_app(alert_webhook_url=chat.hook, **overrides)
+    b = bridge_of(app)
+    return app, b, Worker(b.store, b.sources, b.settings, name="test", spool_depth=spool)
+
+
+def tell(worker, clock, **later) -> None:
+    clock.advance(**later)
+    worker.writebacks.alerts.check(clock().timestamp(), force=True)
+    while worker.writebacks.run_once():
+        pass
+
+
+def test_a_held_token_is_told_once_and_its_release_once(make_app, clock, chat):
+    from webhooks.store.limits import HoldKind
+
+    app, b, worker = alerting(make_app, clock, chat, alert_language="en")
+    now = clock().timestamp()
+    key = next(iter(b.sources.values())).target.key
+    b.store.hold(key, HoldKind.TOKEN, "wolkvox refused the token (HTTP 401)", now + 300, now)
+    tell(worker, clock, seconds=1)
+    for _ in range(3):
+        tell(worker, clock, minutes=1)
+    [raised] = chat.messages
+    assert raised.startswith("⚠️ Recall Bridge: wolkvox token ") and "is held" in raised
+    assert "refused the token" in raised
+    b.store.release_hold(key)
+    tell(worker, clock, minutes=1)
+    assert chat.messages[1].startswith("✅ Recall Bridge, resolved: wolkvox token ")
+    # held again within 15 minutes of the last message: not told again (nor its release)
+    b.store.hold(key, HoldKind.TOKEN, "wolkvox refused the token (HTTP 401)", now + 900, now)
+    tell(worker, clock, minutes=1)
+    b.store.release_hold(key)
+    tell(worker, clock, minutes=1)
+    assert len(chat.messages) == 2
+    # 15 minutes later it is told again
+    b.store.hold(key, HoldKind.QUOTA, "quota used up", now + 9000, now)
+    tell(worker, clock, minutes=16)
+    assert len(chat.messages) == 3 and "quota used up" in chat.messages[2]
+
+
+def test_failures_past_the_threshold_and_the_spool_are_told_in_spanish(make_app, clock, chat,
+                                                                        sandbox):
+    waiting = {"requests": 0}
+    app, b, worker = alerting(make_app, clock, chat, spool=lambda: waiting["requests"],
+                              alert_failures=2, wolkvox_min_lead=0.0)
+    sandbox.configure(script=[400, 400])
+    from tests.test_delivery import receive
+
+    receive(app, zap(1), zap(2))
+    while worker.run_once():
+        pass
+    waiting["requests"] = 3
+    tell(worker, clock, seconds=1)
+    texts = sorted(chat.messages)
+    assert len(texts) == 2
+    assert "2 rellamadas fallaron en los últimos 10 minutos" in texts[0] + texts[1]
+    assert any("3 solicitud(es) de webhook están guardadas" in t for t in texts)
+    waiting["requests"] = 0
+    tell(worker, clock, minutes=11)  # the failures are older than the window, the spool empty
+    assert len(chat.messages) == 4
+    assert all(m.startswith("✅ Recall Bridge, resuelto: ") for m in chat.messages[2:])
+
+
+def test_an_alert_is_stored_work_retried_until_the_chat_takes_it(make_app, clock, chat):
+    from webhooks.store.limits import HoldKind
+
+    app, b, worker = alerting(make_app, clock, chat)
+    chat.failures = [503]
+    now = clock().timestamp()
+    b.store.hold("lookup:hubspot", HoldKind.LOOKUP, "HubSpot refused the token", now + 300, now)
+    tell(worker, clock, seconds=1)
+    assert chat.messages == []
+    tell(worker, clock, seconds=15)  # past the first backoff
+    [message] = chat.messages
+    assert "las consultas al CRM de hubspot están retenidas" in message
+
+
+def test_two_processes_tell_a_condition_once(make_app, clock, chat):
+    from webhooks.delivery.worker import Worker
+    from webhooks.store.limits import HoldKind
+
+    app, b, worker = alerting(make_app, clock, chat)
+    other = Worker(b.store, b.sources, b.settings, name="other")
+    now = clock().timestamp()
+    b.store.hold("lookup:kommo", HoldKind.LOOKUP, "Kommo refused the token", now + 300, now)
+    tell(worker, clock, seconds=1)
+    tell(other, clock, seconds=1)
+    assert len(chat.messages) == 1
+    assert app.test_client().get("/readyz").get_json()["alerts"]["standing"][0]["key"] == \
+        "hold:lookup:kommo"

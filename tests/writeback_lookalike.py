@@ -173,3 +173,37 @@ def _task_problem(version: str, body: Any) -> tuple[str, str] | None:
             r"\d{4}-\d\d-\d\d", body["ActivityDate"]):
         return ("INVALID_TYPE_ON_FIELD_IN_RECORD", "Due Date Only: value not of required type")
     return None
+
+
+class ChatLookalike(Lookalike):
+    """An incoming webhook of a team chat (Slack, Teams, Google Chat): POST {"text": ...};
+    400 "invalid_payload" without a text, as Slack answers; `failures` first."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        super().__init__()
+
+    def _forget(self) -> None:
+        self.messages.clear()
+
+    def _build(self) -> Flask:
+        app = Flask("chat_lookalike")
+
+        @app.post("/services/T000/B000/secret")
+        def incoming() -> ResponseReturnValue:
+            body = request.get_json(silent=True)
+            with self.lock:
+                self.calls.append({"body": body})
+                if self.failures:
+                    return "internal_error", self.failures.pop(0)
+                if not isinstance(body, dict) or not isinstance(body.get("text"), str) \
+                        or not body["text"]:
+                    return "invalid_payload", 400
+                self.messages.append(body["text"])
+            return "ok", 200
+
+        return app
+
+    @property
+    def hook(self) -> str:
+        return f"{self.url}/services/T000/B000/secret"

@@ -16,7 +16,13 @@ from .bridge import EXTENSION, Bridge, bridge_of, current_bridge
 from .delivery.worker import Worker
 from .mapping.files import ConfigError, load_sources
 from .observability import logs
-from .settings import SPOOL_ROOT, Settings, call_results_problems, token_problems
+from .settings import (
+    SPOOL_ROOT,
+    Settings,
+    alert_problems,
+    call_results_problems,
+    token_problems,
+)
 from .store import Store, StoreTimeouts, StoreUnavailable
 from .store.identity import fingerprint
 from .store.spool import Spool
@@ -34,7 +40,7 @@ def load_config(test_config: Mapping[str, Any] | None = None) -> tuple[Settings,
         raise ConfigError([str(err)]) from None
     problems = token_problems(settings)
     results_problems, warnings = call_results_problems(settings)
-    problems += results_problems
+    problems += results_problems + alert_problems(settings)
     for warning in warnings:
         log.warning("%s", warning)
     if problems:
@@ -88,7 +94,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _worker(bridge: Bridge) -> Worker:
-    return Worker(bridge.store, bridge.sources, bridge.settings)
+    return Worker(bridge.store, bridge.sources, bridge.settings,
+                  spool_depth=lambda: bridge.spool.depth().requests)
 
 
 __all__ = ["Bridge", "bridge_of", "current_bridge", "ConfigError", "create_app", "load_config"]

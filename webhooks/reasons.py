@@ -340,6 +340,30 @@ WRITEBACK_SAMPLE_EXPIRED = Kind("writeback_sample_expired",
 WRITEBACK_REQUEUED = Kind("writeback_requeued", "re-queued by an operator",
                           "reencolado por un operador")
 
+# operators' alerts (delivery/alerts.py): what a message to the operators' chat says
+ALERT_RAISED = Kind("alert_raised", "⚠️ Recall Bridge: {what}", "⚠️ Recall Bridge: {what}")
+ALERT_CLEARED = Kind("alert_cleared", "✅ Recall Bridge, resolved: {what}",
+                     "✅ Recall Bridge, resuelto: {what}")
+ALERT_TOKEN_HELD = Kind("alert_token_held", "wolkvox token {token} is held ({sources}): {reason}",
+                        "el token de wolkvox {token} está retenido ({sources}): {reason}")
+ALERT_LOOKUP_HELD = Kind("alert_lookup_held",
+                         "{source}'s CRM lookups are held: {reason}",
+                         "las consultas al CRM de {source} están retenidas: {reason}")
+ALERT_WRITEBACK_HELD = Kind("alert_writeback_held",
+                            "{source}'s write-backs to its CRM are held: {reason}",
+                            "los writebacks de {source} a su CRM están retenidos: {reason}")
+ALERT_SPOOL = Kind(
+    "alert_spool",
+    "{requests} webhook request(s) are kept on this server's disk (the spool): the database "
+    "cannot be written; they are replayed when it can",
+    "{requests} solicitud(es) de webhook están guardadas en el disco de este servidor (el "
+    "spool): no se puede escribir en la base de datos; se reproducen cuando se pueda")
+ALERT_FAILURES = Kind(
+    "alert_failures", "{failed} callbacks failed in the last {minutes} minutes "
+    "(ALERT_FAILURES: {limit}); see the console's events, status failed",
+    "{failed} rellamadas fallaron en los últimos {minutes} minutos (ALERT_FAILURES: "
+    "{limit}); vea los eventos de la consola, estado fallido")
+
 # operators: what an operator did (operators/operations.py)
 REQUEUED = Kind("requeued", "re-queued by an operator (was {status})",
                 "puesto en cola de nuevo por un operador (estaba {status})")

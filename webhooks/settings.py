@@ -43,6 +43,10 @@ CALL_RESULTS_MAX_WAIT = 24 * 3600.0  # a recall with no reported call this long 
 # their own in each delivery process, so that a slow CRM never holds a recall's slot.
 WRITEBACK_TIMEOUT = 10.0  # one write-back call, read timeout and deadline, seconds
 WRITEBACK_THREADS = 2  # per delivery process; one hung CRM holds one of them at most
+# Operators' alerts (delivery/alerts.py): posted as {"text": ...} to ALERT_WEBHOOK_URL
+ALERT_FAILURES = 10  # callbacks failed within ALERT_WINDOW that raise an alert; 0: never
+ALERT_WINDOW = 600.0  # seconds the failures are counted over
+ALERT_QUIET = 900.0  # one message per condition per this many seconds at most
 # requests acknowledged while the store was down, until replayed: unset, a folder per store
 # under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
 SPOOL_ROOT = "instance/spool"
@@ -109,6 +113,9 @@ class Settings:
     call_results_max_wait: float = CALL_RESULTS_MAX_WAIT
     writeback_timeout: float = WRITEBACK_TIMEOUT
     writeback_threads: int = WRITEBACK_THREADS
+    alert_webhook_url: str = field(default="", repr=False)  # Slack, Teams, Google Chat...
+    alert_language: str = "es"  # es | en
+    alert_failures: int = ALERT_FAILURES
     calling_hours: str = ""  # default calling hours of every source: a preset or inline YAML
     admin_token: str = field(default="", repr=False)  # enables /console and /api/v1 (all)
     viewer_token: str = field(default="", repr=False)  # read-only access to both
@@ -190,6 +197,20 @@ def call_results_problems(settings: Settings) -> tuple[list[str], list[str]]:
     if settings.call_results_max_wait <= 0:
         problems.append("CALL_RESULTS_MAX_WAIT must be a positive number of seconds")
     return problems, warnings
+
+
+def alert_problems(settings: Settings) -> list[str]:
+    """Problems that stop the start, about the alert settings."""
+    problems = []
+    url = settings.alert_webhook_url
+    if url and not url.startswith(("https://", "http://")):
+        problems.append("ALERT_WEBHOOK_URL must be an http(s) URL (a Slack, Microsoft Teams or "
+                        "Google Chat incoming webhook, or any URL taking {\"text\": ...})")
+    if settings.alert_language not in ("es", "en"):
+        problems.append(f"ALERT_LANGUAGE={settings.alert_language!r} must be es or en")
+    if settings.alert_failures < 0:
+        problems.append("ALERT_FAILURES must be 0 (no failure alerts) or a number of failures")
+    return problems
 
 
 def _kind(default: Any) -> type:

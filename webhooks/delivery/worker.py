@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import reasons
@@ -25,6 +25,7 @@ from ..store.events import Claimed, Decision
 from ..store.holders import process_name
 from ..store.limits import HoldKind, lookup_key
 from ..timing import rules as timerules
+from .alerts import Alerts
 from .decide import Decider
 from .drain import Drain
 from .gate import Batch, TokenGate, TokenGroup
@@ -44,7 +45,7 @@ class Worker:
     """Delivers queued events. `start()` runs threads; `run_once()` is one pass, for tests."""
 
     def __init__(self, store: Store, sources: Mapping[str, Source], settings: Settings,
-                 name: str | None = None):
+                 name: str | None = None, spool_depth: Callable[[], int] | None = None):
         self.store = store
         self.sources = sources
         self.settings = settings
@@ -54,7 +55,8 @@ class Worker:
         self.gate = TokenGate(store, settings, self.name)
         self.decider = Decider(store, sources, settings)
         self.results = Results(store, settings, self.gate, self.hold, self.notices)
-        self.writebacks = Sender(store, sources, settings, self.name)
+        self.writebacks = Sender(store, sources, settings, self.name,
+                                 Alerts(store, settings, sources, spool_depth))
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))

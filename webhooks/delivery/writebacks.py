@@ -34,8 +34,10 @@ from ..outbound.rate_gate import RateGate
 from ..outbound.writeback import WritebackRefused, send
 from ..settings import Settings
 from ..store import Store, StoreUnavailable
+from ..store.alerts import ALERTS
 from ..store.limits import HoldKind, writeback_key
 from ..store.writebacks import ClaimedWriteback, WritebackOutcome
+from .alerts import Alerts
 
 log = logging.getLogger(__name__)
 LEASE_MARGIN = 5.0  # a claim outlives its call's deadline by this much
@@ -45,9 +47,10 @@ class Sender:
     """Sends one process's write-backs. `start()` runs threads; `run_once()` is one send."""
 
     def __init__(self, store: Store, sources: Mapping[str, Source], settings: Settings,
-                 name: str):
+                 name: str, alerts: Alerts | None = None):
         self.store, self.settings, self.name = store, settings, name
         self.sources = {n: s for n, s in sources.items() if s.writebacks}
+        self.alerts = alerts if alerts is not None and alerts.on else None
         self.gate = RateGate(store)
         self.tokens = TokenCache()  # OAuth 2 tokens, per credentials, for this process
         self._busy: set[str] = set()  # sources a thread of this process is sending to
@@ -59,7 +62,12 @@ class Sender:
 
     @property
     def on(self) -> bool:
-        return bool(self.sources)
+        return bool(self.sources) or self.alerts is not None
+
+    @property
+    def destinations(self) -> list[str]:
+        """The sources whose write-backs it sends, and the operators' alerts when on."""
+        return [*self.sources, *([ALERTS] if self.alerts is not None else [])]
 
     def start(self, threads: int | None = None) -> None:
         if not self.on:
@@ -101,10 +109,12 @@ class Sender:
         """Send the oldest due write-back of a source that may be sent to; whether one was."""
         holder = holder or f"{self.name}/wb"
         now = self.now()
+        if self.alerts is not None:
+            self.alerts.check(now)
         holds = {key: hold for key, hold in self.store.holds().items()
                  if hold["kind"] == HoldKind.WRITEBACK}
         with self._busy_lock:
-            open_ = [name for name in self.sources if name not in self._busy
+            open_ = [name for name in self.destinations if name not in self._busy
                      and holds.get(writeback_key(name), {}).get("until", 0) <= now]
         if not open_ or not self.store.any_writeback_due(open_, now):
             return False
@@ -127,10 +137,12 @@ class Sender:
 
     def decide(self, claimed: ClaimedWriteback) -> WritebackOutcome:
         """Render and send one write-back; how it went (never raises but for the store)."""
+        if claimed.source == ALERTS and self.alerts is not None:
+            return self._alert(claimed)
         source = self.sources.get(claimed.source)
         entry = source.writeback(claimed.name) if source is not None else None
         what = claimed.name
-        if source is None or entry is None or entry.off:
+        if source is None or entry is None or entry.off or claimed.event_id is None:
             return WritebackOutcome(WritebackStatus.FAILED, reasons.WRITEBACK_GONE(what=what))
         try:
             request = entry.request(context(
@@ -149,6 +161,20 @@ class Sender:
                 what=what, error=type(err).__name__))
         return WritebackOutcome(
             WritebackStatus.DONE, reasons.WRITEBACK_SENT(what=what, host=request.host,
+                                                         status=answer.http_status),
+            http_status=answer.http_status, answer=answer.msg)
+
+    def _alert(self, claimed: ClaimedWriteback) -> WritebackOutcome:
+        """An operators' message: no rate gate, no template (its text was judged)."""
+        assert self.alerts is not None
+        request = self.alerts.request(claimed.facts)
+        try:
+            answer = send(request, "alert", self._session(request.url),
+                          self.settings.writeback_timeouts)
+        except errors.OutboundError as err:
+            return self._on_error(err, claimed)
+        return WritebackOutcome(
+            WritebackStatus.DONE, reasons.WRITEBACK_SENT(what="alert", host=request.host,
                                                          status=answer.http_status),
             http_status=answer.http_status, answer=answer.msg)
 

@@ -96,6 +96,10 @@ def readyz() -> ResponseReturnValue:
                                                   bridge.store.report_states(),
                                                   bridge.store.awaiting_count())
         body["writebacks"] = writebacks_state(bridge, bridge.store.writeback_counts())
+        body["alerts"] = {"on": bool(bridge.settings.alert_webhook_url), "standing": [
+            {"key": a["key"], "text": a["text"],
+             "since": datetime.fromtimestamp(a["since"], UTC).isoformat()}
+            for a in bridge.store.alert_states() if a["active"]]}
     except (StoreUnavailable, StoreRefused) as err:
         body.update(database=f"cannot write: {err}", status="unready")
         return jsonify(body), 503

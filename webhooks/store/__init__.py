@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from . import sqlite
+from .alerts import AlertStore
 from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
 from .group_commit import GroupCommit
@@ -109,7 +110,7 @@ def _watched(method: Any, watchdog: Watchdog) -> Any:
 
 
 class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewStore,
-            WritebackStore):
+            WritebackStore, AlertStore):
     """Events, attempts, slots, quota, holds, rate turns, call results and write-backs, on
     one engine."""
 

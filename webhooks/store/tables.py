@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -156,7 +157,8 @@ reports = Table(  # one row per token and campaign: its call-result report's tur
 writebacks = Table(  # what the bridge tells a CRM of a callback (a mapping's `writeback:`)
     "writebacks", metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    # NULL: an operators' alert (ALERT_WEBHOOK_URL), source "alerts"
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE")),
     Column("source", String(64), nullable=False),
     Column("name", String(64), nullable=False),  # the mapping's entry
     Column("moment", String(16), nullable=False),  # scheduled | failed | expired | called
@@ -176,4 +178,14 @@ writebacks = Table(  # what the bridge tells a CRM of a callback (a mapping's `w
     Column("reason_params", Text),
     Index("ix_writebacks_due", "status", "next_attempt_at", "id"),
     Index("ix_writebacks_event", "event_id"),
+)
+
+alerts = Table(  # one row per operators' alert condition (delivery/alerts.py)
+    "alerts", metadata,
+    Column("key", String(128), primary_key=True),  # token:<key>, lookup:<s>, spool, failures
+    Column("active", Boolean, nullable=False),  # the condition stands now
+    Column("since", Float, nullable=False),  # it started (or cleared) then
+    Column("said", Boolean, nullable=False),  # its raising was told (its clearing will be)
+    Column("said_at", Float),  # when it was last told: once per ALERT_QUIET at most
+    Column("text", Text, nullable=False, default=""),  # what it is, as told
 )

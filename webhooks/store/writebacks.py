@@ -32,7 +32,7 @@ class ClaimedWriteback:
     """A write-back claimed for sending, with what its templates read."""
 
     id: int
-    event_id: int
+    event_id: int | None  # None: an operators' alert
     source: str
     name: str
     moment: str
@@ -53,7 +53,7 @@ class WritebackOutcome:
     answer: str | None = None
 
 
-def enqueue(db: Connection, event_id: int, source: str, names: Sequence[str], moment: str,
+def enqueue(db: Connection, event_id: int | None, source: str, names: Sequence[str], moment: str,
             facts: Mapping[str, Any], now: float) -> int:
     """Queue one write-back per entry name, inside the caller's transaction; how many."""
     if not names:
@@ -95,7 +95,8 @@ class WritebackStore:
             db.execute(update(writebacks).where(writebacks.c.id == row.id).values(
                 status=WritebackStatus.SENDING, holder=holder, lease_until=now + lease,
                 updated_at=now))
-            raw = db.execute(select(events.c.raw).where(events.c.id == row.event_id)).scalar()
+            raw = None if row.event_id is None else db.execute(
+                select(events.c.raw).where(events.c.id == row.event_id)).scalar()
         return ClaimedWriteback(row.id, row.event_id, row.source, row.name, row.moment,
                                 dict(row.facts or {}), row.attempts, raw)
 
