@@ -11,7 +11,9 @@ Figures (each module also runs alone; see its docstring):
   are free, SQLite and PostgreSQL, vs LEASE;
 - backlog (bench/backlog.py): drain rate, claim plan and memory with 100,000 queued events;
 - loop (bench/loop.py): call results' costs: wolkvox units per delivered recall, report calls
-  while nothing awaits, and the delay from a result in the report to the bridge showing it.
+  while nothing awaits, and the delay from a result in the report to the bridge showing it;
+- writeback (bench/writeback.py): notes per second to a CRM that allows N per second, vs N,
+  and the delay from a recall's delivery to its CRM note on an idle bridge.
 
 Prints one table (a line per figure: name, value, baseline, ratio, unit, note) and one JSON
 object, and writes the JSON to bench/results/<timestamp>.json. Exits 1 when a figure could not
@@ -39,7 +41,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import backlog, console, drain, ingest, latency, loop, recovery  # noqa: E402
+from bench import (  # noqa: E402
+    backlog,
+    console,
+    drain,
+    ingest,
+    latency,
+    loop,
+    recovery,
+    writeback,
+)
 
 RESULTS = Path(__file__).with_name("results")
 INGEST_SECONDS = 9  # per app and connection count, in 3 interleaved rounds
@@ -56,6 +67,10 @@ RECOVERY_S = 5.0
 RSS_GROWTH = 1.2
 LOOP_EVENTS = 300
 LOOP_INTERVAL = 10.0  # CALL_RESULTS_INTERVAL of the loop's figures (wolkvox advises 300 s)
+WRITEBACK_NOTES = 300
+WRITEBACK_PER_S = 20.0  # what the CRM look-alike allows (HubSpot Pro: 19 per second)
+WRITEBACK_RATIO = 0.9  # of what the CRM allows, never above it
+WRITEBACK_DELAY_MS = 1000.0  # p50, recall to note, idle bridge
 
 
 # --- the figures -------------------------------------------------------------------------
@@ -90,10 +105,14 @@ def measure_loop(workdir: Path) -> dict:
     return loop.run(LOOP_EVENTS, LOOP_INTERVAL, _dir(workdir, "loop"))
 
 
+def measure_writeback(workdir: Path) -> dict:
+    return writeback.run(WRITEBACK_NOTES, WRITEBACK_PER_S, _dir(workdir, "writeback"))
+
+
 FIGURES: dict[str, Callable[[Path], dict]] = {
     "ingest": measure_ingest, "drain": measure_drain, "latency": measure_latency,
     "recovery": measure_recovery, "backlog": measure_backlog, "console": measure_console,
-    "loop": measure_loop}
+    "loop": measure_loop, "writeback": measure_writeback}
 
 
 # --- the table's lines ----------------------------------------------------------------------
@@ -233,10 +252,30 @@ def loop_rows(found: dict) -> list[dict]:
             ok=found["delays"] > 0)]
 
 
+def writeback_rows(found: dict) -> list[dict]:
+    allowed = found["per_second"]
+    rate = found["notes_per_s"]
+    never_above = found["refused_429"] == 0 and found["busiest_second"] <= allowed
+    delay = found["delay_ms"] or {}
+    p50 = delay.get("p50")
+    return [
+        row("writeback notes per second", rate, allowed, "notes/s",
+            f"{found['written']} of {found['notes']} notes, rate: {found['rate_setting']:g}; "
+            f"target >= {WRITEBACK_RATIO} of what the CRM allows: "
+            f"{met(rate is not None and rate >= WRITEBACK_RATIO * allowed)}; busiest second "
+            f"{found['busiest_second']}, {found['refused_429']} answered 429 (never above: "
+            f"{met(never_above)})", ok=found["written"] == found["notes"]),
+        row("writeback delay p50", p50, WRITEBACK_DELAY_MS, "ms",
+            f"recall at wolkvox to note at the CRM, idle bridge, {found['delays']} callbacks; "
+            f"p90 {delay.get('p90')} ms, max {delay.get('max')} ms; target < "
+            f"{WRITEBACK_DELAY_MS:g} ms: {met(p50 is not None and p50 < WRITEBACK_DELAY_MS)}",
+            ok=found["delays"] > 0)]
+
+
 ROWS: dict[str, Callable[[dict], list[dict]]] = {
     "ingest": ingest_rows, "drain": drain_rows, "latency": latency_rows,
     "recovery": recovery_rows, "backlog": backlog_rows, "console": console_rows,
-    "loop": loop_rows}
+    "loop": loop_rows, "writeback": writeback_rows}
 
 
 def table(rows: list[dict]) -> str:
