@@ -283,3 +283,71 @@ def test_a_callbacks_whole_story_reads_in_the_console_in_both_languages(
         page.goto(f"{url}/console/")
         shot(page, f"overview-calls-{lang}")
     assert page.errors == []
+
+
+@pytest.fixture
+def writeback_bridge(tmp_path: Path, sandbox: Any, mappings_dir: Path,
+                     hubspot_server: Any) -> Iterator[tuple[str, Any]]:
+    """The bridge under gunicorn writing HubSpot notes (a zapier mapping with the HubSpot
+    write-back) to HubSpot's look-alike, call results on, against a sandbox that dials."""
+    from tests.test_writeback import NOTE_MAPPING
+
+    hubspot_server.reset()
+    for lead in (401, 402):
+        hubspot_server.add_contact(lead)
+    (mappings_dir / "zapnote.yaml").write_text(NOTE_MAPPING % "{{ note }}", encoding="utf-8")
+    sandbox.configure(autodial="ANSWER")
+    env = {**ENVIRON, "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+           "MAPPINGS_DIR": str(mappings_dir), "WOLKVOX_BASE_URL": sandbox.url,
+           "WOLKVOX_TOKEN": SANDBOX_TOKEN, "ADMIN_TOKEN": ADMIN, "POLL_INTERVAL": "0.05",
+           "SPOOL_DIR": str(tmp_path / "spool"), "WEB_CONCURRENCY": "2",
+           "CALL_RESULTS_INTERVAL": "1", "WOLKVOX_MIN_LEAD": "0",
+           "NOTES_URL": hubspot_server.url, "NOTES_TOKEN": ENVIRON["HUBSPOT_PRIVATE_APP_TOKEN"]}
+    proc, url = gunicorn(env, tmp_path / "web.log")
+    try:
+        yield url, hubspot_server
+    finally:
+        proc.kill()
+
+
+def test_what_the_crm_was_told_reads_in_the_console_in_both_languages(
+        writeback_bridge: tuple[str, Any], page: Any) -> None:
+    url, crm = writeback_bridge
+    now = datetime.now(UTC).isoformat()
+    told = send(url, "/hooks/zapnote", lead=401, phone=PHONE, callback_at=now)["id"]
+    crm.contacts.pop("402")  # HubSpot refuses a note on a contact it does not know
+    refused = send(url, "/hooks/zapnote", lead=402, phone=PHONE, callback_at=now)["id"]
+    page.goto(f"{url}/console/login")
+    page.fill("#token", ADMIN)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{url}/console/")
+
+    def both_notes() -> bool:
+        page.goto(f"{url}/console/events/{told}")
+        return page.locator("tr.writeback").count() == 2
+
+    until(both_notes, 30)
+    for lang, words in (("en", ("Told the CRM", "written", "scheduled", "called")),
+                        ("es", ("Lo que se le dijo al CRM", "escrito", "programada",
+                                "llamada"))):
+        page.context.add_cookies([{"name": "console_lang", "value": lang, "url": url}])
+        page.goto(f"{url}/console/events/{told}")
+        section = page.locator("section[aria-labelledby=writebacks]").inner_text()
+        assert all(word in section for word in words), section
+        assert PHONE not in page.locator("main").inner_text()
+        shot(page, f"event-writebacks-{lang}")
+    page.goto(f"{url}/console/events/{refused}")
+    assert page.locator("tr.writeback .status-wb-failed").count() >= 1
+    crm.add_contact(402)
+    page.get_by_role("button", name="Reintentar los writebacks fallidos").click()
+
+    def refused_then_written() -> bool:
+        page.goto(f"{url}/console/events/{refused}")
+        return page.locator("tr.writeback .status-wb-failed").count() == 0 and \
+            page.locator("tr.writeback .status-wb-done").count() >= 1
+
+    until(refused_then_written, 30)
+    bodies = [note["body"] for note in crm.notes if note["contact"] == "401"]
+    assert bodies[0].startswith("Llamada programada para el ")
+    assert bodies[1].startswith("Llamada del ") and bodies[1].endswith("contestó (ANSWER).")
+    assert page.errors == []
