@@ -37,6 +37,7 @@ class HubSpotLookalike(Lookalike):
         self.notes_per_second: float | None = None
         self.refused_notes = 0  # 429s answered for going past notes_per_second
         self.hang = 0.0  # seconds a notes POST waits before answering
+        self.odd: list[str] = []  # the next notes POSTs' odd answers: redirect, html, huge
         super().__init__()
 
     # --- control -----------------------------------------------------------------------
@@ -46,6 +47,7 @@ class HubSpotLookalike(Lookalike):
         self.notes_per_second = None
         self.refused_notes = 0
         self.hang = 0.0
+        self.odd = []
 
     def add_contact(self, contact_id: int | str, **properties: Any) -> None:
         with self.lock:
@@ -95,6 +97,15 @@ class HubSpotLookalike(Lookalike):
                     if status == 429:
                         return (*_error(429, "RATE_LIMIT", "rate limited"), {"Retry-After": "1"})
                     return _error(status, "INTERNAL_ERROR", "internal error")
+                odd = self.odd.pop(0) if self.odd else None
+                if odd == "redirect":  # a moved API: wherever it points, not followed
+                    return "", 301, {"Location": "https://elsewhere.example/crm/v3/objects/notes"}
+                if odd == "html":  # a proxy's error page
+                    return "<html><body><h1>502 Bad Gateway</h1></body></html>", 502, \
+                        {"Content-Type": "text/html"}
+                if odd == "huge":  # an answer far larger than a note's
+                    return "{" + " " * (8 * 1024 * 1024) + "}", 201, \
+                        {"Content-Type": "application/json"}
                 now = time.time()
                 if self.notes_per_second is not None and sum(
                         1 for note in self.notes if note["at"] > now - 1.0) \

@@ -233,6 +233,23 @@ def test_passing_faults_are_retried_and_429_waits_for_its_retry_after(make_app, 
     assert b.store.get(event_id)["status"] == "delivered"  # never changed by its write-back
 
 
+def test_a_redirect_an_html_page_and_a_huge_answer_are_each_met_without_harm(
+        make_app, mappings_dir, clock, crm):
+    app, b, worker = notes_app(make_app, mappings_dir, clock, crm)
+    crm.odd = ["redirect", "html", "huge"]
+    moved, proxied, huge = post_note(app, zap(1), zap(2), zap(3))
+    run(worker)
+    [row] = writebacks(b, moved)  # not followed: it goes only where its mapping says
+    assert (row["status"], row["http_status"]) == ("failed", 301)
+    assert "redirect (HTTP 301) to elsewhere.example" in row["reason"]
+    [row] = writebacks(b, proxied)  # a proxy's page: a passing fault
+    assert (row["status"], row["http_status"], row["attempts"]) == ("queued", 502, 1)
+    [row] = writebacks(b, huge)  # 2xx: taken, its answer read up to the limit only
+    assert (row["status"], row["http_status"], row["answer"]) == ("done", 201, "")
+    assert all(call["note"] for call in crm.calls if "note" in call)
+    assert [b.store.get(i)["status"] for i in (moved, proxied, huge)] == ["delivered"] * 3
+
+
 def test_a_crm_refusing_the_note_fails_it_with_the_crms_message(make_app, mappings_dir, clock,
                                                                 crm):
     app, b, worker = notes_app(make_app, mappings_dir, clock, crm)
@@ -411,9 +428,20 @@ def test_each_write_back_shows_in_events_show_the_api_the_console_readyz_and_met
     assert [w["status"] for w in writebacks(b, refused)] == ["done"]
     assert b.store.get(refused)["status"] == "delivered"
     assert any(e["action"] == "retry-writebacks" for e in b.store.audit_log())
+    # the bulk page offers the failed ones of every source at once
+    crm.contacts.pop("3")
+    [again] = post_note(app, zap(3))
+    run(worker)
+    page = client.get("/console/bulk").get_data(as_text=True)
+    assert "1 writeback a un CRM falló." in page
+    crm.add_contact(3)
+    assert post(client, "/console/bulk/writebacks", {"source": "zapnote"},
+                token_from="/console/bulk").status_code == 303
+    run(worker)
+    assert [w["status"] for w in writebacks(b, again)] == ["done"]
     ready = app.test_client().get("/readyz").get_json()["writebacks"]
     [mine] = [w for w in ready if w["source"] == "zapnote"]
-    assert mine["on"] and mine["counts"] == {"done": 2}
+    assert mine["on"] and mine["counts"] == {"done": 3}
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'recall_bridge_writebacks_total{outcome="done",source="zapnote"}' in metrics
     assert 'recall_bridge_writebacks_total{outcome="failed",source="zapnote"}' in metrics
@@ -460,19 +488,21 @@ PIPEDRIVE_TOKEN = "pipedrive-api-token"
 
 
 @pytest.fixture(scope="module")
-def crm_apis():
+def crm_apis(hubspot_server):
     from tests.crm_lookalike import CrmLookalike
     from tests.test_crms_latam import BITRIX24_SECRET
     from tests.writeback_lookalike import WritebackLookalike
 
     kommo_bitrix = CrmLookalike(ENVIRON["KOMMO_TOKEN"], BITRIX24_SECRET).start()
     others = WritebackLookalike(CLIENT_ID, CLIENT_SECRET, REFRESH, PIPEDRIVE_TOKEN).start()
-    yield kommo_bitrix, others
+    yield kommo_bitrix, others, hubspot_server
     kommo_bitrix.stop()
     others.stop()
 
 
 SHIPPED = {  # source: (its sample body, which look-alike serves its CRM: 0 Kommo/Bitrix24)
+    "hubspot": ("hubspot.json", 2),
+    "hubspot-workflow": ("hubspot-workflow.json", 2),
     "pipedrive": ("pipedrive.json", 1),
     "kommo": ("kommo.txt", 0),
     "bitrix24": ("bitrix24.txt", 0),
@@ -483,7 +513,7 @@ SHIPPED = {  # source: (its sample body, which look-alike serves its CRM: 0 Komm
 
 
 def _shipped(name: str, crm_apis, **env: str):
-    kommo_bitrix, others = crm_apis
+    kommo_bitrix, others, hubspot = crm_apis
     from tests.test_crms_latam import BITRIX24_SECRET
 
     environ = {**ENVIRON, "KOMMO_BASE_URL": kommo_bitrix.url,
@@ -493,6 +523,7 @@ def _shipped(name: str, crm_apis, **env: str):
                "SALESFORCE_CLIENT_SECRET": CLIENT_SECRET, "ZOHO_API_DOMAIN": others.url,
                "ZOHO_ACCOUNTS_URL": others.url, "ZOHO_CLIENT_ID": CLIENT_ID,
                "ZOHO_CLIENT_SECRET": CLIENT_SECRET, "ZOHO_REFRESH_TOKEN": REFRESH,
+               "HUBSPOT_API_URL": hubspot.url,
                "KOMMO_RATE": "1000", "BITRIX24_RATE": "1000", "PIPEDRIVE_RATE": "1000", **env}
     settings = Settings(wolkvox_token="t", wolkvox_server="1", environ=environ)
     return load_source(ROOT / f"mappings/{name}.yaml", settings), settings
@@ -530,18 +561,23 @@ def test_each_shipped_write_back_is_taken_by_its_crm_in_the_documented_shape(
     server = crm_apis[which]
     server.reset()
     event = _sample_event(source, sample)
+    customer = next(rule for rule in source.rules if rule.name == "customer_id")
+    if which == 2:  # HubSpot: a note goes only on a contact it knows
+        server.add_contact(customer.apply(event, START) if source.lookup is None
+                           else event["objectId"])
     sender = Sender(store, {name: source}, settings, "test")
     for moment in ("scheduled", "called"):
         outcome = sender.decide(_claim(source, event, moment))
         assert outcome.status == "done", outcome.reason
         assert outcome.http_status in (200, 201) and outcome.answer.startswith("id ")
-    scheduled, called = [w for w in server.written if w["crm"] == name.split("-")[0]]
+    written = server.written if which != 2 else [
+        {"crm": "hubspot", "to": n["contact"], "text": n["body"]} for n in server.notes]
+    scheduled, called = [w for w in written if w["crm"] == name.split("-")[0]]
     assert scheduled["text"] == ("Llamada programada para el martes 1 de diciembre, 11:00 "
                                  "(hora de Bogotá).")
     assert called["text"] == ("Llamada del martes 1 de diciembre, 11:02 (hora de Bogotá): "
                               "no contestó (NO-ANSWER).")
     # on the CRM object the callback is about: the customer id the recall was sent with
-    customer = next(rule for rule in source.rules if rule.name == "customer_id")
     assert scheduled["to"] == called["to"] == str(customer.apply(event, START))
     if "title" in scheduled:
         assert scheduled["title"] == "Llamada programada"

@@ -11,7 +11,13 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from ...bridge import current_bridge
-from ..operations import BULK_LIMIT, BULK_STATUSES, RetryRefused, bulk_retry
+from ..operations import (
+    BULK_LIMIT,
+    BULK_STATUSES,
+    RetryRefused,
+    bulk_retry,
+    retry_writebacks,
+)
 from . import filters
 from .web import acting, bp
 
@@ -35,7 +41,28 @@ def bulk() -> Any:
         count = current_bridge().store.count(form.where, cap=BULK_LIMIT)
     return render_template("console/bulk.html", form=form, asked=asked, count=count,
                            limit=BULK_LIMIT, statuses=BULK_STATUSES,
-                           sources=sorted(current_bridge().sources))
+                           sources=sorted(current_bridge().sources), **_writebacks())
+
+
+def _writebacks() -> dict[str, Any]:
+    """How many write-backs failed, and of which sources."""
+    counts = current_bridge().store.writeback_counts()
+    failed = {source: n for (source, status), n in counts.items() if status == "failed"}
+    return {"failed_writebacks": sum(failed.values()), "writeback_sources": sorted(failed)}
+
+
+@bp.post("/bulk/writebacks")
+@acting
+def bulk_writebacks() -> Any:
+    """Queue every failed write-back (of a source) again."""
+    source = request.form.get("source") or None
+    try:
+        queued = retry_writebacks(current_bridge(), g.role, source)
+    except RetryRefused as err:
+        flash(_("Nothing was retried: %(why)s", why=str(err)), "error")
+    else:
+        flash(_("%(num)s write-back(s) queued again.", num=len(queued)), "ok")
+    return redirect(url_for("console.bulk"), 303)
 
 
 @bp.post("/bulk")
@@ -45,7 +72,7 @@ def bulk_confirm() -> Any:
     if form.errors:
         return render_template("console/bulk.html", form=form, asked=True, count=None,
                                limit=BULK_LIMIT, statuses=BULK_STATUSES,
-                               sources=sorted(current_bridge().sources)), 400
+                               sources=sorted(current_bridge().sources), **_writebacks()), 400
     try:
         done = bulk_retry(current_bridge(), form.where, actor=g.role)
     except RetryRefused as err:
