@@ -725,3 +725,19 @@ def test_two_processes_tell_a_condition_once(make_app, clock, chat):
     assert len(chat.messages) == 1
     assert app.test_client().get("/readyz").get_json()["alerts"]["standing"][0]["key"] == \
         "hold:lookup:kommo"
+
+
+def test_a_move_of_seconds_is_not_said_but_a_move_of_minutes_is():
+    from webhooks.mapping.writeback import moved_words
+
+    def facts(asked: str, moved: str) -> dict:
+        why = [{"code": "moved_min_lead", "params": {"minutes": "30"}, "text": "t"}]
+        return {"reason_code": "delivered_moved", "reason_params": json.dumps(
+            {"note": {"code": "moved", "params": {"asked": asked, "moved": moved, "why": why},
+                      "text": "t"}})}
+
+    assert moved_words(facts("20261201100000", "20261201100001"), "es") == ""
+    assert moved_words(facts("20261201100000", "20261201103000"), "es") == \
+        "se movió: wolkvox exige 30 min de anticipación"
+    assert moved_words(facts("20261201100000", "20261201103000"), "en") == \
+        "moved: wolkvox wants 30 min ahead"

@@ -281,6 +281,9 @@ def moved_words(facts: Mapping[str, Any], language: str) -> str:
     if not isinstance(moved, dict):
         return ""
     words = MOVED_WORDS[language]
+    dates = moved.get("params") or {}
+    if str(dates.get("asked", ""))[:12] == str(dates.get("moved", "?"))[:12]:
+        return ""  # moved by seconds: the note's minute is the one asked
     causes = (moved.get("params") or {}).get("why") or []
     causes = causes if isinstance(causes, list) else [causes]
     for cause in causes:
