@@ -119,6 +119,7 @@ class Sandbox:
             self.state.latency = 0.0
             self.state.daily_limit = 0
             self.state.autodial = None
+            self.state.refuse_unknown = False
 
 
 @pytest.fixture(scope="session")

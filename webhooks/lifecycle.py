@@ -50,6 +50,7 @@ class AttemptOutcome(StrEnum):
     REQUEUED = "requeued"  # an operator's retry
     CALLED = "called"  # wolkvox's report says how the recall's call went
     NO_RESULT = "no_result"  # no call of the recall was reported within CALL_RESULTS_MAX_WAIT
+    ADDED = "added"  # the lead was added to the campaign (add_record) before its recall
 
 
 class ResultState(StrEnum):

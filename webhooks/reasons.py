@@ -286,6 +286,16 @@ LOOKUP_NOTHING = Kind("lookup_nothing",
                       "lookup: the answer for {what} {id} has nothing at `{pick}`",
                       "consulta: la respuesta para {what} {id} no tiene nada en `{pick}`")
 
+# new leads: a record added to a campaign before its recall (delivery/decide.py)
+RECORD_ADDED = Kind("record_added", "added to campaign {campaign}: {said}",
+                    "agregado a la campaña {campaign}: {said}")
+RECORD_MISSING = Kind(
+    "record_missing",
+    "wolkvox does not have customer {customer} in campaign {campaign} ({said}): adding it",
+    "wolkvox no tiene al cliente {customer} en la campaña {campaign} ({said}): se agrega")
+RECORD_REFUSED = Kind("record_refused", "adding to campaign {campaign}: {reason}",
+                      "agregando a la campaña {campaign}: {reason}")
+
 # write-backs: what a CRM said to what the bridge told it (outbound/writeback.py)
 WRITEBACK_SENT = Kind("writeback_sent", "{what}: {host} answered HTTP {status}",
                       "{what}: {host} respondió HTTP {status}")
@@ -341,7 +351,8 @@ WRITEBACK_REQUEUED = Kind("writeback_requeued", "re-queued by an operator",
                           "reencolado por un operador")
 
 # operators' alerts (delivery/alerts.py): what a message to the operators' chat says
-ALERT_RAISED = Kind("alert_raised", "⚠️ Recall Bridge: {what}", "⚠️ Recall Bridge: {what}")
+ALERT_RAISED = Kind("alert_raised", "⚠️ Recall Bridge: {what}",
+                    "⚠️ Recall Bridge, aviso: {what}")
 ALERT_CLEARED = Kind("alert_cleared", "✅ Recall Bridge, resolved: {what}",
                      "✅ Recall Bridge, resuelto: {what}")
 ALERT_TOKEN_HELD = Kind("alert_token_held", "wolkvox token {token} is held ({sources}): {reason}",

@@ -60,6 +60,7 @@ class SandboxState:
         self.max_in_flight = max_in_flight
         self.timezone = "America/Bogota"
         self.autodial: str | None = None
+        self.refuse_unknown = False  # refuse a recall for a customer a campaign does not have
         self.reset()
 
     def reset(self) -> None:
@@ -74,6 +75,8 @@ class SandboxState:
         self.calls: list[dict[str, str]] = []  # the dialer's rows, as campaign_3 answers them
         self.report_requests: list[dict[str, Any]] = []
         self.reports: Counter[str] = Counter()
+        self.records: dict[str, dict[str, dict[str, Any]]] = {}  # campaign -> customer -> record
+        self.adds: list[dict[str, Any]] = []  # each add_record call: campaign, status, records
 
     def admit(self, token: str, api: str) -> str:
         """A call of `api` by `token` under wolkvox's rules (call under the lock): "" when it
@@ -141,6 +144,44 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
                 spent = time.perf_counter() - arrived
                 time.sleep(max(0.0, state.latency - spent))
             return _answer(state, token, scripted)
+        finally:
+            with state.lock:
+                state.in_flight[token] -= 1
+
+    @app.post("/api/v2/campaign.php")
+    def add_record() -> ResponseReturnValue:
+        """add_record: a JSON array of records into a predictive campaign; each needs a
+        customer_id and a tel1..tel10 of digits. The answer is not documented by wolkvox:
+        this one says how many records were added."""
+        token = request.headers.get("wolkvox-token", "")
+        with state.lock:
+            refused = state.admit(token, "add_record")
+            if refused:
+                return _error(refused)
+            scripted = state.script.pop(0) if state.script else None
+        try:
+            if isinstance(scripted, int) and scripted >= 300:
+                return jsonify({"code": scripted, "error": "Error",
+                                "msg": f"SCRIPTED {scripted} for 3001234567"}), scripted
+            query, body = request.args, request.get_json(silent=True)
+            tels = (f"tel{n}" for n in range(1, 11))
+            if query.get("type_campaign") not in ("predictive", "preview") or \
+                    not str(query.get("campaign_id", "")).isdigit() or \
+                    not query.get("campaign_status") or not isinstance(body, list) or not body \
+                    or not all(isinstance(r, dict) and str(r.get("customer_id") or "") and
+                               any(str(r.get(t) or "").isdigit() for t in list(tels))
+                               for r in body):
+                return _error("params")
+            with state.lock:
+                campaign = state.records.setdefault(str(query["campaign_id"]), {})
+                for record in body:
+                    campaign[str(record["customer_id"])] = dict(record)
+                state.adds.append({"campaign_id": query["campaign_id"],
+                                   "campaign_status": query["campaign_status"],
+                                   "records": body, "at": time.time()})
+            return jsonify({"code": 200, "error": None,
+                            "msg": f"{len(body)} records were added to the campaign "
+                                   f"{query['campaign_id']}"}), 200
         finally:
             with state.lock:
                 state.in_flight[token] -= 1
@@ -230,6 +271,8 @@ def create_sandbox(tokens: list[str], latency: float = 0.0, daily_limit: int = 0
                 state.autodial = data["autodial"] or None
             if "timezone" in data:
                 state.timezone = str(data["timezone"])
+            if "refuse_unknown" in data:
+                state.refuse_unknown = bool(data["refuse_unknown"])
         return jsonify({"ok": True})
 
     return app
@@ -290,6 +333,14 @@ def _answer(state: SandboxState, token: str, scripted: Any) -> ResponseReturnVal
             or not re.fullmatch(r"\d{14}", str(body.get("recall_date", ""))) \
             or not str(body.get("recall_telephone", "")).isdigit():
         return _error("params")
+    customer = str(body["customer_id"])
+    with state.lock:
+        unknown = state.refuse_unknown and customer not in state.records.get(
+            str(query["campaign_id"]), {})
+    if unknown:  # wolkvox's own words for this are not documented: the sandbox's
+        return jsonify({"code": 400, "error": "Error",
+                        "msg": f"customer_id {customer} does not exist in the campaign "
+                               f"{query['campaign_id']}"}), 400
     record = {"campaign_id": query["campaign_id"], "type_campaign": query["type_campaign"],
               "token": token, "at": time.time(), **{k: str(body[k]) for k in
               ("recall_date", "recall_telephone", "customer_id")}}

@@ -7,6 +7,7 @@ Nothing reads the environment at import time: `Settings.from_env()` is called by
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -47,6 +48,11 @@ WRITEBACK_THREADS = 2  # per delivery process; one hung CRM holds one of them at
 ALERT_FAILURES = 10  # callbacks failed within ALERT_WINDOW that raise an alert; 0: never
 ALERT_WINDOW = 600.0  # seconds the failures are counted over
 ALERT_QUIET = 900.0  # one message per condition per this many seconds at most
+# What wolkvox answers a recall for a customer the campaign does not have is not documented
+# (wolkvox-api.md): the message is matched with this pattern, a setting, to confirm on a real
+# operation (docs/crms.md says how).
+WOLKVOX_NOT_IN_CAMPAIGN = (r"(?i)not (found|exist|registered)|does ?n[o']t exist|no existe|"
+                           r"not in (the )?campaign|unknown customer|no registrad")
 # requests acknowledged while the store was down, until replayed: unset, a folder per store
 # under SPOOL_ROOT (named by its fingerprint), so bridges started in one folder never share one
 SPOOL_ROOT = "instance/spool"
@@ -113,6 +119,7 @@ class Settings:
     call_results_max_wait: float = CALL_RESULTS_MAX_WAIT
     writeback_timeout: float = WRITEBACK_TIMEOUT
     writeback_threads: int = WRITEBACK_THREADS
+    wolkvox_not_in_campaign: str = WOLKVOX_NOT_IN_CAMPAIGN
     alert_webhook_url: str = field(default="", repr=False)  # Slack, Teams, Google Chat...
     alert_language: str = "es"  # es | en
     alert_failures: int = ALERT_FAILURES
@@ -208,6 +215,10 @@ def alert_problems(settings: Settings) -> list[str]:
                         "Google Chat incoming webhook, or any URL taking {\"text\": ...})")
     if settings.alert_language not in ("es", "en"):
         problems.append(f"ALERT_LANGUAGE={settings.alert_language!r} must be es or en")
+    try:
+        re.compile(settings.wolkvox_not_in_campaign)
+    except re.error as err:
+        problems.append(f"WOLKVOX_NOT_IN_CAMPAIGN is not a regular expression: {err}")
     if settings.alert_failures < 0:
         problems.append("ALERT_FAILURES must be 0 (no failure alerts) or a number of failures")
     return problems

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
@@ -21,10 +22,11 @@ import requests
 from .. import reasons
 from ..lifecycle import RETRY_SOON, AttemptOutcome, Status, backoff_delay
 from ..mapping.source import Source
+from ..observability import metrics
 from ..outbound import errors, wolkvox
 from ..outbound.deadline import Call, new_session
 from ..outbound.errors import Answer, OutboundError
-from ..outbound.lookups import fetch_and_map
+from ..outbound.lookups import enrich
 from ..outbound.rate_gate import RateGate
 from ..recall import RecallInvalid, mask_phones_in
 from ..settings import Settings
@@ -46,6 +48,7 @@ class Decider:
     def __init__(self, store: Store, sources: Mapping[str, Source], settings: Settings):
         self.store, self.sources, self.settings = store, sources, settings
         self.gate = RateGate(store)  # each source's CRM calls, at its mapping's rate:
+        self._not_in_campaign = re.compile(settings.wolkvox_not_in_campaign)
         self._local = threading.local()
 
     def now(self) -> float:
@@ -84,24 +87,25 @@ class Decider:
         if source.lookup is None:  # stored unmapped by a mapping that has lost its lookup
             raise RuntimeError(f"source {source.name} has no lookup to map event {event.id}")
         try:
-            recall = fetch_and_map(source, event.raw,
-                                   self._session(source.lookup.steps[0].url),
-                                   self.settings.clock(), self.settings.lookup_timeouts, call,
-                                   self.gate.pace(source))
+            enriched = enrich(source, event.raw, self._session(source.lookup.steps[0].url),
+                              self.settings.lookup_timeouts, call, self.gate.pace(source))
+            recall = source.map(enriched, self.settings.clock())
         except OutboundError as err:
             return self.on_error(err, event, source, now,
                                  credentials=(HoldKind.LOOKUP, lookup_key(source.name)))
         except RecallInvalid as err:
             why = reasons.of_error(err)
             return Decision(Status.INVALID, why, Attempt(AttemptOutcome.FAILED, why), refund=1)
-        decision = self._send(key, source, event, recall, call, now)
+        decision = self._send(key, source, event, recall, call, now, enriched)
         if lookup_hold is None:
             return decision
         return replace(decision, lifts=(lookup_key(source.name), lookup_hold["since"]))
 
     def _send(self, key: str, source: Source, event: Claimed, recall: dict[str, str],
-              call: Call | None, now: float) -> Decision:
-        """The mapped recall: kept back (a later change, a repeat, the time rules), or sent."""
+              call: Call | None, now: float, mapped_from: Any = None) -> Decision:
+        """The mapped recall: kept back (a later change, a repeat, the time rules), or sent,
+        its lead added to the campaign first when the mapping says so (`campaign_record:`,
+        mapped from `mapped_from`, the event as the recall was: after its lookup)."""
         kept = self._kept_back(key, source, event, recall, now)
         if kept is not None:
             return kept
@@ -110,21 +114,68 @@ class Decider:
             status = Status.EXPIRED if plan.action == Action.EXPIRED else Status.FAILED
             return Decision(status, plan.note, Attempt(AttemptOutcome(plan.action), plan.note),
                             refund=1)
-        target = source.target
+        steps = _Steps()
         try:
-            result = wolkvox.send_recall(self._session(target.base_url), target, plan.recall,
-                                         self.settings.wolkvox_timeouts, call)
+            result = self._record_and_recall(key, source, event, plan.recall, call, steps,
+                                             event.raw if mapped_from is None else mapped_from)
+        except RecallInvalid as err:
+            why = reasons.of_error(err)
+            return Decision(Status.INVALID, why, Attempt(AttemptOutcome.FAILED, why), refund=1)
         except OutboundError as err:
-            return self.on_error(err, event, source, now, recall=plan.recall, spent=True)
+            return steps.applied(self.on_error(err, event, source, now, recall=plan.recall,
+                                               spent=True))
         said = mask_phones_in(result.answer.msg)
         note = plan.note
         reason = (reasons.DELIVERED_MOVED(note=note, said=said) if note
                   else reasons.DELIVERED(said=said))
-        return Decision(Status.DELIVERED, reason,
-                        _attempt(AttemptOutcome.DELIVERED, reason, result.answer),
-                        recall=plan.recall,
-                        scheduled_for=timerules.epoch(plan.recall, target.timezone),
-                        awaits_result=self.settings.call_results_interval > 0)
+        return steps.applied(Decision(
+            Status.DELIVERED, reason, _attempt(AttemptOutcome.DELIVERED, reason, result.answer),
+            recall=plan.recall, scheduled_for=timerules.epoch(plan.recall, source.target.timezone),
+            awaits_result=self.settings.call_results_interval > 0))
+
+    def _record_and_recall(self, key: str, source: Source, event: Claimed,
+                           recall: dict[str, str], call: Call | None, steps: _Steps,
+                           mapped_from: Any) -> wolkvox.Delivered:
+        """The recall, with its lead's record added first (`always`) or when wolkvox says it
+        does not have the customer (`missing`). Every call is counted in `steps`; an add that
+        fails raises, so a recall never goes out after a refused add."""
+        target = source.target
+        session = self._session(target.base_url)
+        timeouts = self.settings.wolkvox_timeouts
+        rule = source.record
+        record = known = None
+        if rule is not None:
+            record = source.record_of(mapped_from, self.settings.clock(), recall["customer_id"])
+            known = self.store.has_record(key, recall["campaign_id"], recall["customer_id"])
+        if rule is not None and record is not None and rule.add == "always" and not known:
+            self._add(session, target, rule.status, recall, record, call, steps)
+        try:
+            return steps.call(lambda: wolkvox.send_recall(session, target, recall, timeouts, call))
+        except wolkvox.Rejected as err:
+            if rule is None or record is None or rule.add != "missing" or known or \
+                    not self._not_in_campaign.search(err.answer.msg or ""):
+                raise
+            why = reasons.RECORD_MISSING(customer=recall["customer_id"],
+                                         campaign=recall["campaign_id"], said=err.answer.msg)
+            steps.before.append(_attempt(AttemptOutcome.RETRY, why, err.answer))
+        self._add(session, target, rule.status, recall, record, call, steps)
+        return steps.call(lambda: wolkvox.send_recall(session, target, recall, timeouts, call))
+
+    def _add(self, session: requests.Session, target: Any, status: str, recall: dict[str, str],
+             record: dict[str, str], call: Call | None, steps: _Steps) -> None:
+        """add_record, its attempt kept for the timeline; its error raised, named as an add."""
+        campaign = recall["campaign_id"]
+        try:
+            added = steps.call(lambda: wolkvox.add_record(
+                session, target, campaign, status, record, self.settings.wolkvox_timeouts, call))
+        except OutboundError as err:
+            metrics.record_add("refused" if isinstance(err, errors.GiveUp) else "retry")
+            err.reason = reasons.RECORD_REFUSED(campaign=campaign, reason=err.reason)
+            raise
+        metrics.record_add("added")
+        why = reasons.RECORD_ADDED(campaign=campaign, said=mask_phones_in(added.answer.msg))
+        steps.before.append(_attempt(AttemptOutcome.ADDED, why, added.answer))
+        steps.added = True
 
     def _kept_back(self, key: str, source: Source, event: Claimed, recall: dict[str, str],
                    now: float) -> Decision | None:
@@ -220,6 +271,34 @@ class Decider:
         if base_url not in sessions:
             sessions[base_url] = new_session(base_url)
         return sessions[base_url]
+
+
+class _Steps:
+    """What a decision's calls before its last did: their attempts, how many quota units all
+    its calls spent (a credentials refusal is taken to spend none), whether a record was
+    added."""
+
+    def __init__(self) -> None:
+        self.before: list[Attempt] = []
+        self.spent = 0
+        self.added = False
+
+    def call(self, make: Any) -> Any:
+        self.spent += 1
+        try:
+            return make()
+        except errors.HoldCredentials:
+            self.spent -= 1
+            raise
+
+    def applied(self, decision: Decision) -> Decision:
+        """`decision` with these steps: the attempts before its own, the units beyond the
+        claim's one (or that one refunded when no call spent it), the record remembered."""
+        if not self.before and not self.added and self.spent <= 1:
+            return decision
+        return replace(decision, before=tuple(self.before), added=self.added,
+                       extra_units=max(self.spent - 1, 0),
+                       refund=1 if self.spent == 0 else 0)
 
 
 def _attempt(outcome: AttemptOutcome, reason: str, answer: Answer | None) -> Attempt:

@@ -24,6 +24,7 @@ from ..timing.rules import Caps
 from .lookups import Lookup, LookupStep
 from .schema import (
     AnswerBlock,
+    CampaignRecordBlock,
     DateOptions,
     FieldSpec,
     HandshakeBlock,
@@ -36,7 +37,7 @@ from .schema import (
     WolkvoxBlock,
     WritebackEntry,
 )
-from .source import Source, rules_for
+from .source import CampaignRecord, Source, compile_rule, rules_for
 from .writeback import Writeback, WritebackTemplateError, compile_writeback
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -130,7 +131,16 @@ def load_source(path: Path, settings: Settings) -> Source:
         spec["answer"]["after"] == "delivered" else 0.0,
         answer_status=spec["answer"]["status"] if spec["answer"] else 202,
         writebacks=writebacks,
+        record=_record(spec["campaign_record"], target.timezone),
     )
+
+
+def _record(block: Mapping[str, Any] | None, timezone: str) -> CampaignRecord | None:
+    if block is None or block["add"] == "off":
+        return None
+    return CampaignRecord(block["add"], block["campaign_status"],
+                          tuple(compile_rule(name, spec, timezone)
+                                for name, spec in block["record_fields"].items()))
 
 
 def _expand_writebacks(entries: Any, environ: Mapping[str, str],
@@ -270,6 +280,7 @@ _SCHEMAS: dict[str, type[Schema]] = {
     "recall.*.phone": PhoneOptions, "recall.*.date": DateOptions, "wolkvox": WolkvoxBlock,
     "lookup": LookupBlock, "max_recalls": MaxRecalls, "handshake": HandshakeBlock,
     "answer": AnswerBlock, "writeback": WritebackEntry, "writeback.oauth2": OAuth2Block,
+    "campaign_record": CampaignRecordBlock, "campaign_record.fields.*": FieldSpec,
 }
 
 

@@ -214,6 +214,30 @@ class OAuth2Block(Schema):
             raise ValidationError("grant: refresh_token needs `refresh_token`")
 
 
+RECORD_FIELDS = ("customer_name", "customer_last_name", "id_type", "age", "gender", "country",
+                 "state", "city", "zone", "address", "email", "tel_extra",
+                 *(f"tel{n}" for n in range(1, 11)), *(f"opt{n}" for n in range(1, 13)))
+
+
+class CampaignRecordBlock(Schema):
+    """Put the lead into the campaign (wolkvox's add_record) so that its recall has a record
+    to call: `missing` (when wolkvox refuses the recall for a customer it does not have) or
+    `always` (before the lead's first recall); `off` turns it off (for ${NAME:-off})."""
+
+    add = fields.String(required=True, validate=validate.OneOf(
+        ["missing", "always", "off"], error="must be missing, always or off"))
+    campaign_status = fields.String(load_default="start", validate=validate.Length(min=1))
+    record_fields = fields.Dict(data_key="fields", keys=fields.String(validate=validate.OneOf(
+        RECORD_FIELDS, error="is not a field of a wolkvox record (customer_name, tel1..tel10, "
+        "opt1..opt12, email, ...; customer_id is the recall's)")), values=ScalarOrSpec(),
+        required=True)
+
+    @validates_schema
+    def _a_phone(self, data: dict[str, Any], **_: Any) -> None:
+        if not any(name.startswith("tel") for name in data.get("record_fields") or {}):
+            raise ValidationError("fields: needs tel1 (the number the campaign dials)")
+
+
 class WritebackEntry(Schema):
     """One write-back: when (`on:`) and the request that tells the CRM (writeback.py)."""
 
@@ -276,6 +300,8 @@ class MappingFile(Schema):
     # a preset name, a mapping (see calling_hours.py), or none/false for no calling hours
     calling_hours = fields.Raw(load_default=None, allow_none=True)
     max_recalls = fields.Nested(MaxRecalls, load_default=None)
+    # a lead the campaign does not have yet is added to it (wolkvox's add_record)
+    campaign_record = fields.Nested(CampaignRecordBlock, load_default=None)
     # what the bridge tells the CRM of each callback (mapping/writeback.py)
     writeback = fields.List(fields.Nested(WritebackEntry), load_default=list)
 

@@ -67,6 +67,31 @@ class FieldRule:
 
 
 @dataclass(frozen=True)
+class CampaignRecord:
+    """A mapping's `campaign_record:`: when the lead is added to the campaign, with what."""
+
+    add: str  # missing | always
+    status: str  # add_record's campaign_status
+    rules: tuple[FieldRule, ...]
+
+    def of(self, event: Any, now: datetime) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """The record's fields (customer_id apart) and the errors per field: a field whose
+        path finds nothing is left out; one that fails its converter is an error; a record
+        needs a phone."""
+        values: dict[str, str] = {}
+        errors: dict[str, list[str]] = {}
+        for rule in self.rules:
+            try:
+                values[rule.name] = str(rule.apply(event, now))
+            except ValueError as err:
+                if not str(err).startswith("no value"):
+                    errors[f"campaign_record.{rule.name}"] = [str(err)]
+        if not errors and not any(name.startswith("tel") for name in values):
+            errors["campaign_record.tel1"] = ["no phone: a record needs the number to dial"]
+        return values, errors
+
+
+@dataclass(frozen=True)
 class Source:
     """Everything the bridge knows of one source, checked and compiled."""
 
@@ -90,6 +115,7 @@ class Source:
     answer_wait: float = 0.0  # answer after delivery, waiting at most this long
     answer_status: int = 202  # the HTTP status of an accepted request's answer (`answer.status`)
     writebacks: tuple[Writeback, ...] = ()  # what it tells its CRM of each callback
+    record: CampaignRecord | None = None  # adds the lead to the campaign (add_record)
 
     def notices(self, moment: str) -> tuple[str, ...]:
         """The names of its write-backs that are on for `moment`."""
@@ -226,9 +252,20 @@ class Source:
                 values[rule.name] = rule.apply(event, now)
             except ValueError as err:
                 errors[rule.name] = [str(err)]
+        if self.record is not None:
+            errors.update(self.record.of(event, now)[1])
         if errors:
             raise RecallInvalid(errors)
         return validate_recall(values)
+
+    def record_of(self, event: Any, now: datetime, customer_id: str) -> dict[str, str]:
+        """The campaign record for `event` (its customer_id the recall's); RecallInvalid."""
+        if self.record is None:
+            raise ValueError(f"source {self.name} adds no record")  # a caller's bug
+        values, errors = self.record.of(event, now)
+        if errors:
+            raise RecallInvalid(errors)
+        return {"customer_id": customer_id, **values}
 
 
 def compile_rule(name: str, spec: Mapping[str, Any], timezone: str) -> FieldRule:

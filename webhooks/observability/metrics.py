@@ -103,6 +103,19 @@ def report_call(outcome: str) -> None:
 
 
 _writebacks: Counter | None = None
+_adds: Counter | None = None
+
+
+def record_add(outcome: str) -> None:
+    """One add_record call (a lead put into its campaign): added, refused, retry."""
+    global _adds
+    if _adds is None:
+        with _lock:
+            if _adds is None:
+                _adds = Counter(f"{PREFIX}_record_adds", "Leads added to a wolkvox campaign "
+                                "(add_record) before their recall, by outcome (added, "
+                                "refused, retry)", ["outcome"])
+    _adds.labels(outcome=outcome).inc()
 
 
 def writeback(source: str, outcome: str) -> None:

@@ -81,7 +81,21 @@ def mappings_try(source_name: str, file: Path, show_phone: bool) -> None:
                    f"in one request (413); the first {result.limit} are judged here")
     for tried in result.events:
         _print_tried(tried, show_phone)
+        _print_record(source, tried, bridge.settings.clock(), show_phone)
         _print_writebacks(source, tried, bridge.settings.clock().timestamp())
+
+
+def _print_record(source: Source, tried: intake.Tried, now: datetime, show_phone: bool) -> None:
+    """The campaign record the event's lead would be added with (`campaign_record:`)."""
+    if source.record is None or tried.recall is None or tried.when is None:
+        return
+    record = source.record_of(tried.verdict.event.raw, now, tried.recall["customer_id"])
+    if not show_phone:
+        record = {k: mask_phone(v) if k.startswith("tel") else v for k, v in record.items()}
+    when = ("before its first recall" if source.record.add == "always" else
+            "when wolkvox says the campaign does not have it")
+    click.echo(f"  campaign record (add_record, {when}): "
+               + safe(json.dumps(record, ensure_ascii=False)))
 
 
 def _print_writebacks(source: Source, tried: intake.Tried, now: float) -> None:
@@ -296,14 +310,18 @@ def spool_adopt(files: tuple[Path, ...]) -> None:
 @click.option("--autodial", default="", metavar="RESULT",
               help="play the dialer: every recall is called at its date with this result "
                    "(ANSWER, BUSY, NO-ANSWER...), shown in the campaign_3 report")
+@click.option("--refuse-unknown", is_flag=True,
+              help="refuse a recall for a customer the campaign does not have (add it first "
+                   "with add_record)")
 def sandbox(host: str, port: int, tokens: tuple[str, ...], latency: float,
-            daily_limit: int, autodial: str) -> None:
+            daily_limit: int, autodial: str, refuse_unknown: bool) -> None:
     """Serve a wolkvox look-alike on loopback (see webhooks/sandbox.py)."""
     from ..sandbox import create_sandbox, serve
 
     valid = list(tokens) or [current_bridge().settings.wolkvox_token]
     app = create_sandbox(valid, latency, daily_limit)
     app.extensions["sandbox"].autodial = autodial.upper() or None
+    app.extensions["sandbox"].refuse_unknown = refuse_unknown
     app.extensions["sandbox"].timezone = current_bridge().settings.wolkvox_timezone
     server = serve(app, host, port)
     click.echo(f"wolkvox sandbox on http://{host}:{server.server_port} "

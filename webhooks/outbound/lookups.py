@@ -64,15 +64,22 @@ class LookupFailed(errors.GiveUp):
 def fetch_and_map(source: Source, event: Any, session: requests.Session, now: datetime,
                   timeouts: tuple[float, float], call: Call | None = None,
                   pace: Callable[[float], float] | None = None) -> dict[str, str]:
-    """The event's recall fields after its lookup's steps, each GET after its turn at the
-    source's rate gate (`pace`: rate_gate.RateGate.pace); raises the errors above or
-    recall.RecallInvalid."""
+    """The event's recall fields after its lookup's steps (`enrich`); raises the errors above
+    or recall.RecallInvalid."""
+    return source.map(enrich(source, event, session, timeouts, call, pace), now)
+
+
+def enrich(source: Source, event: Any, session: requests.Session,
+           timeouts: tuple[float, float], call: Call | None = None,
+           pace: Callable[[float], float] | None = None) -> dict[str, Any]:
+    """The event with what its lookup's steps fetched, each GET after its turn at the
+    source's rate gate (`pace`: rate_gate.RateGate.pace), under their `into` names."""
     if source.lookup is None:
         raise ValueError(f"source {source.name} has no lookup")  # a caller's bug, by name
     enriched = dict(event) if isinstance(event, dict) else {"event": event}
     for step in source.lookup.steps:
         enriched[step.into] = fetch(step, enriched, session, timeouts, call, pace)
-    return source.map(enriched, now)
+    return enriched
 
 
 def fetch(step: LookupStep, event: dict[str, Any], session: requests.Session,

@@ -90,6 +90,25 @@ def send_recall(session: requests.Session, target: Target, recall: Mapping[str, 
         raise
 
 
+def add_record(session: requests.Session, target: Target, campaign_id: str, status: str,
+               record: Mapping[str, str], timeouts: tuple[float, float],
+               call: Call | None = None) -> Delivered:
+    """POST one record into a predictive campaign (add_record); Delivered on a 2xx, else the
+    WolkvoxError kind its answer names. Its answer is not documented: any 2xx is taken."""
+    query = {"api": "add_record", "type_campaign": "predictive", "campaign_id": campaign_id,
+             "campaign_status": status}
+    http_status, headers, content, latency = exchange(
+        session, "POST", target, RECALL_PATH, query, timeouts, call, json_body=[dict(record)])
+    data, answer = read_answer(http_status, content, latency)
+    if 200 <= http_status < 300:
+        return Delivered(answer)
+    try:
+        refuse(http_status, data, answer, headers.get("Retry-After"))
+    except RetrySoon:
+        rest_refused(call)
+        raise
+
+
 def rest_refused(call: Call | None) -> None:
     """Refused as SIMULTANEOUS: wolkvox counts more calls than we do, so the slot waits."""
     if call is not None:

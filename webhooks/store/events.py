@@ -37,7 +37,7 @@ from .holders import lapsed_holders
 from .limits import Hold, refund
 from .results import replace_awaiting
 from .sqlite import READ_ONLY
-from .tables import attempts, events, writebacks
+from .tables import attempts, campaign_records, events, writebacks
 from .texts import text, why
 from .writebacks import enqueue
 
@@ -99,6 +99,9 @@ class Decision:
     lifts: tuple[str, float] | None = None  # a hold (key, since) this outcome proved needless
     awaits_result: bool = False  # delivered with call results on: its call's result is asked
     notices: tuple[str, ...] = ()  # the source's write-backs this outcome queues (its moment)
+    before: tuple[Attempt, ...] = ()  # calls made before the main one (an add_record)
+    extra_units: int = 0  # quota units its calls spent beyond the one reserved with its claim
+    added: bool = False  # its lead was added to its recall's campaign (remember it)
 
 
 Quota = tuple[str, str, int]  # (token_key, day, daily limit)
@@ -235,9 +238,16 @@ class EventStore:
             ours = bool(db.execute(update(events).where(
                 events.c.id == event_id, events.c.holder == holder,
                 events.c.status == Status.SENDING).values(**values)).rowcount)
+            for before in decision.before if ours else ():
+                db.execute(insert(attempts).values(event_id=event_id, at=now,
+                                                   **_attempt_row(before)))
             if ours and decision.attempt is not None:
                 db.execute(insert(attempts).values(event_id=event_id, at=now,
                                                    **_attempt_row(decision.attempt)))
+            if ours and decision.added and decision.recall is not None:
+                remember_record(db, event_id, decision.recall, now)
+            if ours and decision.extra_units and quota_day is not None:
+                refund(db, *quota_day, -decision.extra_units)  # spent: counted as used
             if ours and decision.awaits_result:
                 replace_awaiting(db, event_id, now)
             if ours and decision.refund and quota_day is not None:
@@ -246,6 +256,14 @@ class EventStore:
             if ours and decision.notices and moment is not None:
                 _notify(db, event_id, moment, decision, now)
             return ours
+
+    def has_record(self, token_key: str, campaign_id: str, customer_id: str) -> bool:
+        """Has the bridge added this customer to this campaign (add_record)?"""
+        with self._tx(read=True) as db:
+            return db.execute(select(campaign_records.c.added_at).where(
+                campaign_records.c.token_key == token_key,
+                campaign_records.c.campaign_id == campaign_id,
+                campaign_records.c.customer_id == customer_id)).first() is not None
 
     def release(self, ids: Sequence[int], holder: str, now: float, reason: str = "") -> int:
         """Give back claimed events that were not sent (a hold, a stop, a batch kept too
@@ -456,6 +474,16 @@ def _newer_of_lead(event_id: int | None) -> Any:
     if event_id is not None:
         found.append(this.c.id == event_id)
     return and_(*found)
+
+
+def remember_record(db: Connection, event_id: int, recall: dict[str, str], now: float) -> None:
+    """The event's lead is in its campaign now (inside the caller's transaction)."""
+    token_key = db.execute(select(events.c.token_key).where(events.c.id == event_id)).scalar()
+    key = {"token_key": token_key, "campaign_id": str(recall["campaign_id"]),
+           "customer_id": str(recall["customer_id"])}
+    if db.execute(select(campaign_records.c.added_at).where(
+            *(getattr(campaign_records.c, k) == v for k, v in key.items()))).first() is None:
+        db.execute(insert(campaign_records).values(**key, added_at=now, event_id=event_id))
 
 
 def _notify(db: Connection, event_id: int, moment: Moment, decision: Decision,

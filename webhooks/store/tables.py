@@ -189,3 +189,12 @@ alerts = Table(  # one row per operators' alert condition (delivery/alerts.py)
     Column("said_at", Float),  # when it was last told: once per ALERT_QUIET at most
     Column("text", Text, nullable=False, default=""),  # what it is, as told
 )
+
+campaign_records = Table(  # customers the bridge added to a campaign (add_record): never twice
+    "campaign_records", metadata,
+    Column("token_key", String(32), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("customer_id", String(255), primary_key=True),
+    Column("added_at", Float, nullable=False),
+    Column("event_id", ID),  # the event whose decision added it
+)
