@@ -187,3 +187,29 @@ def test_a_bad_campaign_record_is_named_at_start(tmp_path: Path, block: str, sai
     with pytest.raises(ConfigError) as err:
         load_source(path, Settings(wolkvox_token="t", wolkvox_server="1", environ=ENVIRON))
     assert said in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "sample"), [("rdstation", "rdstation.json"),
+                                              ("hubspot-workflow", "hubspot-workflow.json"),
+                                              ("kommo", None)])
+def test_each_shipped_commented_campaign_record_works_once_uncommented(tmp_path, name, sample):
+    from datetime import UTC, datetime
+
+    from webhooks.crm.formats import format_of
+
+    text = (ROOT / f"mappings/{name}.yaml").read_text()
+    head, tail = text.split("# campaign_record:")
+    block = "\n".join(line[2:] if line.startswith("# ") else line
+                      for line in ("campaign_record:" + tail).splitlines())
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(head + block + "\n")
+    source = load_source(path, Settings(wolkvox_token="t", wolkvox_server="1",
+                                        environ=ENVIRON))
+    assert source.record is not None and source.record.add == "always"
+    if sample is None:  # Kommo's record reads the lookup's contact: loaded, not mapped here
+        return
+    body = (ROOT / "mappings/samples" / sample).read_bytes()
+    event = source.events_of(source.parse(body, format_of(source.format).sample_type))[0]
+    record = source.record_of(event, datetime(2026, 12, 1, tzinfo=UTC), "c-1")
+    assert record["customer_id"] == "c-1" and record["tel1"] == "93001234567"
+    assert record["customer_name"]

@@ -51,6 +51,7 @@ OUTCOME_LABELS = {  # an attempt's outcome (store/events.py Attempt, and an oper
     "superseded": lazy_gettext("superseded"),
     "called": lazy_gettext("called"),
     "no_result": lazy_gettext("no result"),
+    "added": lazy_gettext("added to the campaign"),
 }
 WRITEBACK_LABELS = {  # a write-back's own status (store/writebacks.py)
     "queued": lazy_gettext("waiting"),
