@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-slow test-all lint bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,15 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 run: $(VENV)/.runtime  ## the bridge on SQLite; the sandbox wolkvox unless WOLKVOX_TOKEN is set
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/run
 
-test: $(VENV)/.dev  ## every test, the slow multi-process ones too, ruff and mypy
+test: $(VENV)/.dev  ## ruff, mypy and every suite but the slow multi-process ones (~8 min)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
-
-test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow"
+
+test-slow: $(VENV)/.dev  ## the slow suites: gunicorn, several processes, the browser (~6 min)
+	$(BIN)/pytest -m slow
+
+test-all: test test-slow  ## what CI runs (.ci/run)
 
 bench: $(VENV)/.dev  ## every figure against its baseline (docs/performance.md); ~5 minutes
 	$(BIN)/python bench/run.py

@@ -60,9 +60,10 @@ class Results:
     """The report side of one process's delivery: asks, matches and records results."""
 
     def __init__(self, store: Store, settings: Settings, gate: TokenGate, hold: Hold,
-                 notices: NoticesOf | None = None):
+                 notices: NoticesOf | None = None, wake: Callable[[], None] | None = None):
         self.store, self.settings, self.gate, self.hold = store, settings, gate, hold
         self.notices = notices  # the write-backs a reported call queues, by source
+        self.wake = wake  # the write-back threads: a reported call may have queued some
         self._next_look: dict[str, float] = {}
         self._local = threading.local()
 
@@ -150,6 +151,8 @@ class Results:
         key, zone = group.key, group.target.timezone
         results = match(waiting, report.rows, report.unsure, zone)
         written = self.store.record_results(results, now, self.notices)
+        if written and self.wake is not None:
+            self.wake()
         for result in results:
             metrics.call_result(result.word)
         max_wait = self.settings.call_results_max_wait

@@ -54,9 +54,10 @@ class Worker:
         self.keeper: Keeper | None = None
         self.gate = TokenGate(store, settings, self.name)
         self.decider = Decider(store, sources, settings)
-        self.results = Results(store, settings, self.gate, self.hold, self.notices)
         self.writebacks = Sender(store, sources, settings, self.name,
                                  Alerts(store, settings, sources, spool_depth))
+        self.results = Results(store, settings, self.gate, self.hold, self.notices,
+                               self.writebacks.wake)
         self.groups: dict[str, TokenGroup] = {}
         for source in sources.values():
             group = self.groups.setdefault(source.target.key, TokenGroup(source.target))

@@ -41,6 +41,9 @@ from .alerts import Alerts
 
 log = logging.getLogger(__name__)
 LEASE_MARGIN = 5.0  # a claim outlives its call's deadline by this much
+# An idle write-back thread looks this often: what this process queues wakes it at once (an
+# outcome, an operator's retry); a reported call or an alert waits for the next look.
+IDLE_POLL = 1.0
 
 
 class Sender:
@@ -99,7 +102,8 @@ class Sender:
                 log.exception("write-back loop error")
                 sent = False
             if not sent:
-                self._nudge.wait(self.settings.poll_interval * (0.5 + random.random()))
+                self._nudge.wait(max(IDLE_POLL, self.settings.poll_interval)
+                                 * (0.5 + random.random()))
                 self._nudge.clear()
 
     def now(self) -> float:
