@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -163,10 +164,7 @@ class Sender:
             log.exception("write-back %s: unexpected error", claimed.id)
             return WritebackOutcome(WritebackStatus.FAILED, reasons.WRITEBACK_TRANSPORT(
                 what=what, error=type(err).__name__))
-        return WritebackOutcome(
-            WritebackStatus.DONE, reasons.WRITEBACK_SENT(what=what, host=request.host,
-                                                         status=answer.http_status),
-            http_status=answer.http_status, answer=answer.msg)
+        return _done(what, request, answer)
 
     def _alert(self, claimed: ClaimedWriteback) -> WritebackOutcome:
         """An operators' message: no rate gate, no template (its text was judged)."""
@@ -177,10 +175,7 @@ class Sender:
                           self.settings.writeback_timeouts)
         except errors.OutboundError as err:
             return self._on_error(err, claimed)
-        return WritebackOutcome(
-            WritebackStatus.DONE, reasons.WRITEBACK_SENT(what="alert", host=request.host,
-                                                         status=answer.http_status),
-            http_status=answer.http_status, answer=answer.msg)
+        return _done("alert", request, answer)
 
     def _send(self, source: Source, entry: Writeback, request: Request,
               what: str) -> errors.Answer:
@@ -214,7 +209,7 @@ class Sender:
             return WritebackOutcome(
                 WritebackStatus.QUEUED,
                 reasons.WRITEBACK_HELD(reason=err.reason, interval=f"{interval:g}"),
-                next_attempt_at=now, http_status=status, answer=said)
+                next_attempt_at=now, http_status=status, answer=said, held=True)
         after = err.after if isinstance(err, errors.RetryLater) else 0.0
         if not err.counted:  # our own pace: back at the turn, no attempt lost
             return WritebackOutcome(WritebackStatus.QUEUED, err.reason, next_attempt_at=now + after)
@@ -234,7 +229,7 @@ class Sender:
                now: float) -> None:
         """Hold the source's write-backs on a refusal; lift a hold an answer proved needless."""
         key = writeback_key(source)
-        if getattr(outcome.reason, "code", "") == "writeback_held":
+        if outcome.held:
             until = now + self.settings.token_probe_interval
             self.store.hold(key, HoldKind.WRITEBACK, outcome.reason, until, now)
             self.store.note_writebacks_waiting(source, outcome.reason, now)
@@ -246,10 +241,20 @@ class Sender:
             log.info("write-backs of %s: credentials work again, hold released", source)
 
     def _session(self, url: str) -> requests.Session:
+        """One session per thread and per host (its proxy settings are the host's)."""
         sessions = self._local.__dict__.setdefault("sessions", {})
-        if url.split("/", 3)[2] not in sessions:
-            sessions[url.split("/", 3)[2]] = new_session(url)
-        return sessions[url.split("/", 3)[2]]
+        host = urlsplit(url).netloc
+        if host not in sessions:
+            sessions[host] = new_session(url)
+        return sessions[host]
+
+
+def _done(what: str, request: Request, answer: errors.Answer) -> WritebackOutcome:
+    """The CRM took it (2xx): its answer kept (the created record's id)."""
+    return WritebackOutcome(
+        WritebackStatus.DONE, reasons.WRITEBACK_SENT(what=what, host=request.host,
+                                                     status=answer.http_status),
+        http_status=answer.http_status, answer=answer.msg)
 
 
 def _counted_as(outcome: WritebackOutcome) -> str:
@@ -257,5 +262,4 @@ def _counted_as(outcome: WritebackOutcome) -> str:
         return "done"
     if outcome.status == WritebackStatus.FAILED:
         return "failed"
-    code = getattr(outcome.reason, "code", "")
-    return "held" if code == "writeback_held" else "retry"
+    return "held" if outcome.held else "retry"

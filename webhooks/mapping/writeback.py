@@ -225,8 +225,7 @@ def context(moment: str, facts: Mapping[str, Any], raw: Any, source: str, event_
     scheduled = facts.get("scheduled_for")
     called = facts.get("called_at")
     result = facts.get("call_result") or ""
-    reason = reasons.render(facts.get("reason_code"), _params(facts), facts.get("reason", ""),
-                            language)
+    reason = reasons.of_row(facts, language)
     values = {
         "moment": moment, "source": source, "event_id": event_id, "event": raw,
         "language": language, "recall": recall, "phone": phone,
@@ -241,13 +240,6 @@ def context(moment: str, facts: Mapping[str, Any], raw: Any, source: str, event_
     values["note"] = note(values, language)
     values["title"] = title(values, language)
     return values
-
-
-def _params(facts: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return json.loads(facts.get("reason_params") or "{}") or {}
-    except ValueError:
-        return {}
 
 
 def _time(epoch: float | None, timezone: str, language: str) -> dict[str, Any] | None:
@@ -277,14 +269,14 @@ def moved_words(facts: Mapping[str, Any], language: str) -> str:
     """Why the recall's date moved, as a salesperson reads it; "" when it did not move."""
     if facts.get("reason_code") != "delivered_moved":
         return ""
-    moved = _params(facts).get("note")
+    moved = (reasons.params_from(facts.get("reason_params")) or {}).get("note")
     if not isinstance(moved, dict):
         return ""
     words = MOVED_WORDS[language]
-    dates = moved.get("params") or {}
-    if str(dates.get("asked", ""))[:12] == str(dates.get("moved", "?"))[:12]:
+    params = moved.get("params") or {}
+    if str(params.get("asked", ""))[:12] == str(params.get("moved", "?"))[:12]:
         return ""  # moved by seconds: the note's minute is the one asked
-    causes = (moved.get("params") or {}).get("why") or []
+    causes = params.get("why") or []
     causes = causes if isinstance(causes, list) else [causes]
     for cause in causes:
         if isinstance(cause, dict) and cause.get("code") == "moved_closed":

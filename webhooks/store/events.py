@@ -39,7 +39,7 @@ from .results import replace_awaiting
 from .sqlite import READ_ONLY
 from .tables import attempts, campaign_records, events, writebacks
 from .texts import text, why
-from .writebacks import enqueue
+from .writebacks import enqueue_for_event
 
 
 @dataclass(frozen=True)
@@ -253,8 +253,9 @@ class EventStore:
             if ours and decision.refund and quota_day is not None:
                 refund(db, *quota_day, decision.refund)
             moment = MOMENTS.get(decision.status)
-            if ours and decision.notices and moment is not None:
-                _notify(db, event_id, moment, decision, now)
+            if ours and decision.notices and moment is not None:  # the row holds the recall now
+                enqueue_for_event(db, event_id, moment, lambda _source: decision.notices,
+                                  why(decision.reason), now)
             return ours
 
     def has_record(self, token_key: str, campaign_id: str, customer_id: str) -> bool:
@@ -484,13 +485,3 @@ def remember_record(db: Connection, event_id: int, recall: dict[str, str], now: 
     if db.execute(select(campaign_records.c.added_at).where(
             *(getattr(campaign_records.c, k) == v for k, v in key.items()))).first() is None:
         db.execute(insert(campaign_records).values(**key, added_at=now, event_id=event_id))
-
-
-def _notify(db: Connection, event_id: int, moment: Moment, decision: Decision,
-            now: float) -> None:
-    """Queue the outcome's write-backs with the facts their templates read, frozen now."""
-    row = db.execute(select(events.c.source, events.c.recall, events.c.scheduled_for)
-                     .where(events.c.id == event_id)).one()
-    facts = {"at": now, "recall": decision.recall or row.recall,
-             "scheduled_for": decision.scheduled_for or row.scheduled_for, **why(decision.reason)}
-    enqueue(db, event_id, row.source, decision.notices, moment, facts, now)

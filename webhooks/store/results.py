@@ -19,7 +19,7 @@ from .. import reasons
 from ..lifecycle import AttemptOutcome, Moment, ResultState, Status
 from .tables import attempts, events, quota, reports
 from .texts import why
-from .writebacks import NoticesOf, enqueue
+from .writebacks import NoticesOf, enqueue_for_event
 
 EARLY = 600.0  # wolkvox activates a recall up to 10 minutes before its date
 REPORT_UNITS = ":reports"  # the quota row of a token's report units: token_key + this
@@ -191,7 +191,12 @@ class ResultStore:
                     event_id=result.event_id, at=now, outcome=AttemptOutcome.CALLED,
                     wolkvox_msg=result.word[:500], **why(result.reason)))
                 if notices is not None:
-                    _notify_called(db, result, now, notices)
+                    enqueue_for_event(
+                        db, result.event_id, Moment.CALLED,
+                        lambda source: notices(source, Moment.CALLED),
+                        {"call_result": result.word[:32], "called_at": result.called_at,
+                         "other_phone": result.called_phone is not None, **why(result.reason)},
+                        now)
         return written
 
     def close_unreported(self, token_key: str, campaign_id: str | None, before: float,
@@ -238,15 +243,3 @@ def replace_awaiting(db: Connection, event_id: int, now: float) -> None:
     db.execute(insert(attempts), [
         {"event_id": i, "at": now, "outcome": AttemptOutcome.SUPERSEDED, **why(reason)}
         for i in ids])
-
-
-def _notify_called(db: Connection, result: Result, now: float, notices: NoticesOf) -> None:
-    """Queue the write-backs of a reported call, with the facts their templates read."""
-    row = db.execute(select(events.c.source, events.c.recall, events.c.scheduled_for)
-                     .where(events.c.id == result.event_id)).one()
-    names = notices(row.source, Moment.CALLED)
-    if names:
-        facts = {"at": now, "recall": row.recall, "scheduled_for": row.scheduled_for,
-                 "call_result": result.word[:32], "called_at": result.called_at,
-                 "other_phone": result.called_phone is not None, **why(result.reason)}
-        enqueue(db, result.event_id, row.source, names, Moment.CALLED, facts, now)

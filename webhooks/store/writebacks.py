@@ -51,6 +51,7 @@ class WritebackOutcome:
     next_attempt_at: float | None = None
     http_status: int | None = None
     answer: str | None = None
+    held: bool = False  # the CRM refused the credentials: the source's write-backs wait
 
 
 def enqueue(db: Connection, event_id: int | None, source: str, names: Sequence[str], moment: str,
@@ -66,11 +67,35 @@ def enqueue(db: Connection, event_id: int | None, source: str, names: Sequence[s
     return len(names)
 
 
+def enqueue_for_event(db: Connection, event_id: int, moment: str,
+                      names_of: Callable[[str], Sequence[str]], facts: Mapping[str, Any],
+                      now: float) -> None:
+    """Queue the write-backs `names_of(source)` names for an event's `moment`, inside the
+    caller's transaction (after its outcome is written), with the facts their templates read:
+    the moment, the recall as sent and its date, frozen now, and `facts`."""
+    row = db.execute(select(events.c.source, events.c.recall, events.c.scheduled_for)
+                     .where(events.c.id == event_id)).one()
+    names = names_of(row.source)
+    if names:
+        enqueue(db, event_id, row.source, names, moment,
+                {"at": now, "recall": row.recall, "scheduled_for": row.scheduled_for, **facts},
+                now)
+
+
+def _due(now: float) -> Any:
+    """A write-back that may be claimed: queued and due, or sending with its lease run out
+    (its process stopped)."""
+    return or_(and_(writebacks.c.status == WritebackStatus.QUEUED,
+                    writebacks.c.next_attempt_at <= now),
+               and_(writebacks.c.status == WritebackStatus.SENDING,
+                    writebacks.c.lease_until < now))
+
+
 class WritebackStore:
     """Mixed into `Store`; expects `self._tx()`."""
 
-    dialect: str
     _tx: Callable[..., AbstractContextManager[Connection]]
+
     def claim_writeback(self, sources: Iterable[str], holder: str, now: float,
                         lease: float) -> ClaimedWriteback | None:
         """The oldest due write-back of `sources` (queued and due, or sending with its lease
@@ -78,16 +103,12 @@ class WritebackStore:
         names = list(sources)
         if not names:
             return None
-        due = or_(and_(writebacks.c.status == WritebackStatus.QUEUED,
-                       writebacks.c.next_attempt_at <= now),
-                  and_(writebacks.c.status == WritebackStatus.SENDING,
-                       writebacks.c.lease_until < now))
         with self._tx() as db:
             row = db.execute(
                 select(writebacks.c.id, writebacks.c.event_id, writebacks.c.source,
                        writebacks.c.name, writebacks.c.moment, writebacks.c.facts,
                        writebacks.c.attempts)
-                .where(due, writebacks.c.source.in_(names))
+                .where(_due(now), writebacks.c.source.in_(names))
                 .order_by(writebacks.c.next_attempt_at, writebacks.c.id).limit(1)
                 .with_for_update(skip_locked=True)).first()
             if row is None:
@@ -107,11 +128,7 @@ class WritebackStore:
             return False
         with self._tx(read=True) as db:
             return db.execute(select(writebacks.c.id).where(
-                writebacks.c.source.in_(names),
-                or_(and_(writebacks.c.status == WritebackStatus.QUEUED,
-                         writebacks.c.next_attempt_at <= now),
-                    and_(writebacks.c.status == WritebackStatus.SENDING,
-                         writebacks.c.lease_until < now))).limit(1)).first() is not None
+                writebacks.c.source.in_(names), _due(now)).limit(1)).first() is not None
 
     def finish_writeback(self, writeback_id: int, holder: str, outcome: WritebackOutcome,
                          now: float) -> bool:
