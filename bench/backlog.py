@@ -42,6 +42,7 @@ from bench.drain import (  # noqa: E402
     ENV,
     TOKEN,
     _stats,
+    baseline,
     drop_database,
     fresh_database,
     start_sandbox,
@@ -198,6 +199,8 @@ def run(count: int, seconds: float, latency: float, workdir: Path,
         sandbox, sandbox_url = start_sandbox(env, workdir, latency)
         procs.append(sandbox)
         env["WOLKVOX_BASE_URL"] = sandbox_url
+        base_rate = baseline(sandbox_url)  # a bare 2-thread client on the same sandbox
+        requests.delete(f"{sandbox_url}/_sandbox/recalls", timeout=5)
         rows = queued_rows(env, count)
         insert_seconds = insert_events(url, rows)
         del rows
@@ -229,11 +232,12 @@ def run(count: int, seconds: float, latency: float, workdir: Path,
         phases[name] = {"seconds": round(end - begin, 1), "recalls": len(times),
                         "bridge_per_s": round(rate, 1),
                         "ratio_to_ceiling": round(rate / ceiling, 3),
+                        "ratio_to_baseline": round(rate / base_rate, 3),
                         "claim_plan": _brief(plans[name])}
     return {
         "database": url.split("://")[0].split("+")[0], "events": count,
         "insert_seconds": round(insert_seconds, 1), "seconds": seconds, "latency_s": latency,
-        "ceiling_per_s": ceiling, "phases": phases,
+        "ceiling_per_s": ceiling, "baseline_per_s": round(base_rate, 1), "phases": phases,
         "bridge_per_s": phases["one_due_time"]["bridge_per_s"],
         "ratio_to_ceiling": phases["one_due_time"]["ratio_to_ceiling"],
         "recalls": len(recalls), "unique_customers": len(set(ids)),
@@ -276,7 +280,9 @@ def table(result: dict) -> str:
         lines.append(f"claim, {label}: {_plan_line(plan)}")
     for name, phase in result["phases"].items():
         lines.append(f"{name}: {phase['bridge_per_s']:.1f} recalls/s of "
-                     f"{result['ceiling_per_s']:g} ({phase['ratio_to_ceiling']:.3f}) over "
+                     f"{result['ceiling_per_s']:g} ({phase['ratio_to_ceiling']:.3f}; "
+                     f"{phase['ratio_to_baseline']:.3f} of a bare client's "
+                     f"{result['baseline_per_s']:g}) over "
                      f"{phase['seconds']:g} s; claim: {_plan_line(phase['claim_plan'])}")
     for n, rss in enumerate(result["rss"]):
         lines.append(f"deliver {n} RSS: first {rss['first_mb']} MB, last {rss['last_mb']} MB, "

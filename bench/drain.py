@@ -8,9 +8,11 @@ drain the queue. Printed:
 - baseline: a bare client with 2 threads calling the sandbox back to back, in this run
   (the sandbox's and HTTP's own overhead, without the bridge);
 - bridge: recalls per second from the first to the last recall the sandbox received;
-- ratios bridge/ceiling and bridge/baseline; exactly-once and concurrency refusals.
+- ratios bridge/ceiling and bridge/baseline; exactly-once and concurrency refusals;
+- with --arriving M (600 by default), the same for M more webhooks posted through the web
+  instances while the deliver processes run: the drain with requests coming in.
 
-Usage: python bench/drain.py [--events 2000] [--latency 0.05] [--database URL]
+Usage: python bench/drain.py [--events 2000] [--latency 0.05] [--database URL] [--arriving 600]
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def baseline(sandbox: str, seconds: float = 3.0) -> float:
     return sum(counts) / (time.monotonic() - started)
 
 
-def post_events(urls: list[str], count: int) -> None:
+def post_events(urls: list[str], count: int, first: int = 0) -> None:
     def post(i: int) -> int:
         body = {"request_id": f"bench-{i}", "lead_id": i, "phone": "300 123 4567",
                 "callback_at": "2030-12-01T10:30:00-05:00"}
@@ -135,11 +137,14 @@ def post_events(urls: list[str], count: int) -> None:
         return response.status_code
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(post, range(count)))
+        list(pool.map(post, range(first, first + count)))
 
 
-def run(events: int, latency: float, database: str | None, workdir: Path) -> dict:
-    """Run the whole set-up once; return the figures (also used by the slow test)."""
+def run(events: int, latency: float, database: str | None, workdir: Path,
+        arriving: int = 0) -> dict:
+    """Run the whole set-up once; return the figures (also used by the slow test). With
+    `arriving`, a second phase: that many more webhooks posted while the deliver processes
+    run (they arrive faster than they can be sent: the drain goes on with requests coming)."""
     pg_base = postgres_base(database)
     url = fresh_postgres(pg_base) if pg_base.startswith("postgres") else pg_base
     env = {**ENV, "DATABASE_URL": url, "MAPPINGS_DIR": str(zapier_only(workdir)),
@@ -165,16 +170,20 @@ def run(events: int, latency: float, database: str | None, workdir: Path) -> dic
         time.sleep(1.0)  # anything sent twice would arrive now
         recalls = requests.get(f"{sandbox_url}/_sandbox/recalls", timeout=30).json()
         stats = _stats(sandbox_url)
+        during = _arriving(webs, sandbox_url, events, arriving, procs[-1]) if arriving else None
     finally:
         for proc in reversed(procs):
             proc.kill()
         if url != pg_base and url.startswith("postgresql"):
             drop_postgres(url)
-    times = sorted(r["at"] for r in recalls)
-    rate = (len(times) - 1) / (times[-1] - times[0])
+    rate = _rate(recalls)
     ceiling = 2 / latency
     ids = [r["customer_id"] for r in recalls]
+    if during is not None:
+        during.update(ratio_to_ceiling=round(during["bridge_per_s"] / ceiling, 3),
+                      ratio_to_baseline=round(during["bridge_per_s"] / base_rate, 3))
     return {
+        "arriving": during,
         "events": events, "latency_s": latency, "database": url.split("://")[0],
         "received_per_s": round(events / receive_seconds, 1),
         "ceiling_per_s": ceiling, "baseline_per_s": round(base_rate, 1),
@@ -185,6 +194,30 @@ def run(events: int, latency: float, database: str | None, workdir: Path) -> dic
         "refused_for_concurrency": stats["refused_for_concurrency"],
         "max_in_flight": stats["max_in_flight"].get(TOKEN),
     }
+
+
+def _arriving(webs: list[str], sandbox_url: str, first: int, count: int, proc: Proc) -> dict:
+    """`count` webhooks posted through `webs` while the deliver processes run: the drain's
+    rate from the first of their recalls to the last, and its checks."""
+    requests.delete(f"{sandbox_url}/_sandbox/recalls", timeout=5)
+    posted = time.monotonic()
+    post_events(webs, count, first)
+    receive_seconds = time.monotonic() - posted
+    wait_until(lambda: _stats(sandbox_url)["recalls"] >= count, 300, proc)
+    time.sleep(1.0)
+    recalls = requests.get(f"{sandbox_url}/_sandbox/recalls", timeout=30).json()
+    stats = _stats(sandbox_url)
+    return {"events": count, "received_per_s": round(count / receive_seconds, 1),
+            "bridge_per_s": round(_rate(recalls), 1), "recalls": len(recalls),
+            "unique_customers": len({r["customer_id"] for r in recalls}),
+            "refused_for_concurrency": stats["refused_for_concurrency"],
+            "max_in_flight": stats["max_in_flight"].get(TOKEN)}
+
+
+def _rate(recalls: list[dict]) -> float:
+    """Recalls per second from the first recall the sandbox received to the last."""
+    times = sorted(r["at"] for r in recalls)
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def _up(url: str) -> bool:
@@ -203,9 +236,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--database", default=None, help="default: TEST_DATABASE_URL or local PG")
+    parser.add_argument("--arriving", type=int, default=600,
+                        help="webhooks posted while the deliver processes run (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        result = run(args.events, args.latency, args.database, Path(workdir))
+        result = run(args.events, args.latency, args.database, Path(workdir), args.arriving)
     print(json.dumps(result, indent=2))
 
 

@@ -7,8 +7,10 @@ shipped gunicorn settings (gunicorn.conf.py: 2 workers x 8 threads, delivery in 
 bare app (bench/bare.py) under the same settings, as many instances of each as `--instances`
 (the load is shared out between them). The load comes from wrk (Debian's package)
 when it is installed, else from a Python load generator (slower: its own limits show).
+Each round also reads the web workers' CPU time (user + system, /proc/<pid>/stat) before
+and after: CPU per request, steadier than req/s on a shared machine.
 
-Usage: python bench/ingest.py [--seconds 10] [--connections 4,16] [--database sqlite|URL]
+Usage: python bench/ingest.py [--seconds 9] [--connections 4,16] [--database sqlite|URL]
        [--instances 1]
 """
 
@@ -71,8 +73,9 @@ def spread(urls: list[str], connections: int, seconds: float) -> dict:
 
 def _wrk(url: str, connections: int, seconds: float) -> dict:
     env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:8]}
+    duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds
     out = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections),
-                          "-d", f"{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url],
+                          "-d", duration, "--timeout", "10s", "-s", str(LUA), url],
                          capture_output=True, text=True, env=env, timeout=seconds + 60)
     found = re.search(r"WRK_JSON (\{.*\})", out.stdout)
     if not found:
@@ -151,15 +154,28 @@ def run(seconds: float, connections: list[int], database: str, workdir: Path,
             proc, web = gunicorn(env, workdir / f"web{n}.log")
             procs.append(proc)
             bridges.append(web)
+        workers = {"bare": [], "bridge": []}  # the web workers' pids, for their CPU time
+        for name, group in (("bare", procs[1:1 + instances]), ("bridge", procs[1 + instances:])):
+            for proc in group:
+                workers[name] += worker_pids(proc.popen.pid)
         for count in connections:
             rounds: dict[str, list[dict]] = {"bare": [], "bridge": []}
             for _ in range(ROUNDS):  # interleaved, so that a noisy moment hits both
                 for name, targets in (("bare", bares), ("bridge", bridges)):
                     spread(targets, count, 1)  # warm up: imports, connections, caches
-                    rounds[name].append(spread(targets, count, seconds / ROUNDS))
+                    before = cpu_seconds(workers[name])
+                    found = spread(targets, count, seconds / ROUNDS)
+                    spent = cpu_seconds(workers[name]) - before
+                    found["cpu_ms_per_request"] = round(spent * 1000 / max(found["requests"], 1),
+                                                        3)
+                    rounds[name].append(found)
             for name, found in rounds.items():
                 middle = sorted(found, key=lambda r: r["per_s"])[len(found) // 2]
-                results["runs"].append({"app": name, "connections": count, **middle})
+                results["runs"].append({
+                    "app": name, "connections": count, **middle,
+                    # every round's tail and CPU, not only the median round's
+                    "rounds_p99_ms": [r["p99_ms"] for r in found],
+                    "rounds_cpu_ms": [r["cpu_ms_per_request"] for r in found]})
         for count in connections:
             bare_run = _find(results, "bare", count)
             bridge_run = _find(results, "bridge", count)
@@ -170,6 +186,23 @@ def run(seconds: float, connections: list[int], database: str, workdir: Path,
         if url.startswith("postgresql"):
             drop_postgres(url)
     return results
+
+
+def worker_pids(master: int) -> list[int]:
+    """The pids of a gunicorn master's workers (its children, from /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of `pids` so far (/proc/<pid>/stat, in clock ticks)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _bare(env: dict, workdir: Path, n: int = 0) -> tuple[Proc, str]:
@@ -197,10 +230,11 @@ def table(results: dict) -> str:
     lines = [f"ingest on {results['database']} ({results['instances']} web instance(s)), "
              f"{results['seconds']:g} s a run, load from {results['runs'][0]['generator']}",
              f"{'app':<8}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-             f"{'non-2xx':>9}"]
+             f"{'non-2xx':>9}{'cpu ms':>8}  every round's p99, cpu ms"]
     for r in results["runs"]:
         lines.append(f"{r['app']:<8}{r['connections']:>6}{r['per_s']:>10.1f}{r['p50_ms']:>9.2f}"
-                     f"{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['non_2xx']:>9}")
+                     f"{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['non_2xx']:>9}"
+                     f"{r['cpu_ms_per_request']:>8.3f}  {r['rounds_p99_ms']} {r['rounds_cpu_ms']}")
     for key, value in results.items():
         if key.startswith("ratio_"):
             lines.append(f"bridge / bare at {key[6:]} connections: {value:.3f}")
@@ -209,7 +243,7 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=9)
     parser.add_argument("--connections", default="4,16")
     parser.add_argument("--database", default="sqlite")
     parser.add_argument("--instances", type=int, default=1)

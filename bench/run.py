@@ -60,9 +60,11 @@ IDLE_WEBHOOKS = 200
 BACKLOG_EVENTS = 100_000
 BACKLOG_SECONDS = 36
 # Targets of the issue "Performance": reported as met or missed, never a failure.
-INGEST_P99_MS = 50  # at 16 connections on SQLite
-INGEST_RATIO = 0.25  # of bare Flask's throughput, on SQLite
-DRAIN_RATIO = 0.95  # of the token's ceiling
+INGEST_P99_MS = {"sqlite": {16: 50}, "postgresql": {4: 30, 16: 100}}  # every round's p99
+INGEST_RATIO = 0.25  # of bare Flask's throughput at 16 connections
+INGEST_CPU_MS = 0.9  # the web workers' CPU per webhook on SQLite, delivery in them
+DRAIN_RATIO = 0.95  # of a bare 2-thread client on the same sandbox (and shown: the ceiling)
+DRAIN_ARRIVING = 600  # webhooks posted while the deliver processes send
 RECOVERY_S = 5.0
 RSS_GROWTH = 1.2
 LOOP_EVENTS = 300
@@ -81,7 +83,8 @@ def measure_ingest(workdir: Path) -> dict:
 
 
 def measure_drain(workdir: Path) -> dict:
-    return drain.run(DRAIN_EVENTS, DRAIN_LATENCY, None, _dir(workdir, "drain"))
+    return drain.run(DRAIN_EVENTS, DRAIN_LATENCY, None, _dir(workdir, "drain"),
+                     arriving=DRAIN_ARRIVING)
 
 
 def measure_latency(workdir: Path) -> dict:
@@ -141,30 +144,47 @@ def ingest_rows(found: dict) -> list[dict]:
             answers = "every answer 2xx" if clean else \
                 f"{bridge['non_2xx']} non-2xx, {bridge['errors']} socket errors"
             target = f"; target >= {INGEST_RATIO}: {met(ratio >= INGEST_RATIO)}" \
-                if db == "sqlite" else ""
+                if count == 16 else ""
             rows.append(row(f"{label} c{count}", bridge["per_s"], bare["per_s"], "req/s",
                             f"vs bare Flask{target}; load from {bridge['generator']}; {answers}",
                             ratio=ratio, ok=bridge["non_2xx"] == 0))
-            target = ""
-            if db == "sqlite" and count == 16:
-                target = f"; target <= {INGEST_P99_MS} ms: {met(bridge['p99_ms'] <= INGEST_P99_MS)}"
+            worst = max(bridge["rounds_p99_ms"])
+            limit = INGEST_P99_MS.get(db, {}).get(count)
+            target = f"; target <= {limit} ms in every round: {met(worst <= limit)}" \
+                if limit else ""
             rows.append(row(f"{label} c{count} p99", bridge["p99_ms"], bare["p99_ms"], "ms",
-                            f"p50 {bridge['p50_ms']:.1f} ms (bare {bare['p50_ms']:.1f}){target}"))
+                            f"median round; rounds {bridge['rounds_p99_ms']}; p50 "
+                            f"{bridge['p50_ms']:.1f} ms (bare {bare['p50_ms']:.1f}){target}"))
+            cpu = bridge["cpu_ms_per_request"]
+            target = f"; target <= {INGEST_CPU_MS} ms: {met(cpu <= INGEST_CPU_MS)}" \
+                if db == "sqlite" and count == 16 else ""
+            rows.append(row(f"{label} c{count} cpu", cpu, bare["cpu_ms_per_request"],
+                            "ms/req", f"web workers' CPU (user + system, /proc) per webhook, "
+                            f"median round; rounds {bridge['rounds_cpu_ms']}; baseline bare "
+                            f"Flask's{target}"))
     return rows
 
 
 def drain_rows(found: dict) -> list[dict]:
-    exact = found["recalls"] == found["unique_customers"] == found["events"]
-    bounded = (found["max_in_flight"] or 0) <= 2 and found["refused_for_concurrency"] == 0
-    checks = (f"{found['recalls']} recalls to {found['unique_customers']} of {found['events']} "
-              f"leads, max in flight {found['max_in_flight']}, "
-              f"{found['refused_for_concurrency']} refused")
-    ratio = found["ratio_to_ceiling"]
-    return [row("drain postgresql vs ceiling", found["bridge_per_s"], found["ceiling_per_s"],
-                "recalls/s", f"2 web + 2 deliver, latency {found['latency_s']:g} s; target >= "
-                f"{DRAIN_RATIO}: {met(ratio >= DRAIN_RATIO)}; {checks}", ok=exact and bounded),
-            row("drain postgresql vs bare client", found["bridge_per_s"],
-                found["baseline_per_s"], "recalls/s", "a 2-thread client on the same sandbox")]
+    rows = []
+    phases = [("queued first", found)]
+    if found.get("arriving"):
+        phases.append((f"{found['arriving']['events']} arriving", found["arriving"]))
+    for label, phase in phases:
+        exact = phase["recalls"] == phase["unique_customers"] == phase["events"]
+        bounded = (phase["max_in_flight"] or 0) <= 2 and phase["refused_for_concurrency"] == 0
+        checks = (f"{phase['recalls']} recalls to {phase['unique_customers']} of "
+                  f"{phase['events']} leads, max in flight {phase['max_in_flight']}, "
+                  f"{phase['refused_for_concurrency']} refused")
+        ratio = phase["ratio_to_baseline"]
+        rows.append(row(f"drain postgresql, {label}", phase["bridge_per_s"],
+                        found["baseline_per_s"], "recalls/s",
+                        f"vs a bare 2-thread client on the same sandbox; 2 web + 2 deliver, "
+                        f"latency {found['latency_s']:g} s; target >= {DRAIN_RATIO}: "
+                        f"{met(ratio >= DRAIN_RATIO)}; {checks}", ok=exact and bounded))
+        rows.append(row(f"drain postgresql, {label} vs ceiling", phase["bridge_per_s"],
+                        found["ceiling_per_s"], "recalls/s", "2 calls in flight / latency"))
+    return rows
 
 
 def latency_rows(found: dict) -> list[dict]:
@@ -196,11 +216,12 @@ def backlog_rows(found: dict) -> list[dict]:
         index = ", ".join(plan["indexes"]) or "no index"
         ok = not plan["seq_scan"] if name == "one_due_time" else True
         label = {"one_due_time": "one due time", "spread": "due times 1 ms apart"}[name]
+        to_bare = phase["bridge_per_s"] / found["baseline_per_s"]
         rows.append(row(f"backlog drain, {label}", phase["bridge_per_s"],
-                        found["ceiling_per_s"], "recalls/s",
-                        f"{found['events']:,} queued; {phase['seconds']:g} s; target >= "
-                        f"{DRAIN_RATIO}: {met(phase['ratio_to_ceiling'] >= DRAIN_RATIO)}",
-                        ratio=phase["ratio_to_ceiling"]))
+                        found["baseline_per_s"], "recalls/s",
+                        f"vs a bare 2-thread client; {found['events']:,} queued; "
+                        f"{phase['seconds']:g} s; {phase['ratio_to_ceiling']:.3f} of the "
+                        f"ceiling; target >= {DRAIN_RATIO}: {met(to_bare >= DRAIN_RATIO)}"))
         rows.append(row(f"backlog claim, {label}", plan["execution_ms"], None, "ms",
                         f"{' > '.join(plan['node_types'])} ({index}), "
                         f"{plan['rows_read']:,} rows read" +

@@ -9,7 +9,7 @@ import requests
 
 from tests.conftest import SANDBOX_TOKEN, bridge_of, drain
 from tests.test_receiver import ZAP_HEADERS, zap
-from webhooks.delivery.worker import FULL_PAUSE, Worker
+from webhooks.delivery.worker import Worker
 from webhooks.store.holders import process_name
 
 
@@ -164,7 +164,8 @@ def test_events_of_now_default_are_scheduled_after_the_minimum_lead(make_app, sa
 def test_idle_threads_do_not_look_for_a_slot_at_every_wake_while_every_slot_is_taken(make_app):
     """Under a burst every stored webhook wakes its process's idle delivery threads; while
     both slots are taken a look finds nothing (the holders drain the queue), and each look is
-    a transaction: woken 250 times in half a second, two threads look a few times each."""
+    a transaction: woken 250 times in half a second, two threads look once or twice each
+    (their polls, POLL_INTERVAL 1 s x 0.5-1.5), not at every wake-up."""
     app = make_app(poll_interval=1.0)
     bridge = bridge_of(app)
     store = bridge.store
@@ -183,4 +184,4 @@ def test_idle_threads_do_not_look_for_a_slot_at_every_wake_while_every_slot_is_t
     finally:
         worker.stop(5)
     print("looks:", len(looks))
-    assert 2 <= len(looks) <= 2 * (0.5 / FULL_PAUSE + 3)
+    assert 2 <= len(looks) <= 4

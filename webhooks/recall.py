@@ -45,12 +45,13 @@ class RecallInvalid(ValueError):
 
 
 def _real_date(value: str) -> None:
-    if not re.fullmatch(r"[0-9]{14}", value):
+    if not _DIGITS_14.fullmatch(value):
         raise ValidationError("must be 14 digits, YYYYmmddHHMMSS")
-    try:
-        datetime.strptime(value, DATE_FORMAT)
-    except ValueError:
-        raise ValidationError("is not a real date and time (YYYYmmddHHMMSS)") from None
+    if not _is_date(value):
+        raise ValidationError("is not a real date and time (YYYYmmddHHMMSS)")
+
+
+_DIGITS_14 = re.compile(r"[0-9]{14}")
 
 
 class RecallSchema(Schema):
@@ -130,8 +131,11 @@ def _mask_run(match: re.Match[str]) -> str:
 
 
 def _is_date(digits: str) -> bool:
+    """Whether 14 ASCII digits are a real date and time in DATE_FORMAT (the constructor's
+    checks, as strptime's, at a tenth of its cost: it runs for every webhook)."""
     try:
-        datetime.strptime(digits, DATE_FORMAT)
+        datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                 int(digits[10:12]), int(digits[12:14]))
     except ValueError:
         return False
     return True

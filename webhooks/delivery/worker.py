@@ -35,10 +35,6 @@ from .writebacks import Sender
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 1.0  # seconds between looks for events a dead worker had claimed
-# After a pass that found every slot taken, a thread does not answer wake-ups for this long
-# (its next poll still comes): a queued event cannot free a slot, and its holder drains it.
-# Under a burst every stored webhook wakes the idle threads; each look is a transaction.
-FULL_PAUSE = 0.05
 
 
 class Worker:
@@ -104,10 +100,12 @@ class Worker:
                 worked = False
             if not worked:
                 pause = self.settings.poll_interval * (0.5 + random.random())
-                if worked is None:  # every slot was taken
-                    self._stop.wait(min(FULL_PAUSE, pause))
-                    pause -= FULL_PAUSE
-                if pause > 0:
+                if worked is None:
+                    # Every slot was taken: a queued event cannot free one, and their holders
+                    # drain the queue. Wake-ups (every stored webhook, under a burst) are not
+                    # answered until the next poll: each look is two transactions.
+                    self._stop.wait(pause)
+                else:
                     self._nudge.wait(pause)
                 self._nudge.clear()
 

@@ -43,34 +43,37 @@ def verdict(source: Source, event: Any, index: int, delivery_id: str | None,
     event, unstorable = storable(event)
     common = {"source": source.name, "token_key": source.target.key, "raw": event,
               "occurred_at": source.occurred(event)}
-    # an ignored or invalid event keeps its lead too, to be found by its customer
-    lead = source.lead_of(event, now)
+    # an ignored or invalid event keeps its lead too, to be found by its customer (made
+    # only then: a mapped event's lead is its recall's)
+    def lead() -> tuple[str, str] | None:
+        return source.lead_of(event, now)
+
     try:
         common["dedup_key"] = source.dedup_key(event, index, delivery_id)
     except JMESPathError as err:
         common["dedup_key"] = source.dedup_key(event, index, None, hashed=True)
-        return _invalid(common, reasons.INVALID_EVENT_ID(error=str(err)), lead=lead)
+        return _invalid(common, reasons.INVALID_EVENT_ID(error=str(err)), lead=lead())
     if unstorable:
         return _invalid(common, reasons.INVALID_UNSTORABLE(paths=", ".join(unstorable[:5])),
-                        lead=lead)
+                        lead=lead())
     try:
         wanted = source.wanted(event)
     except JMESPathError as err:  # kept as invalid, for replay after a fix
-        return _invalid(common, reasons.INVALID_WHEN(error=str(err)), lead=lead)
+        return _invalid(common, reasons.INVALID_WHEN(error=str(err)), lead=lead())
     if not wanted:
-        return Verdict(NewEvent(**common, status=Status.IGNORED, lead=lead,
+        return Verdict(NewEvent(**common, status=Status.IGNORED, lead=lead(),
                                 reason=source.unwanted_reason(event)))
     if source.lookup is not None:  # mapped in the worker, after the CRM lookup
         try:
             object_id = object_id_of(source.lookup.object_id.search(event))
         except (ObjectIdInvalid, JMESPathError) as err:
-            return _invalid(common, reasons.INVALID(error=reasons.of_error(err)), lead=lead)
+            return _invalid(common, reasons.INVALID(error=reasons.of_error(err)), lead=lead())
         return Verdict(NewEvent(**common, reason=reasons.WAITING_LOOKUP(),
                                 lead=("", f"{source.name}:{object_id}")))
     try:
         return Verdict(NewEvent(**common, recall=source.map(event, now)))
     except RecallInvalid as err:
-        return _invalid(common, reasons.INVALID(error=str(err)), err.errors, lead=lead)
+        return _invalid(common, reasons.INVALID(error=str(err)), err.errors, lead=lead())
 
 
 def _invalid(common: dict[str, Any], reason: str,

@@ -20,7 +20,7 @@ from . import sqlite
 from .alerts import AlertStore
 from .errors import StoreRefused, StoreUnavailable, short
 from .events import EventStore, NewEvent, Outcome
-from .group_commit import GroupCommit
+from .group_commit import Backend, GroupCommit, PostgresBackend, SqliteBackend
 from .ingest import IngestStore, store_events
 from .limits import LimitStore
 from .rates import RateStore, Turn
@@ -122,9 +122,18 @@ class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewSto
         self._lock = lock
         self.engine = make_engine(self.url, lock, self.timeouts)
         self.dialect = self.engine.dialect.name
-        self.group = (GroupCommit(database, lock, self.prepared, store_events,
-                                  self.timeouts.lock)
-                      if lock is not None and database else None)
+        self.group = self._group_commit(database, lock)
+
+    def _group_commit(self, database: str | None,
+                      lock: sqlite.WriteLock | None) -> GroupCommit | None:
+        """The ingest path's writer (group_commit.py): on PostgreSQL, and on SQLite on a file."""
+        if self.dialect == "postgresql":
+            backend: Backend = PostgresBackend(self.engine, self.timeouts)
+        elif lock is not None and database:
+            backend = SqliteBackend(database, lock, self.timeouts.lock)
+        else:
+            return None
+        return GroupCommit(backend, self.prepared, store_events)
 
     def migrate(self) -> None:
         """Bring the schema to the newest version; safe to run from many processes at once."""
@@ -145,6 +154,8 @@ class Store(IngestStore, EventStore, LimitStore, RateStore, ResultStore, ViewSto
             engine.dispose()
 
     def dispose(self) -> None:
+        if self.group is not None:
+            self.group.close()
         self.engine.dispose()
 
 

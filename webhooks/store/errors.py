@@ -27,15 +27,23 @@ def translate(err: SQLAlchemyError, timeouts: Any = None) -> Exception:
     the setting of a timeout of `timeouts`, a StoreTimeouts, that fired)."""
     if isinstance(err, DataError | IntegrityError):
         return StoreRefused(short(err))
-    message = short(err)
-    if timeouts is not None:
+    if timeouts is not None and isinstance(err, PoolTimeout):
         from .timeouts import fired
 
-        lowered = message.lower()
-        if isinstance(err, PoolTimeout):
-            message = fired("STORE_POOL_TIMEOUT", timeouts.pool, "pool")
-        elif "database is locked" in lowered or "lock timeout" in lowered:
-            message = fired("STORE_LOCK_TIMEOUT", timeouts.lock, "lock")
-        elif "statement timeout" in lowered:
-            message = fired("STORE_STATEMENT_TIMEOUT", timeouts.statement, "statement")
-    return StoreUnavailable(message)
+        return StoreUnavailable(fired("STORE_POOL_TIMEOUT", timeouts.pool, "pool"))
+    return StoreUnavailable(timeout_message(short(err), timeouts))
+
+
+def timeout_message(message: str, timeouts: Any = None) -> str:
+    """A driver's `message`, or the message naming the setting of a timeout of `timeouts`
+    (a StoreTimeouts) that it says fired."""
+    if timeouts is None:
+        return message
+    from .timeouts import fired
+
+    lowered = message.lower()
+    if "database is locked" in lowered or "lock timeout" in lowered:
+        return fired("STORE_LOCK_TIMEOUT", timeouts.lock, "lock")
+    if "statement timeout" in lowered:
+        return fired("STORE_STATEMENT_TIMEOUT", timeouts.statement, "statement")
+    return message

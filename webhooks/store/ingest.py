@@ -1,11 +1,11 @@
 """Storing a request's events: the hot path of every webhook.
 
 Three statements, built once with Core: insert the event unless (source, dedup_key) exists,
-read the existing one when it does, and supersede the lead's older queued events. On
-PostgreSQL they run through SQLAlchemy. On SQLite they run on a connection of the group commit's
-own (group.py), compiled once and executed on the DBAPI cursor (fast.py): SQLAlchemy's own work
-per execution costs several times what SQLite spends on the row, and it is spent while every
-other writer waits.
+read the existing one when it does, and supersede the lead's older queued events. They run on
+a connection of the group commit's own (group_commit.py), compiled once and executed on the
+DBAPI connection (prepared.py): SQLAlchemy's own work per execution costs several times what
+the database spends on the row. `add_events` without a group commit (SQLite in memory, for
+tests) runs them through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -98,13 +98,14 @@ class IngestStore:
         return found
 
     def prepared(self) -> dict[str, Prepared]:
-        """The statements compiled for the DBAPI cursor (SQLite's group commit)."""
+        """The statements compiled for the DBAPI connection (the group commit's writer)."""
         found = self.statements
         dialect = self.engine.dialect
         prepared = {name: Prepared(statement, dialect) for name, statement in found.items()
                     if name != "insert"}
         prepared["insert"] = Prepared(found["insert"], dialect, ROW_KEYS, ("raw", "recall"))
-        prepared["order"] = _Order(prepared["later"], prepared["supersede"])  # type: ignore[assignment]
+        if self.dialect != "postgresql":
+            prepared["order"] = _Order(prepared["later"], prepared["supersede"])  # type: ignore[assignment]
         return prepared
 
 

@@ -1,10 +1,11 @@
 """Prebuilt Core statements compiled once and run straight on a DBAPI connection (the ingest
-hot path on SQLite).
+hot path: the group commit's writer, on SQLite and on PostgreSQL).
 
 SQLAlchemy's per-execution work (cache key, result set-up, type processing) costs several
 times what SQLite itself spends on a one-row insert, and under a burst every webhook pays it
 inside the single writer. The statements stay the ones defined with Core in events.py; only
-how they are executed changes. PostgreSQL keeps the ordinary path.
+how they are executed changes: positional values for sqlite3 (qmark), named ones for psycopg
+(pyformat).
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ class Prepared:
                  json_keys: Iterable[str] = ()):
         compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
         self.sql = str(compiled)
-        self.order = tuple(compiled.positiontup or ())
+        self.positional = compiled.positiontup is not None
+        self.order = tuple(compiled.positiontup or compiled.params)
         self.defaults = dict(compiled.params)
         self.json = frozenset(json_keys)  # JSON columns: serialized as SQLAlchemy's JSON does
 
     def run(self, connection: Any, values: dict[str, Any]) -> list[Any]:
         """Execute on a DBAPI `connection` (inside its transaction); the rows it returns."""
         merged = {**self.defaults, **values}
-        args = [json.dumps(merged[key]) if key in self.json else _plain(merged[key])
-                for key in self.order]
+        if self.positional:
+            args: Any = [json.dumps(merged[key]) if key in self.json else _plain(merged[key])
+                         for key in self.order]
+        else:
+            args = {key: json.dumps(merged[key]) if key in self.json else _plain(merged[key])
+                    for key in self.order}
         return connection.execute(self.sql, args).fetchall()
 
 

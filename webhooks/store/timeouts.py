@@ -10,7 +10,8 @@ answers; SQLite write-locked by another process) must not hold a webhook past wh
   to whole seconds and at least 2, so the wait is enforced here, to a fraction of a second);
 - STORE_STATEMENT_TIMEOUT: one statement on PostgreSQL, both server-side (statement_timeout,
   for a slow query) and client-side (a watchdog that shuts the socket of a statement still
-  running past it plus a margin: a server that never answers never applies its own timeout);
+  running past it plus a margin: a server that never answers never applies its own timeout),
+  and how long a request waits for the group commit (PostgreSQL) to write it, plus that margin;
 - STORE_POOL_TIMEOUT: waiting for a free connection of the pool (SQLAlchemy pool_timeout);
 - STORE_LOCK_TIMEOUT: waiting for a lock: PostgreSQL's lock_timeout, SQLite's busy timeout and
   how long a request waits for the group commit (SQLite) to write it.
