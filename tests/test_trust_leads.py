@@ -132,6 +132,33 @@ def test_rdstation_edit_asking_what_the_recall_ahead_asked_is_a_duplicate_not_a_
     assert f"duplicate of event {first}" in stored["reason"]
 
 
+def test_the_repeat_check_reads_the_last_recall_with_the_claim_not_before_each_call(
+        app, sandbox, clock, monkeypatch):
+    """The lead's last delivered recall comes with the claim (made ahead, while the previous
+    call is in flight): no query stands between two calls. A query at call time fails here."""
+    crm = BY_SOURCE["rdstation"]
+    asked = "2030-12-01T12:30:00-03:00"
+    [first] = results_of_ids(crm.post(app, body=rdstation_edit("2026-11-28T14:00:00-03:00",
+                                                              asked)))
+    drain(app)
+    store = bridge_of(app).store
+
+    def queried(*args: Any) -> None:
+        raise AssertionError("ahead_in_wolkvox queried on the call's path")
+
+    monkeypatch.setattr(store, "ahead_in_wolkvox", queried)
+    clock.advance(minutes=5)
+    [second] = results_of_ids(crm.post(app, body=rdstation_edit("2026-11-28T14:05:00-03:00",
+                                                               asked)))
+    drain(app)
+    assert len(sandbox.recalls()) == 1
+    assert f"duplicate of event {first}" in store.get(second)["reason"]
+    clock.advance(minutes=5)  # another date: a new call, judged from the claim's row too
+    crm.post(app, body=rdstation_edit("2026-11-28T14:10:00-03:00", "2030-12-02T12:30:00-03:00"))
+    drain(app)
+    assert [r["recall_date"] for r in sandbox.recalls()] == ["20301201103000", "20301202103000"]
+
+
 def test_rdstation_edit_asking_another_date_or_none_is_a_new_call(app, sandbox, clock):
     crm = BY_SOURCE["rdstation"]
     crm.post(app, body=rdstation_edit("2026-11-28T14:00:00-03:00", "2030-12-01T12:30:00-03:00"))

@@ -3,6 +3,7 @@ request's events is ingest.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -138,6 +140,50 @@ class Claimed:
     attempts: int
     age_from: float  # when it was stored, or last re-queued by an operator: MAX_EVENT_AGE
     occurred_at: float | None = None  # the CRM's time of the change, when the mapping says
+    # read with the claim: its lead's last delivered recall (None: not read; a LastDelivered
+    # whose row is None: the lead has none)
+    last_delivered: LastDelivered | None = None
+
+
+@dataclass(frozen=True)
+class LastDelivered:
+    """A lead's last delivered recall (id, phone, raw, scheduled_for) as the claim found it,
+    for the repeat check before its next call (delivery/decide.py), read off the call's path:
+    a claim is made ahead, while the previous call is in flight."""
+
+    lead: tuple[str, str, str]  # token key, campaign id, customer id
+    row: dict[str, Any] | None
+
+    def ahead(self, now: float) -> dict[str, Any] | None:
+        """The row when it is still set to ring after `now`, else None."""
+        return still_ahead(self.row, now)
+
+
+def still_ahead(row: Any, now: float) -> dict[str, Any] | None:
+    if row is None or row["scheduled_for"] is None or row["scheduled_for"] <= now:
+        return None
+    return dict(row)
+
+
+def _last_delivered(db: Connection, rows: Sequence[Any]) -> dict[tuple[str, str, str],
+                                                                  LastDelivered]:
+    """For the claimed rows of mapped events, each lead's last delivered recall, in one query.
+    A lead claimed twice in one batch is left out (its first call changes the answer)."""
+    leads = Counter((r.token_key, r.campaign_id, r.customer_id) for r in rows
+                    if r.recall is not None and r.customer_id)
+    wanted = [lead for lead, times in leads.items() if times == 1]
+    if not wanted:
+        return {}
+    found: dict[tuple[str, str, str], LastDelivered] = {
+        lead: LastDelivered(lead, None) for lead in wanted}
+    for row in db.execute(select(events.c.id, events.c.phone, events.c.raw,
+                                 events.c.scheduled_for, *LEAD).where(
+            events.c.status == Status.DELIVERED, tuple_(*LEAD).in_(wanted))
+            .order_by(events.c.id)).mappings():
+        lead = (row["token_key"], row["campaign_id"], row["customer_id"])
+        found[lead] = LastDelivered(lead, {key: row[key] for key in
+                                           ("id", "phone", "raw", "scheduled_for")})
+    return found
 
 
 class EventStore:
@@ -203,8 +249,10 @@ class EventStore:
             rows = rows[:granted]
         db.execute(update(events).where(events.c.id.in_([r.id for r in rows])).values(
             status=Status.SENDING, holder=holder, lease_until=now + lease, updated_at=now))
+        last = _last_delivered(db, rows)
         return [Claimed(r.id, r.source, r.raw, r.recall, r.attempts,
-                        max(r.created_at, r.requeued_at or 0.0), r.occurred_at) for r in rows]
+                        max(r.created_at, r.requeued_at or 0.0), r.occurred_at,
+                        last.get((r.token_key, r.campaign_id, r.customer_id))) for r in rows]
 
     def finish(self, event_id: int, holder: str, decision: Decision, now: float,
                quota_day: tuple[str, str] | None = None) -> bool:
@@ -335,9 +383,7 @@ class EventStore:
                 events.c.token_key == token_key, events.c.campaign_id == campaign_id,
                 events.c.customer_id == customer_id, events.c.status == Status.DELIVERED,
                 events.c.id != event_id).order_by(events.c.id.desc()).limit(1)).mappings().first()
-            if row is None or row["scheduled_for"] is None or row["scheduled_for"] <= now:
-                return None
-            return dict(row)
+            return still_ahead(row, now)
 
     # --- reading -----------------------------------------------------------------------
     def get(self, event_id: int) -> dict[str, Any] | None:
