@@ -1,15 +1,17 @@
 """`make bench`: every figure in one run, each against its baseline measured in the same run.
 
 Figures (each module also runs alone; see its docstring):
-- ingest (bench/ingest.py): webhooks/s and latency of the bridge vs bare Flask, SQLite with 1
-  web instance and PostgreSQL with 2, at 4 and 16 connections;
-- drain (bench/drain.py): recalls/s through 2 web + 2 deliver processes on PostgreSQL vs the
-  token's ceiling and a bare client;
+- ingest (bench/ingest.py): webhooks/s, latency (every round's p99) and the web workers' CPU
+  per webhook of the bridge vs bare Flask, SQLite with 1 web instance and PostgreSQL with 2, at
+  4 and 16 connections;
+- drain (bench/drain.py): recalls/s through 2 web + 2 deliver processes on PostgreSQL vs a bare
+  client and the token's ceiling, queued first and with webhooks arriving;
 - idle latency (bench/latency.py): a webhook's answer to its recall on the wire, vs the
   webhook's own answer time;
 - recovery (bench/recovery.py): seconds until a SIGKILLed deliver process's slots and claims
   are free, SQLite and PostgreSQL, vs LEASE;
-- backlog (bench/backlog.py): drain rate, claim plan and memory with 100,000 queued events;
+- backlog (bench/backlog.py): drain rate (vs a bare client), claim plan and memory with
+  100,000 queued events;
 - loop (bench/loop.py): call results' costs: wolkvox units per delivered recall, report calls
   while nothing awaits, and the delay from a result in the report to the bridge showing it;
 - writeback (bench/writeback.py): notes per second to a CRM that allows N per second, vs N,
@@ -20,7 +22,7 @@ object, and writes the JSON to bench/results/<timestamp>.json. Exits 1 when a fi
 be measured or failed its check (exactly-once, at most 2 in flight, a Seq Scan in the claim,
 recovery over 5 s); a target missed (noted in the table) is not a failure.
 
-Usage: python bench/run.py [--only ingest,drain,latency,recovery,backlog]
+Usage: python bench/run.py [--only ingest,drain,latency,recovery,backlog,console,loop,writeback]
 """
 
 from __future__ import annotations
