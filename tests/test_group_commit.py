@@ -134,3 +134,18 @@ def test_a_wolkvox_date_is_real_exactly_when_strptime_says_so(digits):
     except ValueError:
         real = False
     assert _is_date(digits) is real
+
+
+def test_a_postgres_that_cannot_be_reached_is_unavailable_with_the_drivers_reason():
+    """The writer cannot connect: StoreUnavailable naming what failed (the caller spools), not
+    an unexpected error."""
+    from webhooks.store import StoreUnavailable
+
+    store = Store("postgresql://postgres@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            store.add_events([event("unreachable")], 100.0)
+        assert "unexpected" not in str(raised.value)
+        assert "connect" in str(raised.value).lower() or "refused" in str(raised.value).lower()
+    finally:
+        store.dispose()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import StoreRefused, StoreUnavailable, timeout_message
+from .errors import StoreRefused, StoreUnavailable, timeout_message, translate
 from .sqlite import WriteLock, pragmas
 from .timeouts import MARGIN, StoreTimeouts, fired
 
@@ -312,7 +312,10 @@ class PostgresBackend:
 
     def unavailable(self, err: Exception) -> str | None:
         import psycopg
+        from sqlalchemy.exc import SQLAlchemyError
 
+        if isinstance(err, SQLAlchemyError):  # from the pool: a connect or pool timeout
+            return str(translate(err, self._timeouts))
         if not isinstance(err, psycopg.Error):
             return None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
