@@ -149,3 +149,16 @@ def test_a_postgres_that_cannot_be_reached_is_unavailable_with_the_drivers_reaso
         assert "connect" in str(raised.value).lower() or "refused" in str(raised.value).lower()
     finally:
         store.dispose()
+
+
+def test_a_store_used_again_after_dispose_gets_a_writer_of_its_own(store):
+    """dispose() stops the writer; a later write (a CLI command reusing the store, a test)
+    starts another on its own queue, and the stopped one does not come back to life."""
+    store.add_events([event("before")], 100.0)
+    first = store.group._thread
+    store.dispose()
+    assert first is not None and not first.is_alive()
+    [outcome] = store.add_events([event("after")], 101.0)
+    assert outcome.result == Received.ACCEPTED
+    assert store.group._thread is not first and store.group._thread.is_alive()
+    assert not first.is_alive()

@@ -104,8 +104,8 @@ class GroupCommit:
         with self._start:
             if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
                 self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(target=self._run, name="group-commit",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, args=(self._queue,),
+                                                name="group-commit", daemon=True)
                 self._thread.start()
                 self._pid = os.getpid()
 
@@ -120,17 +120,18 @@ class GroupCommit:
             self._pid = 0
         thread.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, waiting: queue.SimpleQueue[_Job | None]) -> None:
+        """The writer: `waiting` is its own queue (a writer started after a close has another)."""
         connection = None
         statements = self._prepared()
         closing = False
         while not closing:
-            first = self._queue.get()
+            first = waiting.get()
             jobs = [] if first is None else [first]
             closing = first is None
             while len(jobs) < MAX_BATCH and not closing:
                 try:
-                    job = self._queue.get_nowait()
+                    job = waiting.get_nowait()
                 except queue.Empty:
                     break
                 closing = job is None
