@@ -59,21 +59,24 @@ class SafeLogger(glogging.Logger):
         super().setup(cfg)
         if not any(isinstance(f, _Scrub) for f in self.error_log.filters):
             self.error_log.addFilter(_Scrub())
+        # the atoms the access log's format names, as SafeAtoms reads them
+        self._wanted = frozenset(name.lower() if name.startswith("{") else name
+                                 for name in ATOM.findall(cfg.access_log_format))
+        self._plain = not any(name.startswith("{") for name in self._wanted)
 
     def atoms(self, resp: Response, req: Request, environ: _EnvironType,
               request_time: timedelta) -> _AtomsDict:
         # Only the atoms the format names are made and escaped: gunicorn's own make one per
         # request header and environ entry, and escaping them all cost more than the rest of
         # the line (the access log is written for every webhook).
-        wanted = self._wanted()
-        if not any(name.startswith("{") for name in wanted):
+        if self._plain:  # no {name}i, {name}o or {name}e atom
             environ = cast("_EnvironType", {key: environ[key] for key in PLAIN_ENVIRON
                                             if key in environ})
             req = cast("Request", ())
         # A plain dict to us: gunicorn adds a "{name}e" key per environ entry, which the
         # stubs' TypedDict cannot list.
         made = cast("dict[str, Any]", super().atoms(resp, req, environ, request_time))
-        atoms = {key: made[key] for key in wanted if key in made}
+        atoms = {key: made[key] for key in self._wanted if key in made}
         for key in ("r", "{raw_uri}e"):
             if isinstance(atoms.get(key), str):
                 atoms[key] = redact_query(atoms[key])
@@ -84,12 +87,3 @@ class SafeLogger(glogging.Logger):
             if isinstance(value, str):
                 atoms[key] = printable(value.replace("\\", "\\\\"))
         return cast("_AtomsDict", atoms)
-
-    def _wanted(self) -> frozenset[str]:
-        """The atoms of the access log's format (read once per format)."""
-        form = self.cfg.access_log_format
-        if getattr(self, "_format", None) != form:
-            self._names = frozenset(name.lower() if name.startswith("{") else name
-                                    for name in ATOM.findall(form))  # as SafeAtoms reads them
-            self._format = form
-        return self._names

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import StoreRefused, StoreUnavailable, timeout_message, translate
+from .errors import StoreRefused, StoreUnavailable, short, timeout_message, translate
 from .sqlite import WriteLock, pragmas
 from .timeouts import MARGIN, StoreTimeouts, fired
 
@@ -69,10 +69,8 @@ class GroupCommit:
     statement by name on the writer's connection, through `backend`."""
 
     def __init__(self, backend: Backend, prepared: Callable[[], dict[str, Any]],
-                 write: Callable[..., Any], wait: float | None = None):
+                 write: Callable[..., Any]):
         self._backend = backend
-        # how long a request waits for its commit (0: as long as it takes; `waited` says why)
-        self._wait = backend.wait if wait is None else wait
         self._prepared, self._write = prepared, write
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pid = 0
@@ -90,7 +88,7 @@ class GroupCommit:
         self._ensure_thread()
         job = _Job(new, now)
         self._queue.put(job)
-        if not job.done.wait(self._wait or None):
+        if not job.done.wait(self._backend.wait or None):  # 0: as long as it takes
             job.abandoned = True
             if not job.done.is_set():
                 raise StoreUnavailable(self._backend.waited())
@@ -192,7 +190,7 @@ class GroupCommit:
         if alone is None:
             return True
         if len(jobs) == 1:
-            jobs[0].error = (StoreRefused(str(alone).splitlines()[0][:200])
+            jobs[0].error = (StoreRefused(short(alone))
                              if backend.refused(alone)
                              else StoreUnavailable(backend.unavailable(alone) or str(alone)))
             return True
@@ -208,14 +206,14 @@ class SqliteBackend:
     """A plain sqlite3 connection; every transaction under the database's write lock."""
 
     def __init__(self, database: str, lock: WriteLock, wait: float):
-        self._database, self._lock, self._wait = database, lock, wait
+        self._database, self._lock = database, lock
         self.wait = wait  # STORE_LOCK_TIMEOUT: the lock's wait is the request's
         self.fresh_after_failure = False  # a busy database leaves the connection as it was
 
     def connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._database, isolation_level=None,
-                                     timeout=self._wait or 30, check_same_thread=False)
-        pragmas(connection, self._wait)
+                                     timeout=self.wait or 30, check_same_thread=False)
+        pragmas(connection, self.wait)
         return connection
 
     def begin(self, connection: sqlite3.Connection) -> None:
@@ -246,12 +244,12 @@ class SqliteBackend:
     def unavailable(self, err: Exception) -> str | None:
         if not isinstance(err, sqlite3.Error):
             return None
-        if "locked" in str(err) and self._wait:
-            return fired("STORE_LOCK_TIMEOUT", self._wait, "lock")
+        if "locked" in str(err) and self.wait:
+            return self.waited()
         return str(err)[:200]
 
     def waited(self) -> str:
-        return fired("STORE_LOCK_TIMEOUT", self._wait, "lock")
+        return fired("STORE_LOCK_TIMEOUT", self.wait, "lock")
 
     def broken(self, connection: sqlite3.Connection) -> bool:
         return False  # SQLite's errors leave the connection usable
@@ -270,6 +268,7 @@ class PostgresBackend:
         # a request waits for its commit as long as the watchdog lets a statement run
         self.wait = timeouts.statement + MARGIN if timeouts.statement > 0 else 0.0
         self.fresh_after_failure = True
+        self._watchdog = getattr(engine, "watchdog", None)  # None: STORE_STATEMENT_TIMEOUT=0
         self._fairies: dict[int, Any] = {}  # id(psycopg connection) -> its pool checkout
 
     def connect(self) -> Any:
@@ -279,9 +278,8 @@ class PostgresBackend:
         return connection
 
     def begin(self, connection: Any) -> None:
-        watchdog = getattr(self._engine, "watchdog", None)
-        if watchdog is not None:
-            watchdog.arm(connection)
+        if self._watchdog is not None:
+            self._watchdog.arm(connection)
 
     def commit(self, connection: Any) -> None:
         connection.commit()
@@ -295,9 +293,8 @@ class PostgresBackend:
             connection.rollback()
 
     def release(self, connection: Any) -> None:
-        watchdog = getattr(self._engine, "watchdog", None)
-        if watchdog is not None:
-            watchdog.disarm(connection)
+        if self._watchdog is not None:
+            self._watchdog.disarm(connection)
 
     def refused(self, err: Exception) -> bool:
         import psycopg
@@ -319,8 +316,7 @@ class PostgresBackend:
             return str(translate(err, self._timeouts))
         if not isinstance(err, psycopg.Error):
             return None
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        return timeout_message(first, self._timeouts)
+        return timeout_message(short(err), self._timeouts)
 
     def waited(self) -> str:
         return fired("STORE_STATEMENT_TIMEOUT", self._timeouts.statement, "statement")

@@ -4,21 +4,18 @@ Three statements, built once with Core: insert the event unless (source, dedup_k
 read the existing one when it does, and supersede the lead's older queued events. They run on
 a connection of the group commit's own (group_commit.py), compiled once and executed on the
 DBAPI connection (prepared.py): SQLAlchemy's own work per execution costs several times what
-the database spends on the row. `add_events` without a group commit (SQLite in memory, for
-tests) runs them through SQLAlchemy.
+the database spends on the row.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Connection,
     Engine,
     Float,
     bindparam,
@@ -34,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..lifecycle import Received, Status
 from ..reasons import SUPERSEDED_BY, SUPERSEDED_LATE_ACK, SUPERSEDED_LATE_CHANGE
+from .errors import StoreUnavailable
 from .events import LATER, LEAD_IS, NOT_LATER_THAN_NEW, NewEvent, Outcome
 from .prepared import Prepared
 from .tables import events
@@ -62,28 +60,21 @@ ROW_KEYS = ("source", "dedup_key", "status", "token_key", "campaign_id", "custom
 
 
 class IngestStore:
-    """Mixed into `Store`; expects `engine`, `dialect`, `_tx()` and `group`."""
+    """Mixed into `Store`; expects `engine`, `dialect` and `group`."""
 
     engine: Engine
     dialect: str
-    group: GroupCommit | None  # SQLite on a file: writes batched by one thread
-
-    if TYPE_CHECKING:  # EventStore's, beside this one in Store
-        @contextmanager
-        def _tx(self, read: bool = False) -> Iterator[Connection]: ...
+    group: GroupCommit | None  # the writer; None only for SQLite in memory (not a store)
 
     def add_events(self, new: Sequence[NewEvent], now: float | None = None) -> list[Outcome]:
         """Store a request's events in one transaction; a repeated (source, dedup_key) is a
         duplicate, and a new queued event supersedes older queued ones of the same lead.
         StoreUnavailable if the database cannot be written now; StoreRefused if it refuses
         the values themselves (nothing is written either way)."""
-        now = time.time() if now is None else now
-        if self.group is not None:
-            return self.group.submit(new, now)
-        statements = self.statements
-        with self._tx() as db:
-            return store_events(lambda name, values: db.execute(statements[name], values).all(),
-                                new, now)
+        if self.group is None:
+            raise StoreUnavailable("SQLite in memory cannot be shared by the bridge's "
+                                   "threads: set DATABASE_URL to a file or to PostgreSQL")
+        return self.group.submit(new, time.time() if now is None else now)
 
     @cached_property
     def statements(self) -> dict[str, Any]:

@@ -30,12 +30,10 @@ class Prepared:
     def run(self, connection: Any, values: dict[str, Any]) -> list[Any]:
         """Execute on a DBAPI `connection` (inside its transaction); the rows it returns."""
         merged = {**self.defaults, **values}
-        if self.positional:
-            args: Any = [json.dumps(merged[key]) if key in self.json else _plain(merged[key])
-                         for key in self.order]
-        else:
-            args = {key: json.dumps(merged[key]) if key in self.json else _plain(merged[key])
-                    for key in self.order}
+        named = {key: json.dumps(merged[key]) if key in self.json else _plain(merged[key])
+                 for key in set(self.order)}
+        # qmark lists a value once per use (a name used twice comes twice)
+        args = [named[key] for key in self.order] if self.positional else named
         return connection.execute(self.sql, args).fetchall()
 
 
